@@ -1,0 +1,32 @@
+"""Paths, defaults and environment variables, in one place.
+
+Every stage reads its locations from here so that the embedded defaults (local files, a
+SQLite MLflow store) and the production settings (PostgreSQL URLs) are switched by
+environment variables only, never by editing code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("RECSYS_DATA_DIR", PROJECT_ROOT / "data"))
+RAW_DIR = DATA_DIR / "raw"
+SIMULATED_DIR = DATA_DIR / "simulated"
+FEATURES_DIR = DATA_DIR / "features"
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+
+MLFLOW_TRACKING_URI = os.environ.get(
+    "MLFLOW_TRACKING_URI", f"sqlite:///{(PROJECT_ROOT / 'mlflow.db').as_posix()}"
+)
+REGISTERED_MODEL_NAME = os.environ.get("RECSYS_MODEL_NAME", "engagement-ranker")
+
+DEFAULT_SEED = 42
+
+# Canonical table file names inside a dataset folder (raw ingest or simulation output).
+OFFERS_FILE = "offers.parquet"
+EVENTS_FILE = "events.parquet"
+PROFILES_FILE = "profiles.parquet"
+TRUTH_DIR = "truth"
+REJECTS_SUFFIX = ".rejects.jsonl"

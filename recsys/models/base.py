@@ -1,0 +1,110 @@
+"""One small protocol every model implements: train, score, save, load.
+
+Candidate selection (eligibility, geography, already-applied) and ranking live elsewhere
+(`recsys.candidates`, `recsys.ranking`); a model only turns (users, offers) into scores.
+Artefacts are explicit arrays (`arrays.npz`, loaded with allow_pickle=False) plus a JSON
+config, never a bare pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from recsys.dataset import OfferBatch, TrainingData, UserBatch
+
+CONFIG_FILE = "config.json"
+ARRAYS_FILE = "arrays.npz"
+
+
+@dataclass
+class ModelConfig:
+    """Base of every model's typed config; round-trips to a plain dict (logged as params)."""
+
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        """Build from a plain dict, refusing unknown keys and wrong types with a clear message."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown parameter(s) {unknown}; expected any of {sorted(known)}"
+            )
+        checked: dict[str, Any] = {}
+        for name, value in values.items():
+            default = getattr(cls(), name)
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{cls.__name__}.{name}: expected true/false, got {value!r}")
+            elif isinstance(default, int | float) and not isinstance(value, bool):
+                if not isinstance(value, int | float):
+                    raise ValueError(f"{cls.__name__}.{name}: expected a number, got {value!r}")
+                value = type(default)(value) if isinstance(default, float) else value
+                if isinstance(default, int) and not float(value).is_integer():
+                    raise ValueError(f"{cls.__name__}.{name}: expected an integer, got {value!r}")
+                value = int(value) if isinstance(default, int) else value
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise ValueError(f"{cls.__name__}.{name}: expected a string, got {value!r}")
+            checked[name] = value
+        return cls(**checked)
+
+
+class Recommender(ABC):
+    """A model: learns from `TrainingData`, scores users against offers.
+
+    `score` returns a float matrix (n_users, n_offers), higher is better; NaN marks a pair
+    the model cannot score (the ranker then treats it as unrankable, never crashes).
+    Unknown users and offers are scored through their features where the model can.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    @abstractmethod
+    def train(self, data: TrainingData) -> None:
+        """Fit on everything before the cutoff."""
+
+    @abstractmethod
+    def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
+        """Scores of shape (len(users), len(offers))."""
+
+    @abstractmethod
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (no object dtype), for `save`."""
+
+    @abstractmethod
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the fitted state from `get_arrays`' output."""
+
+    def save(self, path: Path | str) -> None:
+        """Write `config.json` (with the model name) and `arrays.npz` into folder `path`."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = {"model": self.name, "config": self.config.to_dict()}
+        (folder / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        np.savez(folder / ARRAYS_FILE, **self.get_arrays())
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        """Rebuild a saved model of this class from folder `path`."""
+        folder = Path(path)
+        payload = json.loads((folder / CONFIG_FILE).read_text())
+        if payload.get("model") != cls.name:
+            raise ValueError(f"{folder} holds model {payload.get('model')!r}, not {cls.name!r}")
+        model = cls(cls.config_class.from_dict(payload["config"]))
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as stored:
+            model.set_arrays({key: stored[key] for key in stored.files})
+        return model

@@ -1,0 +1,237 @@
+"""Canonical tables (offers, events, profiles) and the typed records behind them.
+
+Column names follow the national engagement API (camelCase) so that real exports load
+without renaming. Every stage exchanges these tables as Parquet files whose Arrow schema is
+declared here; `conform` casts a DataFrame to it and fails loudly on a missing column.
+
+Offers (`offers.parquet`), one row per offer, key `id`:
+    id, clientId, publisherId, publisherName, organizationName: string
+    title, description (plain text, HTML stripped), schedule: string
+    domain: string (one of taxonomy.DOMAINS); activities: list<string> (taxonomy.ACTIVITIES)
+    type: string (taxonomy.PROGRAMMES); snu: bool; snuPlaces, places: int32 (null = unknown)
+    remote: string (no/possible/full/local)
+    openToMinors, reducedMobilityAccessible, closeToTransport: bool (null = missing)
+    startAt, endAt, postedAt, createdAt, updatedAt, deletedAt: timestamp[ms, UTC] (null allowed
+        for endAt and deletedAt)
+    compensationAmount, compensationAmountMax: float64; compensationUnit, compensationType: string
+    statusCode: string (ACCEPTED/REFUSED)
+    city, postalCode, departmentCode, departmentName, region: string; lat, lon: float64 (null =
+        no coordinates)
+    tags: list<string>
+
+Events (`events.parquet`), one row per diffusion signal, key `id`:
+    id, type (print/click/apply/account), createdAt (timestamp[ms, UTC])
+    missionId (offer id), toPublisherId, fromPublisherId, source, sourceId: string
+    user: string (opaque hash, not stable); userId: string (stable id, null when anonymous)
+    clickId, requestId, clientEventId: string; isBot: bool
+    status: string (apply only); position: int16 (rank on the page, prints and clicks)
+    candidateAge: int16; candidatePostalCode: string (apply customAttributes)
+
+Profiles (`profiles.parquet`), one row per known visitor, key `userId`:
+    userId: string; age: int16 (null = unknown); lat, lon: float64; postalCode, departmentCode,
+    region: string; mobility: string; radiusKm: float64; disability: bool; hasQuiz: bool;
+    quizDomains, quizActivities, quizMotivations: list<string>; quizRhythm: string
+    (taxonomy.DONT_KNOW stands for "je ne sais pas encore")
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from recsys import taxonomy
+
+TS = pa.timestamp("ms", tz="UTC")
+STR_LIST = pa.list_(pa.string())
+
+OFFER_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("clientId", pa.string()),
+        ("publisherId", pa.string()),
+        ("publisherName", pa.string()),
+        ("organizationName", pa.string()),
+        ("title", pa.string()),
+        ("description", pa.string()),
+        ("schedule", pa.string()),
+        ("domain", pa.string()),
+        ("activities", STR_LIST),
+        ("type", pa.string()),
+        ("snu", pa.bool_()),
+        ("snuPlaces", pa.int32()),
+        ("places", pa.int32()),
+        ("remote", pa.string()),
+        ("openToMinors", pa.bool_()),
+        ("reducedMobilityAccessible", pa.bool_()),
+        ("closeToTransport", pa.bool_()),
+        ("startAt", TS),
+        ("endAt", TS),
+        ("postedAt", TS),
+        ("createdAt", TS),
+        ("updatedAt", TS),
+        ("deletedAt", TS),
+        ("compensationAmount", pa.float64()),
+        ("compensationAmountMax", pa.float64()),
+        ("compensationUnit", pa.string()),
+        ("compensationType", pa.string()),
+        ("statusCode", pa.string()),
+        ("city", pa.string()),
+        ("postalCode", pa.string()),
+        ("departmentCode", pa.string()),
+        ("departmentName", pa.string()),
+        ("region", pa.string()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("tags", STR_LIST),
+    ]
+)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("type", pa.string()),
+        ("createdAt", TS),
+        ("missionId", pa.string()),
+        ("toPublisherId", pa.string()),
+        ("fromPublisherId", pa.string()),
+        ("source", pa.string()),
+        ("sourceId", pa.string()),
+        ("user", pa.string()),
+        ("userId", pa.string()),
+        ("clickId", pa.string()),
+        ("requestId", pa.string()),
+        ("clientEventId", pa.string()),
+        ("isBot", pa.bool_()),
+        ("status", pa.string()),
+        ("position", pa.int16()),
+        ("candidateAge", pa.int16()),
+        ("candidatePostalCode", pa.string()),
+    ]
+)
+
+PROFILE_SCHEMA = pa.schema(
+    [
+        ("userId", pa.string()),
+        ("age", pa.int16()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("postalCode", pa.string()),
+        ("departmentCode", pa.string()),
+        ("region", pa.string()),
+        ("mobility", pa.string()),
+        ("radiusKm", pa.float64()),
+        ("disability", pa.bool_()),
+        ("hasQuiz", pa.bool_()),
+        ("quizDomains", STR_LIST),
+        ("quizActivities", STR_LIST),
+        ("quizRhythm", pa.string()),
+        ("quizMotivations", STR_LIST),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "offers": OFFER_SCHEMA,
+    "events": EVENT_SCHEMA,
+    "profiles": PROFILE_SCHEMA,
+}
+
+
+def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) -> pa.Table:
+    """Cast a DataFrame to the canonical Arrow schema of `kind` (column order included).
+
+    Raises:
+        ValueError: naming the missing columns, or the column that cannot be cast.
+    """
+    schema = SCHEMAS[kind]
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        raise ValueError(f"{kind} table is missing columns: {', '.join(missing)}")
+    arrays = []
+    for field in schema:
+        try:
+            arrays.append(pa.array(frame[field.name], type=field.type, from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+            raise ValueError(f"{kind}.{field.name}: cannot cast to {field.type}: {error}") from error
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_table(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"], path) -> None:
+    """Write a canonical table as Parquet after conforming it to its schema."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(conform(frame, kind), path)
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a canonical Parquet table with Arrow-backed timestamps kept as pandas UTC datetimes."""
+    return pd.read_parquet(path)
+
+
+class Quiz(BaseModel):
+    """A quiz profile's answers; `taxonomy.DONT_KNOW` stands for "je ne sais pas encore"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domains: list[str] = Field(default_factory=list, max_length=len(taxonomy.QUIZ_DOMAINS) + 1)
+    activities: list[str] = Field(
+        default_factory=list, max_length=len(taxonomy.QUIZ_ACTIVITIES) + 1
+    )
+    rhythm: str | None = None
+    motivations: list[str] = Field(default_factory=list, max_length=len(taxonomy.MOTIVATIONS) + 1)
+
+    @field_validator("domains")
+    @classmethod
+    def _known_domains(cls, values: list[str]) -> list[str]:
+        return _check_vocabulary(values, taxonomy.QUIZ_DOMAINS, "domains")
+
+    @field_validator("activities")
+    @classmethod
+    def _known_activities(cls, values: list[str]) -> list[str]:
+        return _check_vocabulary(values, taxonomy.QUIZ_ACTIVITIES, "activities")
+
+    @field_validator("motivations")
+    @classmethod
+    def _known_motivations(cls, values: list[str]) -> list[str]:
+        return _check_vocabulary(values, taxonomy.MOTIVATIONS, "motivations")
+
+    @field_validator("rhythm")
+    @classmethod
+    def _known_rhythm(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_vocabulary([value], taxonomy.RHYTHMS, "rhythm")[0]
+
+
+class Profile(BaseModel):
+    """A visitor as the front describes them: stable id if any, age, place, mobility, quiz."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, max_length=128)
+    age: int | None = Field(default=None, ge=0, le=120)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    radius_km: float | None = Field(default=None, gt=0, le=1000)
+    mobility: Literal["walking", "public_transport", "bike", "car"] | None = None
+    disability: bool = False
+    quiz: Quiz | None = None
+
+    @model_validator(mode="after")
+    def _lat_lon_together(self) -> Profile:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon must be given together")
+        return self
+
+
+def _check_vocabulary(values: list[str], vocabulary: tuple[str, ...], field: str) -> list[str]:
+    allowed = set(vocabulary) | {taxonomy.DONT_KNOW}
+    unknown = [value for value in values if value not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{field}: unknown value(s) {unknown}; expected any of {sorted(allowed)}"
+        )
+    return list(dict.fromkeys(values))
