@@ -124,7 +124,9 @@ def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
     """Build the offer arrays from a canonical offers table (schema.OFFER_SCHEMA columns)."""
     activities = offers["activities"]
     quiz_activity_lists = activities.map(
-        lambda values: [taxonomy.ACTIVITY_TO_QUIZ.get(v) for v in (values if values is not None else [])]
+        lambda values: [
+            taxonomy.ACTIVITY_TO_QUIZ.get(v) for v in (values if values is not None else [])
+        ]
     )
     quiz_domain_lists = offers["domain"].map(lambda d: taxonomy.DOMAIN_TO_QUIZ.get(d, ()))
     compensation = offers["compensationAmount"].fillna(0).to_numpy(dtype=float)

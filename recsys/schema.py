@@ -154,7 +154,9 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
         try:
             arrays.append(pa.array(frame[field.name], type=field.type, from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
-            raise ValueError(f"{kind}.{field.name}: cannot cast to {field.type}: {error}") from error
+            raise ValueError(
+                f"{kind}.{field.name}: cannot cast to {field.type}: {error}"
+            ) from error
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -231,7 +233,5 @@ def _check_vocabulary(values: list[str], vocabulary: tuple[str, ...], field: str
     allowed = set(vocabulary) | {taxonomy.DONT_KNOW}
     unknown = [value for value in values if value not in allowed]
     if unknown:
-        raise ValueError(
-            f"{field}: unknown value(s) {unknown}; expected any of {sorted(allowed)}"
-        )
+        raise ValueError(f"{field}: unknown value(s) {unknown}; expected any of {sorted(allowed)}")
     return list(dict.fromkeys(values))

@@ -220,7 +220,7 @@ STATUS_CODES: Final[tuple[str, ...]] = ("ACCEPTED", "REFUSED")
 COMPENSATION_UNITS: Final[tuple[str, ...]] = ("hour", "day", "month", "year")
 COMPENSATION_TYPES: Final[tuple[str, ...]] = ("gross", "net")
 
-# --- Events ----------------------------------------------------------------------------------------
+# --- Events ---------------------------------------------------------------------------
 EVENT_TYPES: Final[tuple[str, ...]] = ("print", "click", "apply", "account")
 EVENT_SOURCES: Final[tuple[str, ...]] = (
     "api",

@@ -1,0 +1,348 @@
+"""Hard eligibility: which offers a person may be recommended at a given time.
+
+One vectorised rule set over `OfferArrays`, numpy only, shared verbatim by offline evaluation
+(`eligible_matrix`) and by the service's hot path (`eligible`), so that an offline figure
+describes what is served and the rate of ineligible recommendations is zero by construction.
+An offer is eligible when every rule below holds.
+
+Availability at time `at` (DOMAIN.md section 4, "also"; section 2 for the fields):
+    - `statusCode` is ACCEPTED: only accepted offers are diffused.
+    - not deleted: `deletedAt` is missing or after `at`.
+    - not ended: `endAt` is missing (an open-ended offer never ends) or at or after `at`.
+    - posted: `postedAt` at or before `at`.
+    - places left: `places` missing (unknown, kept) or above 0; 0 or less means full.
+
+Age (DOMAIN.md section 4; bounds from `taxonomy.PROGRAMME_AGE_BOUNDS`, inclusive, on the age
+in completed years):
+    - Service Civique 16-25, up to 30 with a disability.
+    - Sapeurs-pompiers volontaires 16-67; Réserve opérationnelle 17-72.
+    - Bénévolat: adults; minors of 16-17 only where `openToMinors` is yes. A missing
+      `openToMinors` counts as no for bénévolat: conservative, a minor is never shown an
+      offer nobody said was open to minors.
+    - SNU flag: the offer is also open to 15-17 year-olds (the SNU general-interest mission).
+    - `openToMinors` no excludes anyone under 18, whatever the programme and the SNU flag.
+    - An offer whose programme is not one of `taxonomy.PROGRAMMES` has no known age rule and
+      is never eligible.
+    - Unknown age: the person is taken for an adult young person and an offer passes when it
+      admits every age from 18 to 25. With today's programmes that admits every known
+      programme (Service Civique included: the platform's audience is young, and hiding its
+      flagship programme from everyone who skipped the age question would cost more than
+      showing it to the rare older visitor, whom the offer's own form then turns away).
+
+Geography (DOMAIN.md section 5, the incumbent's radius; `taxonomy.REMOTE_IGNORES_DISTANCE`):
+    - An offer whose `remote` is full, local or possible is eligible at any distance.
+    - Otherwise (on site) it must lie within `radius_km` of the person (great-circle).
+    - An on-site offer without coordinates is excluded when the person's place is known:
+      nothing proves it is near.
+    - When the person's place is unknown, on-site offers are all kept: there is nothing to
+      measure against, and ranking (not eligibility) is where distance then matters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+
+from recsys import taxonomy
+from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.geo import haversine_km
+
+_SERVICE_CIVIQUE = taxonomy.PROGRAMMES.index(taxonomy.SERVICE_CIVIQUE)
+_BENEVOLAT = taxonomy.PROGRAMMES.index(taxonomy.BENEVOLAT)
+_YES, _NO = 1, 0  # OfferArrays.open_to_minors: 1 yes, 0 no, -1 missing
+
+# Lookup tables indexed by code + 1, so that the "unknown" code -1 lands on slot 0.
+_AGE_LOWER = np.array(
+    [np.inf] + [taxonomy.PROGRAMME_AGE_BOUNDS[p][0] for p in taxonomy.PROGRAMMES], dtype=float
+)
+_AGE_UPPER = np.array(
+    [-np.inf] + [taxonomy.PROGRAMME_AGE_BOUNDS[p][1] for p in taxonomy.PROGRAMMES], dtype=float
+)
+_REMOTE_ANYWHERE = np.array(
+    [False] + [value in taxonomy.REMOTE_IGNORES_DISTANCE for value in taxonomy.REMOTE_VALUES]
+)
+_UNKNOWN_AGE_PROBES = (float(taxonomy.ADULT_AGE), 25.0)  # rules are intervals: ends suffice
+
+# Rows of profiles per block in `eligible_matrix`, sized so that one block's float
+# temporaries stay around a few tens of megabytes.
+_MATRIX_CELLS_PER_BLOCK = 2_000_000
+
+
+def distances_km(offers: OfferArrays, lat: float | None, lon: float | None) -> np.ndarray:
+    """Great-circle km from a place to every offer; NaN where either side is unknown."""
+    return haversine_km(_nan_if_none(lat), _nan_if_none(lon), offers.lat, offers.lon)
+
+
+def eligible(
+    offers: OfferArrays,
+    *,
+    age: float | None,
+    disability: bool,
+    lat: float | None,
+    lon: float | None,
+    radius_km: float,
+    at: int,
+    distances_km: np.ndarray | None = None,
+) -> np.ndarray:
+    """Boolean mask over `offers`: what one person may be recommended at `at`.
+
+    Args:
+        offers: the catalog's column arrays.
+        age: age in years; NaN or None when unknown (see the module docstring).
+        disability: whether the person declared a disability (Service Civique to 30).
+        lat, lon: the person's place in degrees; NaN or None when unknown.
+        radius_km: how far an on-site offer may be (positive; inf for no limit).
+        at: epoch seconds (UTC) of the request.
+        distances_km: optional precomputed `distances_km(offers, lat, lon)`, to share the
+            haversine with scoring.
+
+    Raises:
+        ValueError: on a non-positive or NaN radius, or distances of the wrong shape.
+    """
+    _check_radius(radius_km)
+    lat, lon = _nan_if_none(lat), _nan_if_none(lon)
+    if distances_km is None:
+        distances_km = _distances(offers, lat, lon)
+    elif np.shape(distances_km) != (len(offers),):
+        raise ValueError(
+            f"distances_km: shape {np.shape(distances_km)} does not match {len(offers)} offers"
+        )
+    masks = _rule_masks(
+        offers,
+        age=_nan_if_none(age),
+        disability=bool(disability),
+        lat=lat,
+        lon=lon,
+        radius_km=float(radius_km),
+        at=int(at),
+        distances=distances_km,
+    )
+    return np.logical_and.reduce([mask for _, mask in masks])
+
+
+def eligible_matrix(offers: OfferArrays, profiles: ProfileArrays, at: int) -> np.ndarray:
+    """Boolean (n_profiles, n_offers): row i is `eligible(...)` for profile i at `at`.
+
+    The same rules as `eligible`, broadcast over blocks of profiles so that the distance
+    matrix never has to exist whole.
+
+    Raises:
+        ValueError: when a profile's radius is not a positive number.
+    """
+    bad = ~(profiles.radius_km > 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"radius_km: profile {profiles.ids[first]!r} has radius {profiles.radius_km[first]}"
+            ", expected a positive number"
+        )
+    out = np.zeros((len(profiles), len(offers)), dtype=bool)
+    block = max(1, _MATRIX_CELLS_PER_BLOCK // max(1, len(offers)))
+    for start in range(0, len(profiles), block):
+        rows = slice(start, start + block)
+        lat = profiles.lat[rows, None]
+        lon = profiles.lon[rows, None]
+        masks = _rule_masks(
+            offers,
+            age=profiles.age[rows, None],
+            disability=profiles.disability[rows, None],
+            lat=lat,
+            lon=lon,
+            radius_km=profiles.radius_km[rows, None],
+            at=int(at),
+            distances=haversine_km(lat, lon, offers.lat, offers.lon),
+        )
+        out[rows] = np.logical_and.reduce(
+            [np.broadcast_to(mask, out[rows].shape) for _, mask in masks]
+        )
+    return out
+
+
+def ineligibility_reasons(
+    offers: OfferArrays,
+    index: int,
+    *,
+    age: float | None,
+    disability: bool,
+    lat: float | None,
+    lon: float | None,
+    radius_km: float,
+    at: int,
+) -> list[str]:
+    """Why offer `index` is not eligible for this person at `at`; empty when it is.
+
+    Uses the very masks of `eligible`, so the list is empty exactly when `eligible` is True.
+
+    Raises:
+        ValueError: on an index out of range or a bad radius.
+    """
+    if not -len(offers) <= index < len(offers):
+        raise ValueError(f"index: {index} is out of range for {len(offers)} offers")
+    _check_radius(radius_km)
+    one = offers.take(np.array([index]))
+    lat, lon = _nan_if_none(lat), _nan_if_none(lon)
+    distances = _distances(one, lat, lon)
+    masks = _rule_masks(
+        one,
+        age=_nan_if_none(age),
+        disability=bool(disability),
+        lat=lat,
+        lon=lon,
+        radius_km=float(radius_km),
+        at=int(at),
+        distances=distances,
+    )
+    context = {
+        "age": _nan_if_none(age),
+        "radius_km": float(radius_km),
+        "at": float(at),
+        "distance": float(distances[0]),
+    }
+    return [_REASONS[name](one, context) for name, mask in masks if not bool(mask[0])]
+
+
+# --- Rules -------------------------------------------------------------------------------------
+
+
+def _rule_masks(
+    offers: OfferArrays,
+    *,
+    age: float | np.ndarray,
+    disability: bool | np.ndarray,
+    lat: float | np.ndarray,
+    lon: float | np.ndarray,
+    radius_km: float | np.ndarray,
+    at: int,
+    distances: np.ndarray,
+) -> list[tuple[str, np.ndarray]]:
+    """Each rule's pass mask, named. Person fields are scalars or (m, 1) columns that
+    broadcast against the (n,) offer arrays."""
+    return [
+        ("status", offers.accepted),
+        ("deleted", offers.deleted_at > at),
+        ("ended", offers.end_at >= at),
+        ("posted", offers.posted_at <= at),
+        ("places", ~(offers.places <= 0)),  # NaN (unknown) compares False: kept
+        ("age", _age_mask(offers, age, disability)),
+        ("geography", _geography_mask(offers, lat, lon, radius_km, distances)),
+    ]
+
+
+def _age_mask(
+    offers: OfferArrays, age: float | np.ndarray, disability: bool | np.ndarray
+) -> np.ndarray:
+    years = np.floor(age)
+    unknown = np.isnan(years)
+    if not np.any(unknown):
+        return _admits(offers, years, disability)
+    assumed = np.logical_and.reduce(
+        [_admits(offers, np.float64(probe), disability) for probe in _UNKNOWN_AGE_PROBES]
+    )
+    if np.ndim(years) == 0:
+        return assumed
+    known = _admits(offers, np.where(unknown, 0.0, years), disability)
+    return np.where(unknown, assumed, known)
+
+
+def _admits(
+    offers: OfferArrays, years: float | np.ndarray, disability: bool | np.ndarray
+) -> np.ndarray:
+    """Whether each offer admits a person of `years` (completed years, no NaN)."""
+    programme = offers.programme
+    upper = _AGE_UPPER[programme + 1]
+    disability_upper = np.where(
+        programme == _SERVICE_CIVIQUE, float(taxonomy.SERVICE_CIVIQUE_DISABILITY_MAX_AGE), upper
+    )
+    upper = np.where(disability, disability_upper, upper)
+    minor = years < taxonomy.ADULT_AGE
+    in_programme = (_AGE_LOWER[programme + 1] <= years) & (years <= upper)
+    benevolat_closed = (programme == _BENEVOLAT) & (offers.open_to_minors != _YES)
+    in_programme = in_programme & ~(minor & benevolat_closed)
+    snu_low, snu_high = taxonomy.SNU_AGE_BOUNDS
+    in_snu = offers.snu & (programme >= 0) & (snu_low <= years) & (years <= snu_high)
+    return (in_programme | in_snu) & ~(minor & (offers.open_to_minors == _NO))
+
+
+def _geography_mask(
+    offers: OfferArrays,
+    lat: float | np.ndarray,
+    lon: float | np.ndarray,
+    radius_km: float | np.ndarray,
+    distances: np.ndarray,
+) -> np.ndarray:
+    anywhere = _REMOTE_ANYWHERE[offers.remote + 1]
+    place_unknown = np.isnan(lat) | np.isnan(lon)
+    within = distances <= radius_km  # NaN (offer without coordinates) compares False
+    return anywhere | place_unknown | within
+
+
+# --- Helpers -----------------------------------------------------------------------------------
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _distances(offers: OfferArrays, lat: float, lon: float) -> np.ndarray:
+    if math.isnan(lat) or math.isnan(lon):
+        return np.full(len(offers), np.nan)
+    return haversine_km(lat, lon, offers.lat, offers.lon)
+
+
+def _check_radius(radius_km: float) -> None:
+    if not radius_km > 0:  # also catches NaN
+        raise ValueError(f"radius_km: expected a positive number of km, got {radius_km!r}")
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds")
+
+
+def _age_rule(offer: OfferArrays) -> str:
+    code = int(offer.programme[0])
+    if code < 0:
+        return "unknown programme"
+    programme = taxonomy.PROGRAMMES[code]
+    low, high = taxonomy.PROGRAMME_AGE_BOUNDS[programme]
+    rule = f"{taxonomy.PROGRAMME_LABELS_FR[programme]} {low}-{high}"
+    if programme == taxonomy.SERVICE_CIVIQUE:
+        rule += f" ({taxonomy.SERVICE_CIVIQUE_DISABILITY_MAX_AGE} with a disability)"
+    if programme == taxonomy.BENEVOLAT:
+        rule = f"{taxonomy.PROGRAMME_LABELS_FR[programme]} adults, 16-17 if open to minors"
+    if offer.snu[0]:
+        rule += ", SNU {}-{}".format(*taxonomy.SNU_AGE_BOUNDS)
+    minors = {1: "yes", 0: "no", -1: "missing"}[int(offer.open_to_minors[0])]
+    return f"{rule}; openToMinors {minors}"
+
+
+def _age_reason(offer: OfferArrays, context: dict[str, float]) -> str:
+    age = context["age"]
+    who = "unknown age (taken as 18-25)" if math.isnan(age) else f"age {math.floor(age)}"
+    return f"{who} not admitted: {_age_rule(offer)}"
+
+
+def _geography_reason(offer: OfferArrays, context: dict[str, float]) -> str:
+    if math.isnan(context["distance"]):
+        return "on-site offer without coordinates"
+    return (
+        f"on-site offer {context['distance']:.1f} km away, beyond the "
+        f"{context['radius_km']:g} km radius"
+    )
+
+
+_REASONS: dict[str, Callable[[OfferArrays, dict[str, float]], str]] = {
+    "status": lambda offer, _: "statusCode is not ACCEPTED",
+    "deleted": lambda offer, c: (
+        f"deleted at {_iso(int(offer.deleted_at[0]))}, not after {_iso(int(c['at']))}"
+    ),
+    "ended": lambda offer, c: f"ended at {_iso(int(offer.end_at[0]))}, before {_iso(int(c['at']))}",
+    "posted": lambda offer, c: (
+        f"posted at {_iso(int(offer.posted_at[0]))}, after {_iso(int(c['at']))}"
+    ),
+    "places": lambda offer, _: f"no places left (places {offer.places[0]:g})",
+    "age": _age_reason,
+    "geography": _geography_reason,
+}

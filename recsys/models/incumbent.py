@@ -1,0 +1,199 @@
+"""The platform's quiz-matching engine (version m4), the baseline to beat (DOMAIN.md §5).
+
+Written from the engine's description, on the arrays every stage shares:
+
+- Per taxonomy t the visitor answered: `s_t = base + (1 − base)·min(Σ user·offer / Σ user, 1)`
+  with base 0.5, user and offer being 0/1 vectors over the taxonomy's values. Taxonomies and
+  weights: quiz domains 1.5 and activity types 1.5 (offers tagged through
+  `taxonomy.DOMAIN_TO_QUIZ` / `ACTIVITY_TO_QUIZ`), rhythm 1.2 (the offer's rhythm from
+  `arrays.offer_rhythm`), motivations 1.0 restricted to the two an offer shows in its data
+  ("indemnisation" ↔ paid, "a-distance" ↔ remote possible or full). The engine's other
+  taxonomies (team, interaction, autonomy, unforeseen at 0.6; the remaining motivations) need
+  the language-model tagging of offers that the API does not export, so they are left out.
+- A taxonomy answered "je ne sais pas encore" or not answered is skipped; the taxonomy part is
+  the weighted mean of the answered ones. A visitor who answered none (no quiz, or "don't
+  know" everywhere) gets the neutral base 0.5 for every offer, so that geography alone ranks
+  their offers, as the engine does for an empty match.
+- Geography: `max(0, 1 − d / radius)` with d the great-circle distance and the radius from
+  mobility (`ProfileArrays.radius_km`; `taxonomy.DEFAULT_RADIUS_KM` when missing). With the
+  remote overrides (the engine as in production), `remote = full` scores 0.9 and `local` 0.95
+  whatever the distance; otherwise an offer without coordinates scores 0.1, and so does every
+  offer for a visitor without coordinates (the distance is unknown either way).
+- Total: `(0.3·taxonomy + 0.3·geography) / 0.6`.
+
+Without the remote overrides (`incumbent_local`), remote offers are scored by distance like any
+other: a full-remote offer with coordinates by its distance, one without coordinates 0.1. The
+literal overrides let remote offers fill a top-10 at any distance; this variant is the
+stronger baseline where distance matters.
+
+The engine's age-band gate is not applied here: eligibility (`recsys.eligibility`) is applied
+to every model alike by candidate selection, before scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys import taxonomy
+from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.geo import haversine_km
+from recsys.models._common import CHUNK_CELLS, row_chunks
+from recsys.models.base import ModelConfig, Recommender
+
+TAXONOMY_BASE = 0.5
+DOMAIN_WEIGHT = 1.5
+ACTIVITY_WEIGHT = 1.5
+RHYTHM_WEIGHT = 1.2
+MOTIVATION_WEIGHT = 1.0
+TAXONOMY_SHARE = 0.3
+GEO_SHARE = 0.3
+REMOTE_FULL_SCORE = 0.9
+REMOTE_LOCAL_SCORE = 0.95
+NO_LOCATION_SCORE = 0.1
+
+_FULL = taxonomy.REMOTE_VALUES.index("full")
+_LOCAL = taxonomy.REMOTE_VALUES.index("local")
+_POSSIBLE = taxonomy.REMOTE_VALUES.index("possible")
+# The motivations an offer shows in its exported data, in this order.
+_OBSERVABLE_MOTIVATIONS = [
+    taxonomy.MOTIVATIONS.index("indemnisation"),
+    taxonomy.MOTIVATIONS.index("a-distance"),
+]
+
+
+def _taxonomy_match(user: np.ndarray, offer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per (user, offer) score of one taxonomy, and which users answered it.
+
+    Args:
+        user: bool (n_users, n_values), the values the visitor chose.
+        offer: bool (n_offers, n_values), the values the offer is tagged with.
+    """
+    chosen = user.sum(axis=1).astype(float)
+    answered = chosen > 0
+    overlap = user.astype(float) @ offer.astype(float).T
+    ratio = np.minimum(overlap / np.where(answered, chosen, 1.0)[:, None], 1.0)
+    return TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio, answered
+
+
+def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((len(codes), width), dtype=bool)
+    known = np.flatnonzero(codes >= 0)
+    out[known, codes[known]] = True
+    return out
+
+
+def taxonomy_scores(profiles: ProfileArrays, offers: OfferArrays) -> np.ndarray:
+    """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1]."""
+    offer_motivations = np.column_stack([offers.paid, np.isin(offers.remote, [_POSSIBLE, _FULL])])
+    parts = [
+        (DOMAIN_WEIGHT, profiles.quiz_domains, offers.quiz_domains),
+        (ACTIVITY_WEIGHT, profiles.quiz_activities, offers.quiz_activities),
+        (
+            RHYTHM_WEIGHT,
+            _one_hot(profiles.rhythm, len(taxonomy.RHYTHMS)),
+            _one_hot(offers.rhythm, len(taxonomy.RHYTHMS)),
+        ),
+        (MOTIVATION_WEIGHT, profiles.motivations[:, _OBSERVABLE_MOTIVATIONS], offer_motivations),
+    ]
+    weighted = np.zeros((len(profiles), len(offers)))
+    total_weight = np.zeros(len(profiles))
+    for weight, user, offer in parts:
+        score, answered = _taxonomy_match(user, offer)
+        weighted += np.where(answered[:, None], weight * score, 0.0)
+        total_weight += weight * answered
+    has_answer = total_weight > 0
+    mean = weighted / np.where(has_answer, total_weight, 1.0)[:, None]
+    return np.where(has_answer[:, None], mean, TAXONOMY_BASE)
+
+
+def geo_scores(
+    profiles: ProfileArrays, offers: OfferArrays, remote_overrides: bool = True
+) -> np.ndarray:
+    """The engine's geographic part, shape (n_users, n_offers), in [0, 1].
+
+    `max(0, 1 − d / radius)`; NO_LOCATION_SCORE where either side has no coordinates; with
+    `remote_overrides`, full-remote offers score REMOTE_FULL_SCORE and local ones
+    REMOTE_LOCAL_SCORE whatever the distance.
+    """
+    radius = np.where(
+        np.isfinite(profiles.radius_km) & (profiles.radius_km > 0),
+        profiles.radius_km,
+        taxonomy.DEFAULT_RADIUS_KM,
+    )
+    distance = haversine_km(
+        profiles.lat[:, None], profiles.lon[:, None], offers.lat[None, :], offers.lon[None, :]
+    )
+    score = np.maximum(0.0, 1.0 - distance / radius[:, None])
+    score = np.where(np.isnan(distance), NO_LOCATION_SCORE, score)
+    if remote_overrides:
+        score = np.where((offers.remote == _FULL)[None, :], REMOTE_FULL_SCORE, score)
+        score = np.where((offers.remote == _LOCAL)[None, :], REMOTE_LOCAL_SCORE, score)
+    return score
+
+
+def incumbent_scores(
+    profiles: ProfileArrays,
+    offers: OfferArrays,
+    remote_overrides: bool = True,
+    max_cells: int = CHUNK_CELLS,
+) -> np.ndarray:
+    """The engine's total score `(0.3·taxonomy + 0.3·geography) / 0.6`, (n_users, n_offers).
+
+    Computed in user chunks of at most `max_cells` (user, offer) pairs so that thousands of
+    users × tens of thousands of offers stay within a bounded memory; also the service's
+    rules fallback.
+    """
+    out = np.empty((len(profiles), len(offers)))
+    for rows in row_chunks(len(profiles), len(offers), max_cells):
+        chunk = profiles.take(np.arange(rows.start, rows.stop))
+        out[rows] = (
+            TAXONOMY_SHARE * taxonomy_scores(chunk, offers)
+            + GEO_SHARE * geo_scores(chunk, offers, remote_overrides)
+        ) / (TAXONOMY_SHARE + GEO_SHARE)
+    return out
+
+
+@dataclass
+class IncumbentConfig(ModelConfig):
+    """`remote_overrides`: score full-remote 0.9 and local 0.95 whatever the distance."""
+
+    remote_overrides: bool = True
+
+
+@dataclass
+class IncumbentLocalConfig(IncumbentConfig):
+    """The same engine, remote offers scored by distance like any other."""
+
+    remote_overrides: bool = False
+
+
+class IncumbentModel(Recommender):
+    """The quiz-matching engine m4 as a model: nothing to learn, scores from the arrays."""
+
+    name = "incumbent"
+    config_class = IncumbentConfig
+    config: IncumbentConfig
+
+    def train(self, data: TrainingData) -> None:
+        """Nothing to learn: the engine is a fixed rule."""
+
+    def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
+        return incumbent_scores(users.arrays, offers.arrays, self.config.remote_overrides)
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        if arrays:
+            raise ValueError(f"{self.name}: expected no stored arrays, got {sorted(arrays)}")
+
+
+class IncumbentLocalModel(IncumbentModel):
+    """The engine without its remote overrides (DOMAIN.md §7, the stronger rule baseline)."""
+
+    name = "incumbent_local"
+    config_class = IncumbentLocalConfig
+    config: IncumbentLocalConfig

@@ -1,0 +1,195 @@
+"""The tests every model must pass, written once (LensKit style).
+
+A model's test module inherits the mixin and names the model::
+
+    class TestPopularity(ModelTests):
+        model_name = "popularity"
+        params: ClassVar = {}
+
+(`ClassVar` keeps ruff's RUF012 quiet about a mutable class attribute.)
+
+Class attributes state what the model promises, and the mixin holds it to that:
+
+- `unknown_user_scores`: "finite" when users absent from training are scored from their
+  profile (the fixture's strangers have quiz answers and coordinates), "nan" when the model
+  cannot score them at all.
+- `solves_checkerboard`: False for models that by design ignore the training history of the
+  user (popularity, the quiz engine); they carry their own exact hand-computed test instead.
+- `scores_new_offers`: True when offers absent from training get finite scores.
+- `deterministic`: training twice with the same config gives the same scores.
+- `rtol`: tolerance of "batch equals one by one" (float32 BLAS models sum in other orders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.dataset import OfferBatch, UserBatch
+from recsys.models import create_model, model_class
+from recsys.models.base import ARRAYS_FILE, CONFIG_FILE, Recommender
+from tests.fixtures import (
+    Checkerboard,
+    checkerboard_data,
+    new_offers,
+    random_data,
+    stranger_users,
+)
+
+
+def _concat_arrays(first: Any, second: Any) -> Any:
+    """Two OfferArrays (or ProfileArrays) one after the other."""
+    return type(first)(
+        **{
+            f.name: np.concatenate([getattr(first, f.name), getattr(second, f.name)])
+            for f in fields(first)
+        }
+    )
+
+
+def _concat(first: Any, second: Any) -> Any:
+    """Two OfferBatch (or UserBatch) one after the other: ids, features and arrays alike."""
+    return type(first)(
+        np.concatenate([first.ids, second.ids]),
+        sp.vstack([first.features, second.features]).tocsr(),
+        _concat_arrays(first.arrays, second.arrays),
+    )
+
+
+class ModelTests:
+    """Mixin: subclass, set `model_name` (and `params`, promises) and every test applies."""
+
+    model_name: ClassVar[str]
+    params: ClassVar[dict[str, Any]] = {}
+    unknown_user_scores: ClassVar[Literal["finite", "nan"]] = "finite"
+    solves_checkerboard: ClassVar[bool] = True
+    scores_new_offers: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+    rtol: ClassVar[float] = 1e-6
+
+    def make_model(self) -> Recommender:
+        return create_model(self.model_name, dict(self.params))
+
+    @pytest.fixture(scope="class")
+    def board(self) -> Checkerboard:
+        return checkerboard_data()
+
+    @pytest.fixture(scope="class")
+    def trained(self, board: Checkerboard) -> Recommender:
+        model = self.make_model()
+        model.train(board.data)
+        return model
+
+    @pytest.fixture(scope="class")
+    def all_users(self, board: Checkerboard) -> UserBatch:
+        """Training users followed by the strangers."""
+        return _concat(board.data.users, stranger_users())
+
+    @pytest.fixture(scope="class")
+    def all_offers(self, board: Checkerboard) -> OfferBatch:
+        """Training offers followed by the new offers."""
+        return _concat(board.data.offers, new_offers())
+
+    def test_registered_under_its_name(self, trained: Recommender) -> None:
+        assert type(trained) is model_class(self.model_name)
+        assert trained.name == self.model_name
+
+    def test_known_users_get_finite_scores(self, trained: Recommender, board: Checkerboard) -> None:
+        scores = trained.score(board.data.users, board.data.offers)
+        assert scores.shape == (len(board.data.users), len(board.data.offers))
+        assert np.issubdtype(scores.dtype, np.floating)
+        assert np.isfinite(scores).all()
+
+    def test_unknown_users(self, trained: Recommender, board: Checkerboard) -> None:
+        strangers = stranger_users()
+        scores = trained.score(strangers, board.data.offers)
+        assert scores.shape == (len(strangers), len(board.data.offers))
+        if self.unknown_user_scores == "finite":
+            assert np.isfinite(scores).all()
+        else:
+            assert np.isnan(scores).all()
+
+    def test_new_offers(self, trained: Recommender, board: Checkerboard) -> None:
+        fresh = new_offers()
+        scores = trained.score(board.data.users, fresh)
+        assert scores.shape == (len(board.data.users), len(fresh))
+        if self.scores_new_offers:
+            assert np.isfinite(scores).all()
+
+    def test_save_load_gives_identical_scores(
+        self,
+        trained: Recommender,
+        all_users: UserBatch,
+        all_offers: OfferBatch,
+        tmp_path: Path,
+    ) -> None:
+        trained.save(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ARRAYS_FILE, CONFIG_FILE])
+        with np.load(tmp_path / ARRAYS_FILE, allow_pickle=False) as stored:
+            for key in stored.files:
+                assert stored[key].dtype != object, key
+        loaded = type(trained).load(tmp_path)
+        assert loaded.config == trained.config
+        np.testing.assert_array_equal(
+            loaded.score(all_users, all_offers), trained.score(all_users, all_offers)
+        )
+
+    def test_batch_equals_one_by_one(
+        self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch
+    ) -> None:
+        batch = trained.score(all_users, all_offers)
+        rows = [
+            trained.score(all_users.take(np.array([u])), all_offers) for u in range(len(all_users))
+        ]
+        np.testing.assert_allclose(np.vstack(rows), batch, rtol=self.rtol, atol=1e-12)
+
+    def test_offer_subset_equals_columns(
+        self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch
+    ) -> None:
+        order = np.arange(len(all_offers))[::-2]  # a reversed subset mixing old and new offers
+        full = trained.score(all_users, all_offers)
+        subset = trained.score(all_users, all_offers.take(order))
+        np.testing.assert_allclose(subset, full[:, order], rtol=self.rtol, atol=1e-12)
+
+    def test_empty_batches(
+        self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch
+    ) -> None:
+        none = np.array([], dtype=np.int64)
+        assert trained.score(all_users, all_offers.take(none)).shape == (len(all_users), 0)
+        assert trained.score(all_users.take(none), all_offers).shape == (0, len(all_offers))
+
+    def test_config_round_trips(self, trained: Recommender) -> None:
+        config = trained.config
+        values = config.to_dict()
+        assert type(config).from_dict(values) == config
+        assert type(config).from_dict({}) == type(config)()
+
+    def test_config_rejects_unknown_key(self, trained: Recommender) -> None:
+        with pytest.raises(ValueError, match="not_a_parameter"):
+            type(trained.config).from_dict({"not_a_parameter": 1})
+
+    def test_checkerboard_held_out_ranks_first(
+        self, trained: Recommender, board: Checkerboard
+    ) -> None:
+        if not self.solves_checkerboard:
+            pytest.skip(f"{self.model_name} ignores history by design; see its exact test")
+        scores = trained.score(board.data.users, board.data.offers)
+        picked = np.take_along_axis(scores, board.candidates, axis=1)
+        held_out, others = picked[:, 0], picked[:, 1:]
+        assert (held_out[:, None] > others).all(), picked
+
+    def test_training_is_deterministic(self) -> None:
+        if not self.deterministic:
+            pytest.skip(f"{self.model_name} trains with thread-level nondeterminism")
+        data = random_data(np.random.default_rng(7))
+        first, second = self.make_model(), self.make_model()
+        first.train(data)
+        second.train(data)
+        np.testing.assert_array_equal(
+            first.score(data.users, data.offers), second.score(data.users, data.offers)
+        )
