@@ -1,0 +1,179 @@
+"""Loader of known visitors' profiles (age, place, mobility, quiz answers) into profiles.
+
+Validated against the same bounds and vocabularies as `schema.Profile` and `schema.Quiz`, but
+column-wise. List fields (quiz answers) may come as lists, JSON strings or ";"-separated
+strings. Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>,
+then duplicate_id (the last occurrence is kept: a later row is a later state of the person).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from recsys import geo, taxonomy
+from recsys.loaders.readers import read_raw_table
+from recsys.loaders.result import (
+    BAD_LOCATION,
+    DUPLICATE_ID,
+    MISSING_ID,
+    LoadResult,
+    Verdicts,
+    invalid_field,
+)
+from recsys.loaders.values import (
+    as_bool,
+    as_int,
+    as_number,
+    as_postal_code,
+    as_str_list,
+    as_text,
+    in_vocabulary,
+    unknown_items,
+)
+from recsys.schema import PROFILE_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+# Same bounds as schema.Profile.
+_MAX_AGE: Final = 120
+_MAX_RADIUS_KM: Final = 1000.0
+_QUIZ_LISTS: Final[dict[str, tuple[str, ...]]] = {
+    "quizDomains": (*taxonomy.QUIZ_DOMAINS, taxonomy.DONT_KNOW),
+    "quizActivities": (*taxonomy.QUIZ_ACTIVITIES, taxonomy.DONT_KNOW),
+    "quizMotivations": (*taxonomy.MOTIVATIONS, taxonomy.DONT_KNOW),
+}
+
+
+def load_profiles(path: str | Path) -> LoadResult:
+    """Load visitor profiles from CSV, JSON (array or lines) or Parquet.
+
+    Raises:
+        LoadError: when the file is missing, empty, of an unknown format or unreadable.
+    """
+    path = Path(path)
+    raw = read_raw_table(path)
+    frame, rows = raw.frame.reset_index(drop=True), raw.rows
+    verdicts = Verdicts(len(frame))
+    columns = _validate(frame, verdicts)
+    _reject_duplicates(columns["userId"], rows, verdicts)
+    rejected = np.flatnonzero(~verdicts.ok)
+    verdicts.reject_into(raw.rejects, rows, columns["userId"], raw.raw_records(rejected))
+    table = pd.DataFrame({name: columns[name] for name in PROFILE_SCHEMA.names})
+    table = table.loc[verdicts.ok].reset_index(drop=True)
+    logger.info("profiles loaded", extra={"source": str(path), "loaded": len(table)})
+    return LoadResult(
+        kind="profiles",
+        source=path,
+        table=table,
+        rejects=raw.rejects.frame(),
+        warnings=Counter(raw.warnings),
+    )
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series([None] * len(frame), dtype=object)
+
+
+def _validate(frame: pd.DataFrame, verdicts: Verdicts) -> dict[str, pd.Series]:
+    """Parse every column and flag the rows that fail, in order of precedence."""
+    out: dict[str, pd.Series] = {}
+    user_id, bad = as_text(_column(frame, "userId"))
+    verdicts.flag(user_id.isna().to_numpy() & ~bad, MISSING_ID, "userId is missing")
+    verdicts.flag(bad, invalid_field("userId"), "userId is not text", _column(frame, "userId"))
+    out["userId"] = user_id
+
+    lat, bad_lat = as_number(_column(frame, "lat"))
+    lon, bad_lon = as_number(_column(frame, "lon"))
+    verdicts.flag(bad_lat | bad_lon, BAD_LOCATION, "lat/lon is not a number")
+    verdicts.flag(
+        (lat.isna() != lon.isna()).to_numpy(), BAD_LOCATION, "lat and lon must be given together"
+    )
+    out_of_range = ((lat.abs() > 90) | (lon.abs() > 180)).fillna(False).to_numpy(dtype=bool)
+    verdicts.flag(out_of_range, BAD_LOCATION, "(lat, lon) out of range")
+    out["lat"], out["lon"] = lat, lon
+
+    age, bad = as_int(_column(frame, "age"), 0, _MAX_AGE)
+    verdicts.flag(bad, invalid_field("age"), f"age is not in 0-{_MAX_AGE}", _column(frame, "age"))
+    out["age"] = age.astype("Int16")
+    postal_code, bad = as_postal_code(_column(frame, "postalCode"))
+    verdicts.flag(
+        bad, invalid_field("postalCode"), "not a postal code", _column(frame, "postalCode")
+    )
+    out["postalCode"] = postal_code
+    _validate_department(frame, postal_code, verdicts, out)
+
+    mobility, bad = as_text(_column(frame, "mobility"))
+    mobility = mobility.str.lower()
+    bad = bad | in_vocabulary(mobility, taxonomy.MOBILITY_RADIUS_KM)
+    message = f"mobility is not one of {', '.join(taxonomy.MOBILITY_RADIUS_KM)}"
+    verdicts.flag(bad, invalid_field("mobility"), message, _column(frame, "mobility"))
+    out["mobility"] = mobility
+    radius, bad = as_number(_column(frame, "radiusKm"))
+    bad = bad | ((radius <= 0) | (radius > _MAX_RADIUS_KM)).fillna(False).to_numpy(dtype=bool)
+    message = f"radiusKm is not in (0, {_MAX_RADIUS_KM:g}]"
+    verdicts.flag(bad, invalid_field("radiusKm"), message, _column(frame, "radiusKm"))
+    out["radiusKm"] = radius
+    disability, bad = as_bool(_column(frame, "disability"))
+    message = "disability is not yes/no"
+    verdicts.flag(bad, invalid_field("disability"), message, _column(frame, "disability"))
+    out["disability"] = disability.fillna(False)
+
+    answered = pd.Series(np.zeros(len(frame), dtype=bool))
+    for name, vocabulary in _QUIZ_LISTS.items():
+        lists, bad = as_str_list(_column(frame, name))
+        message = f"{name} is not a list of strings"
+        verdicts.flag(bad, invalid_field(name), message, _column(frame, name))
+        unknown = unknown_items(lists, vocabulary)
+        has_unknown = unknown.map(bool).to_numpy(dtype=bool)
+        verdicts.flag(has_unknown, invalid_field(name), f"{name}: unknown values", unknown)
+        out[name] = lists
+        answered |= lists.map(lambda items: bool(items)).fillna(False).astype(bool)
+    rhythm, bad = as_text(_column(frame, "quizRhythm"))
+    bad = bad | in_vocabulary(rhythm, (*taxonomy.RHYTHMS, taxonomy.DONT_KNOW))
+    message = "quizRhythm is not a quiz rhythm"
+    verdicts.flag(bad, invalid_field("quizRhythm"), message, _column(frame, "quizRhythm"))
+    out["quizRhythm"] = rhythm
+    answered |= rhythm.notna().to_numpy()
+    has_quiz, bad = as_bool(_column(frame, "hasQuiz"))
+    verdicts.flag(bad, invalid_field("hasQuiz"), "hasQuiz is not yes/no", _column(frame, "hasQuiz"))
+    out["hasQuiz"] = has_quiz.fillna(pd.Series(answered.to_numpy(), dtype="boolean"))
+    return out
+
+
+def _validate_department(
+    frame: pd.DataFrame, postal_code: pd.Series, verdicts: Verdicts, out: dict[str, pd.Series]
+) -> None:
+    """Department as given ("1" reads "01"), else from the postal code; region from it."""
+    given, bad = as_text(_column(frame, "departmentCode"))
+    given = given.str.upper()
+    given = given.mask(given.str.fullmatch(r"\d").fillna(False).astype(bool), "0" + given)
+    departments = geo.departments().set_index("code")
+    bad = bad | in_vocabulary(given, departments.index)
+    message = "departmentCode is not a French department"
+    verdicts.flag(bad, invalid_field("departmentCode"), message, _column(frame, "departmentCode"))
+    code = given.fillna(geo.departments_of_postal_codes(postal_code)).astype("string")
+    out["departmentCode"] = code
+    region, bad = as_text(_column(frame, "region"))
+    verdicts.flag(bad, invalid_field("region"), "region is not text", _column(frame, "region"))
+    out["region"] = region.fillna(code.map(departments["region_name"])).astype("string")
+
+
+def _reject_duplicates(ids: pd.Series, rows: np.ndarray, verdicts: Verdicts) -> None:
+    """Among valid profiles sharing a userId keep the last and reject the earlier ones."""
+    valid = pd.DataFrame({"id": ids, "row": rows}).loc[verdicts.ok]
+    earlier = valid.index[valid.duplicated("id", keep="last")]
+    if len(earlier) == 0:
+        return
+    last_row = valid.drop_duplicates("id", keep="last").set_index("id")["row"]
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[earlier] = True
+    kept_at = ids.map(last_row).astype("Int64").to_numpy(dtype=object)
+    verdicts.flag(mask, DUPLICATE_ID, "superseded by the later profile at row", kept_at)
