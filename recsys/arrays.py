@@ -39,8 +39,8 @@ def to_epoch_seconds(values: pd.Series | pd.DatetimeIndex, missing: int) -> np.n
 def _multi_hot(lists: pd.Series, index: dict[str, int]) -> np.ndarray:
     out = np.zeros((len(lists), len(index)), dtype=bool)
     for row, values in enumerate(lists):
-        if values is None or (isinstance(values, float) and np.isnan(values)):
-            continue
+        if not isinstance(values, list | tuple | np.ndarray):
+            continue  # None, NaN or pd.NA: nothing answered
         for value in values:
             column = index.get(value)
             if column is not None:
