@@ -1,17 +1,30 @@
-"""`recsys` console script: assembles each stage's sub-commands and the end-to-end `run`.
+"""`recsys` console script: assembles each stage's sub-commands and the cross-stage jobs.
 
 Each stage keeps its commands next to its code (`recsys/cli.py`, `features/cli.py`,
-`training/cli.py`, `serving/cli.py`); this module only stitches them together, so the core
-never imports a stage.
+`training/cli.py`, ...); this module only stitches them together and holds the commands that
+chain stages (`evaluate`, `run`), so the core never imports a stage and no stage imports a
+later one.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from features.cli import app as features_app
+from recsys import config as paths
 from recsys.cli import app as core_app
+from recsys.generic_cli import app as generic_app
 from training.cli import app as training_app
+from training.report_cli import app as report_app
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows) without it
+
+ALL_MODELS = "popularity,itemknn,incumbent,incumbent_local,content,als,bpr,lightfm,hybrid"
 
 app = typer.Typer(
     help="Engagement offer recommendations: simulate or ingest, build features, train, serve.",
@@ -19,8 +32,68 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(core_app)
+app.add_typer(generic_app)
 app.add_typer(features_app)
 app.add_typer(training_app)
+app.add_typer(report_app)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (canonical tables).")],
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = ALL_MODELS,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    features_dir: Annotated[
+        Path | None, typer.Option("--features", help="Feature set folder (built if missing).")
+    ] = None,
+    feature_config: Annotated[
+        Path | None, typer.Option("--feature-config", help="YAML of feature options.")
+    ] = None,
+    window: Annotated[str, typer.Option(help="Evaluated window: test or validation.")] = "test",
+    oracle: Annotated[
+        bool, typer.Option(help="Add the oracle row when the data folder holds truth/.")
+    ] = True,
+) -> None:
+    """Fit every model on the same temporal split and print one comparison table."""
+    from features.build import build_feature_set
+    from features.config import load_config
+    from recsys.featureset import load_feature_set
+    from recsys.models import MODEL_CLASSES
+    from training.compare import compare, format_tables
+
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODEL_CLASSES]
+    if not names or unknown:
+        raise _fail(f"--models: unknown {unknown or 'empty list'}; known: {sorted(MODEL_CLASSES)}")
+    if not data.is_dir():
+        raise _fail(f"--data: folder {data} does not exist")
+    destination = features_dir or paths.FEATURES_DIR / data.resolve().name
+    try:
+        build_feature_set(
+            data, destination, load_config(feature_config), reuse=True, progress=typer.echo
+        )
+        feature_set = load_feature_set(destination, window)
+    except (FileNotFoundError, ValueError) as error:
+        raise _fail(str(error)) from None
+    truth_dir = data / paths.TRUTH_DIR
+    result = compare(
+        feature_set,
+        names,
+        truth_dir=truth_dir if oracle and truth_dir.is_dir() else None,
+        report=typer.echo,
+    )
+    typer.echo(format_tables(result))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result.to_json(), indent=2, default=float))
+        typer.echo(f"results written to {json_path}")
 
 
 @app.command()

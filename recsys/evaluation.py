@@ -1,0 +1,364 @@
+"""The offline evaluation harness every model goes through (DOMAIN.md section 7).
+
+All models are scored on the same temporal split and the same candidate sets: offers open to
+applications during the evaluated window, eligible for the person, minus what they already
+applied to before the cutoff. Relevance is an apply in the window. Every user with an apply
+in the window is evaluated; a user a model cannot serve (no scores, no candidates) counts as
+zero, never dropped. On simulated data an `oracle` row ranks by the simulator's true utility.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import metrics, taxonomy
+from recsys.arrays import OfferArrays, ProfileArrays, profile_arrays
+from recsys.candidates import candidate_mask, open_during
+from recsys.dataset import OfferBatch, UserBatch
+from recsys.eligibility import eligible_matrix
+from recsys.featureset import FeatureSet
+from recsys.geo import haversine_km
+from recsys.models.base import Recommender
+from recsys.ranking import top_k
+
+logger = logging.getLogger(__name__)
+
+ORACLE = "oracle"
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("15-17", 0, 18),
+    ("18-20", 18, 21),
+    ("21-25", 21, 26),
+    ("26-30", 26, 31),
+    ("31+", 31, 200),
+)
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics per model, overall and by segment, with what they were computed on."""
+
+    models: dict[str, dict[str, float]]
+    segments: dict[str, dict[str, dict[str, float]]]
+    split: dict[str, str]
+    data: dict[str, Any]
+    recommendations: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    user_ids: np.ndarray = field(repr=False, default_factory=lambda: np.array([], dtype=str))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document `recsys evaluate --json` writes (metric names as `name@k`)."""
+        return {
+            "models": self.models,
+            "segments": self.segments,
+            "split": self.split,
+            "data": self.data,
+        }
+
+    def table(self, metric_names: Iterable[str] | None = None) -> pd.DataFrame:
+        """Models × metrics, in the order the models were given."""
+        frame = pd.DataFrame(self.models).T
+        if metric_names is not None:
+            frame = frame[[name for name in metric_names if name in frame.columns]]
+        return frame
+
+    def segment_table(self, metric: str = "ndcg@10") -> pd.DataFrame:
+        """Segments × models for one metric, with the segment's user count."""
+        rows = {
+            segment: {name: values.get(metric, np.nan) for name, values in by_model.items()}
+            for segment, by_model in self.segments.items()
+        }
+        frame = pd.DataFrame(rows).T
+        frame.insert(
+            0,
+            "users",
+            [
+                int(next(iter(by_model.values())).get("users_evaluated", 0))
+                for by_model in self.segments.values()
+            ],
+        )
+        return frame
+
+
+@dataclass
+class _Slots:
+    """Per-user top-k_max lists of one model, with the slot-level facts metrics need."""
+
+    recommended: np.ndarray  # (n_users, k_max) offer index, -1 empty
+    distance_km: np.ndarray  # (n_users, k_max) NaN where unknown or empty
+    eligible: np.ndarray  # (n_users, k_max) bool, True on empty slots
+
+
+def _to_seconds(stamp: pd.Timestamp) -> int:
+    return int(pd.Timestamp(stamp).tz_convert("UTC").timestamp())
+
+
+def _evaluation_users(feature_set: FeatureSet) -> tuple[UserBatch, np.ndarray, np.ndarray]:
+    """Everyone with an apply in the window: known users first, then unknown ones.
+
+    Visitors first seen in the window without a profile are ranked from an empty profile (the
+    front would send nothing about them either) and stay in every mean. Returns the batch,
+    each user's row in the feature set (-1 when unknown) and their ids.
+    """
+    target_users = pd.unique(feature_set.targets["user_key"].astype(str))
+    row_of = pd.Series(np.arange(len(feature_set.user_ids)), index=feature_set.user_ids)
+    rows = row_of.reindex(target_users).fillna(-1).astype(int).to_numpy()
+    order = np.argsort(rows < 0, kind="stable")
+    target_users, rows = target_users[order], rows[order]
+    known = rows >= 0
+    n_unknown = int((~known).sum())
+    unknown_profiles = pd.DataFrame(
+        {
+            "userId": target_users[~known],
+            "disability": False,
+            "hasQuiz": False,
+            "quizDomains": [[] for _ in range(n_unknown)],
+            "quizActivities": [[] for _ in range(n_unknown)],
+            "quizMotivations": [[] for _ in range(n_unknown)],
+        }
+    )
+    profiles = pd.concat(
+        [feature_set.profiles.iloc[rows[known]], unknown_profiles], ignore_index=True
+    ).reindex(columns=feature_set.profiles.columns)
+    features = sp.vstack(
+        [
+            feature_set.user_features[rows[known]],
+            sp.csr_matrix((n_unknown, feature_set.user_features.shape[1]), dtype=np.float32),
+        ]
+    ).tocsr()
+    batch = UserBatch(
+        ids=target_users.astype(object), features=features, arrays=profile_arrays(profiles)
+    )
+    return batch, rows, target_users
+
+
+def _relevant_lists(
+    feature_set: FeatureSet, user_ids: np.ndarray, offer_row: pd.Series
+) -> list[np.ndarray]:
+    targets = feature_set.targets
+    offer_index = offer_row.reindex(targets["offer_id"].astype(str)).to_numpy()
+    frame = pd.DataFrame({"user": targets["user_key"].astype(str).to_numpy(), "offer": offer_index})
+    frame = frame.dropna().astype({"offer": int}).drop_duplicates()
+    grouped = frame.groupby("user")["offer"].apply(lambda s: np.sort(s.to_numpy()))
+    return [grouped.get(user, np.array([], dtype=int)) for user in user_ids]
+
+
+def _restrict(relevant: list[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
+    return [items[keep[items]] for items in relevant]
+
+
+def _slots(
+    scores: np.ndarray,
+    mask: np.ndarray,
+    hard_rules: np.ndarray,
+    k_max: int,
+    users: ProfileArrays,
+    offers: OfferArrays,
+) -> _Slots:
+    recommended = top_k(scores, k_max, mask)
+    filled = recommended >= 0
+    safe = np.where(filled, recommended, 0)
+    distance = haversine_km(
+        users.lat[:, None], users.lon[:, None], offers.lat[safe], offers.lon[safe]
+    )
+    distance = np.where(filled, distance, np.nan)
+    eligible = np.where(filled, np.take_along_axis(hard_rules, safe, axis=1), True)
+    return _Slots(recommended, distance, eligible)
+
+
+def _beyond_accuracy(
+    slots: _Slots,
+    offers: OfferArrays,
+    is_new: np.ndarray,
+    publisher_codes: np.ndarray,
+    ks: tuple[int, ...],
+) -> dict[str, float]:
+    values: dict[str, float] = {}
+    n_publishers = int(publisher_codes.max()) + 1 if len(publisher_codes) else 0
+    for k in ks:
+        top = slots.recommended[:, :k]
+        filled = top >= 0
+        values[f"coverage@{k}"] = metrics.catalog_coverage(top, len(offers))
+        values[f"new_offer_share@{k}"] = metrics.new_offer_share(top, is_new, k)
+        distance = slots.distance_km[:, :k][filled]
+        values[f"mean_distance_km@{k}"] = (
+            float(np.nanmean(distance)) if np.isfinite(distance).any() else float("nan")
+        )
+        n_filled = int(filled.sum())
+        values[f"ineligible_rate@{k}"] = (
+            float((~slots.eligible[:, :k][filled]).sum() / n_filled) if n_filled else 0.0
+        )
+        programme_share = metrics.exposure_share(top, offers.programme, len(taxonomy.PROGRAMMES), k)
+        for programme, share in zip(taxonomy.PROGRAMMES, programme_share, strict=True):
+            values[f"exposure.{programme}@{k}"] = float(share)
+        values[f"gini_programme@{k}"] = metrics.gini(programme_share)
+        publisher_share = metrics.exposure_share(top, publisher_codes, n_publishers, k)
+        values[f"gini_publisher@{k}"] = metrics.gini(publisher_share)
+        values[f"top_publisher_share@{k}"] = float(publisher_share.max()) if n_publishers else 0.0
+    return values
+
+
+def _segments(
+    users: UserBatch,
+    history_rows: np.ndarray,
+    history_count: np.ndarray,
+    offers: OfferArrays,
+    is_new: np.ndarray,
+    regions: np.ndarray,
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Segment name -> (user mask, offer mask restricting relevance or None)."""
+    profile = users.arrays
+    warm = history_count > 0
+    has_profile = history_rows >= 0
+    segments: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "warm": (warm, None),
+        "cold": (~warm & has_profile, None),
+        "cold_quiz_only": (~warm & profile.has_quiz, None),
+        "anonymous": (~has_profile, None),
+        "new_offers": (np.ones(len(users), dtype=bool), is_new),
+    }
+    for name, low, high in AGE_BANDS:
+        segments[f"age:{name}"] = ((profile.age >= low) & (profile.age < high), None)
+    segments["age:unknown"] = (np.isnan(profile.age), None)
+    for code, programme in enumerate(taxonomy.PROGRAMMES):
+        segments[f"programme:{programme}"] = (
+            np.ones(len(users), dtype=bool),
+            offers.programme == code,
+        )
+    for region in sorted({r for r in regions if isinstance(r, str) and r}):
+        segments[f"region:{region}"] = (regions == region, None)
+    return segments
+
+
+def evaluate(
+    feature_set: FeatureSet,
+    models: dict[str, Recommender],
+    ks: tuple[int, ...] = DEFAULT_KS,
+    truth_dir: Path | None = None,
+    batch_size: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Score every model on the feature set's evaluated window and compute all metrics.
+
+    Args:
+        feature_set: a loaded feature set (its targets are the window's applies).
+        models: trained models by display name (baselines included).
+        ks: cut-offs.
+        truth_dir: the simulator's ground truth; adds the `oracle` row when given.
+        batch_size: users scored at once (bounds memory to batch × catalog floats).
+        progress: called with (users done, users total) after each batch.
+    """
+    if not models and truth_dir is None:
+        raise ValueError("models: give at least one model to evaluate")
+    ks = tuple(sorted(set(ks)))
+    k_max = ks[-1]
+    users, history_rows, user_ids = _evaluation_users(feature_set)
+    offer_batch = OfferBatch(
+        np.asarray(feature_set.offer_ids, dtype=object),
+        feature_set.offer_features,
+        feature_set.offer_arrays,
+    )
+    window_start = _to_seconds(feature_set.window_start)
+    window_end = _to_seconds(feature_set.window_end)
+    window_offers = open_during(offer_batch.arrays, window_start, window_end)
+    offer_row = pd.Series(np.arange(len(offer_batch)), index=offer_batch.ids.astype(str))
+    relevant = _relevant_lists(feature_set, user_ids, offer_row)
+    is_new = feature_set.is_new_offer
+    history = feature_set.applies
+    known = history_rows >= 0
+    history_count = np.zeros(len(users), dtype=np.int64)
+    history_count[known] = np.diff(feature_set.interactions.indptr)[history_rows[known]]
+
+    truth = None
+    names = list(models)
+    if truth_dir is not None:
+        from recsys.simulation.truth import expected_utility, load_truth
+
+        truth = load_truth(truth_dir)
+        names.append(ORACLE)
+
+    slots: dict[str, list[_Slots]] = {name: [] for name in names}
+    for start in range(0, len(users), batch_size):
+        index = np.arange(start, min(start + batch_size, len(users)))
+        batch = users.take(index)
+        rows = history_rows[index]
+        # Rows of unknown users (-1) are zeroed: they applied to nothing before the cutoff.
+        applied = (sp.diags((rows >= 0).astype(np.float32)) @ history[np.maximum(rows, 0)]).tocsr()
+        mask = candidate_mask(window_offers, batch.arrays, window_start, applied)
+        # Hard rules alone (age, programme, place, status), to audit what was recommended.
+        hard_rules = eligible_matrix(window_offers, batch.arrays, window_start)
+        for name, model in models.items():
+            scores = np.asarray(model.score(batch, offer_batch), dtype=float)
+            slots[name].append(
+                _slots(scores, mask, hard_rules, k_max, batch.arrays, offer_batch.arrays)
+            )
+        if truth is not None:
+            # Anonymous keys are no simulated person: the oracle cannot serve them either.
+            ids = batch.ids.astype(str)
+            person = np.isin(ids, truth.people.ids)
+            utility = np.full((len(batch), len(offer_batch)), np.nan)
+            if person.any():
+                utility[person] = expected_utility(truth, ids[person], offer_batch.ids.astype(str))
+            slots[ORACLE].append(
+                _slots(utility, mask, hard_rules, k_max, batch.arrays, offer_batch.arrays)
+            )
+        if progress is not None:
+            progress(int(index[-1]) + 1, len(users))
+
+    merged = {
+        name: _Slots(
+            np.vstack([s.recommended for s in parts]),
+            np.vstack([s.distance_km for s in parts]),
+            np.vstack([s.eligible for s in parts]),
+        )
+        for name, parts in slots.items()
+    }
+    publisher_codes = pd.factorize(offer_batch.arrays.publisher_ids)[0]
+    regions = feature_set.profiles["region"].to_numpy(dtype=object)
+    user_regions = np.where(known, regions[np.where(known, history_rows, 0)], None)
+    segments = _segments(
+        users, history_rows, history_count, offer_batch.arrays, is_new, user_regions
+    )
+
+    results: dict[str, dict[str, float]] = {}
+    by_segment: dict[str, dict[str, dict[str, float]]] = {name: {} for name in segments}
+    for name, model_slots in merged.items():
+        values = metrics.ranking_metrics(model_slots.recommended, relevant, ks)
+        values.update(
+            _beyond_accuracy(model_slots, offer_batch.arrays, is_new, publisher_codes, ks)
+        )
+        results[name] = values
+        for segment, (user_mask, offer_mask) in segments.items():
+            segment_relevant = [relevant[i] for i in np.flatnonzero(user_mask)]
+            if offer_mask is not None:
+                segment_relevant = _restrict(segment_relevant, offer_mask)
+            by_segment[segment][name] = metrics.ranking_metrics(
+                model_slots.recommended[user_mask], segment_relevant, ks
+            )
+    by_segment = {
+        segment: values
+        for segment, values in by_segment.items()
+        if next(iter(values.values()), {}).get("users_evaluated", 0) > 0
+    }
+    split = {key: str(value) for key, value in feature_set.split.to_dict().items()}
+    data = {
+        "fingerprint": feature_set.manifest.get("data_fingerprint"),
+        "window_start": str(feature_set.window_start),
+        "window_end": str(feature_set.window_end),
+        "users_evaluated": len(users),
+        "users_known": int(known.sum()),
+        "users_warm": int((history_count > 0).sum()),
+        "offers": len(offer_batch),
+        "new_offers": int(is_new.sum()),
+        "target_applies": int(sum(len(items) for items in relevant)),
+    }
+    return EvaluationResult(
+        results, by_segment, split, data, {n: s.recommended for n, s in merged.items()}, user_ids
+    )
