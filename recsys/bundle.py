@@ -1,0 +1,180 @@
+"""The ranker bundle: everything needed to rank offers for a person, in one folder.
+
+Training writes it (and logs it to MLflow inside the registered model); the service and the
+MLflow pyfunc load it. It holds the fitted model, the encoders the model's features came
+from, and a snapshot of the catalog the model was evaluated on, with a `bundle.json` naming
+the model and the feature-set manifest (data fingerprint, split dates, code version), so a
+served model always says what it was made from.
+
+    bundle.json       {"format", "model", "model_config", "data_fingerprint", "manifest"}
+    model/            the model's own save() folder (config.json + arrays.npz)
+    encoders/         OfferEncoder and UserEncoder files (JSON + npz)
+    catalog.parquet   the feature set's offers (canonical columns), for self-contained ranking
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys import schema
+from recsys.arrays import offer_arrays, profile_arrays, to_epoch_seconds
+from recsys.candidates import candidate_mask
+from recsys.dataset import OfferBatch, UserBatch
+from recsys.encoding import OfferEncoder, UserEncoder
+from recsys.featureset import FeatureSet
+from recsys.models import model_class
+from recsys.models.base import Recommender
+from recsys.ranking import PAD, top_k
+
+FORMAT_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+MODEL_DIR = "model"
+ENCODERS_DIR = "encoders"
+CATALOG_FILE = "catalog.parquet"
+
+_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
+_FLAG_COLUMNS = ("disability", "hasQuiz")
+
+
+def profiles_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """A request's profile rows completed to the canonical profile columns.
+
+    Absent columns are null, absent quiz lists empty and absent flags False, so a request may
+    carry only what the front knows (an id, or an age and a place, or quiz answers).
+    """
+    frame = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    for name in schema.PROFILE_SCHEMA.names:
+        if name in rows.columns:
+            frame[name] = rows[name].to_numpy(dtype=object)
+        else:
+            frame[name] = None
+    for name in _LIST_COLUMNS:
+        frame[name] = [
+            list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[name]
+        ]
+    for name in _FLAG_COLUMNS:
+        frame[name] = frame[name].astype("boolean").fillna(False).astype(bool)
+    for name in ("age", "lat", "lon", "radiusKm"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
+
+
+@dataclass
+class RankerBundle:
+    """A loaded bundle: model, encoders, the manifest it was trained from and the catalog."""
+
+    model: Recommender
+    offer_encoder: OfferEncoder
+    user_encoder: UserEncoder
+    manifest: dict[str, Any]
+    catalog: pd.DataFrame = field(repr=False)
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        return self.manifest.get("data_fingerprint")
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """The instant the model's training data stops (its window's start)."""
+        return pd.Timestamp(self.manifest["window"]["start"])
+
+    def offer_batch(self, offers: pd.DataFrame | None = None) -> OfferBatch:
+        """Offers (the catalog snapshot by default) encoded with the bundle's encoder."""
+        offers = self.catalog if offers is None else offers.reset_index(drop=True)
+        return OfferBatch(
+            offers["id"].astype(str).to_numpy(dtype=object),
+            self.offer_encoder.transform(offers),
+            offer_arrays(offers),
+        )
+
+    def user_batch(self, profiles: pd.DataFrame) -> UserBatch:
+        """Profiles (any subset of the canonical columns) encoded with the bundle's encoder."""
+        frame = profiles_frame(profiles)
+        return UserBatch(
+            frame["userId"].to_numpy(dtype=object),
+            self.user_encoder.transform(frame),
+            profile_arrays(frame),
+        )
+
+    def recommend(
+        self,
+        profiles: pd.DataFrame,
+        k: int,
+        at: pd.Timestamp | None = None,
+        offers: OfferBatch | None = None,
+    ) -> list[list[str]]:
+        """The k best eligible offers per profile, best first (fewer if fewer are eligible).
+
+        Candidate selection, scoring and top-k are the core's (`recsys.candidates`,
+        `Recommender.score`, `recsys.ranking.top_k`), as in offline evaluation.
+
+        Args:
+            profiles: one row per person (canonical profile columns, any subset).
+            k: list length.
+            at: time of the request (eligibility: offers open, ages); default the bundle's
+                cutoff, the instant its catalog snapshot describes.
+            offers: the catalog to rank; default the bundle's snapshot.
+        """
+        offers = offers if offers is not None else self.offer_batch()
+        users = self.user_batch(profiles)
+        when = self.cutoff if at is None else pd.Timestamp(at)
+        seconds = int(to_epoch_seconds(pd.Series([when]), 0)[0])
+        mask = candidate_mask(offers.arrays, users.arrays, seconds)
+        scores = np.asarray(self.model.score(users, offers), dtype=float)
+        ranked = top_k(scores, k, mask)
+        return [[str(offers.ids[i]) for i in row if i != PAD] for row in ranked]
+
+
+def save_bundle(model: Recommender, feature_set: FeatureSet, path: Path | str) -> Path:
+    """Write a trained model with the feature set's encoders, manifest and offers into `path`."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_DIR)
+    feature_set.offer_encoder.save(folder / ENCODERS_DIR)
+    feature_set.user_encoder.save(folder / ENCODERS_DIR)
+    feature_set.offers.to_parquet(folder / CATALOG_FILE, index=False)
+    payload = {
+        "format": FORMAT_VERSION,
+        "model": model.name,
+        "model_config": model.config.to_dict(),
+        "data_fingerprint": feature_set.manifest.get("data_fingerprint"),
+        "manifest": feature_set.manifest,
+    }
+    (folder / BUNDLE_FILE).write_text(
+        json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False), "utf-8"
+    )
+    return folder
+
+
+def load_bundle(path: Path | str) -> RankerBundle:
+    """Load a bundle written by `save_bundle`.
+
+    Raises:
+        FileNotFoundError: `path` holds no bundle.
+        ValueError: unknown format or model name.
+    """
+    folder = Path(path)
+    description = folder / BUNDLE_FILE
+    if not description.is_file():
+        raise FileNotFoundError(f"ranker bundle: no {BUNDLE_FILE} in {folder}")
+    payload = json.loads(description.read_text("utf-8"))
+    if payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{description}: format {payload.get('format')!r}, expected 1")
+    model = model_class(payload["model"]).load(folder / MODEL_DIR)
+    return RankerBundle(
+        model=model,
+        offer_encoder=OfferEncoder.load(folder / ENCODERS_DIR),
+        user_encoder=UserEncoder.load(folder / ENCODERS_DIR),
+        manifest=payload["manifest"],
+        catalog=pd.read_parquet(folder / CATALOG_FILE),
+    )

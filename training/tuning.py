@@ -1,0 +1,387 @@
+"""Hyper-parameter search with Optuna on the validation window only.
+
+The objective is a validation metric (NDCG@10 by default) of a model fitted before the
+validation window and evaluated on it: the test window is never seen, so the figures of the
+tuned model's training run stay honest. The study lives in a storage that survives the
+process (a journal file by default, PostgreSQL when asked), so running the command again
+continues the same study, and several worker processes can share it. Each trial is a nested
+MLflow run under one parent run per invocation. The best parameters are written to a new
+experiment file (`<name>-tuned.yaml`) that `recsys train` takes as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import yaml
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from recsys import config
+from recsys.evaluation import evaluate
+from recsys.featureset import (
+    MANIFEST_FILE,
+    VALIDATION_WINDOW,
+    load_feature_set,
+    read_manifest,
+    window_path,
+)
+from recsys.models import create_model
+from training import tracking
+from training.experiment import Experiment, SearchDimension, load_experiment
+
+logger = logging.getLogger(__name__)
+
+STORAGE_ENV = "OPTUNA_STORAGE"
+JOURNAL_FOLDER = "optuna"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class TuningError(ValueError):
+    """The search cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    """The study after this invocation."""
+
+    study_name: str
+    storage: str
+    trials_total: int  # finished trials in the study, earlier invocations included
+    trials_run: int  # finished in this invocation
+    best_value: float
+    best_params: dict[str, Any]
+    tuned_file: Path
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker needs, picklable for a spawned process."""
+
+    experiment_file: str
+    features: str
+    storage: str
+    study_name: str
+    trials: int
+    sampler_seed: int
+    tracking_uri: str
+    mlflow_experiment_id: str
+    parent_run_id: str
+    show_progress: bool
+
+
+def storage_url(storage: str | None = None, experiment_name: str = "study") -> str:
+    """The study storage: explicit, else `$OPTUNA_STORAGE`, else a journal file under data/.
+
+    A journal file is named by a path (or `journal:<path>`); anything with `://` is a
+    database URL for Optuna's RDB storage (`postgresql://...`).
+    """
+    chosen = storage or os.environ.get(STORAGE_ENV)
+    if chosen:
+        return chosen
+    return str(config.DATA_DIR / JOURNAL_FOLDER / f"{experiment_name}.journal")
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage object for `storage_url`'s result."""
+    if "://" in url:
+        return RDBStorage(tracking.sqlalchemy_url(url))
+    path = Path(url.removeprefix("journal:"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _describe_storage(url: str) -> str:
+    """The storage for logs and params, without a password."""
+    if "://" not in url:
+        return f"journal:{url.removeprefix('journal:')}"
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def suggest(trial: optuna.Trial, name: str, dimension: SearchDimension) -> Any:
+    """One parameter value from the experiment's search space."""
+    if dimension.type == "categorical":
+        return trial.suggest_categorical(name, dimension.choices)
+    assert dimension.low is not None and dimension.high is not None  # checked by the schema
+    if dimension.type == "int":
+        step = int(dimension.step) if dimension.step and not dimension.log else 1
+        return trial.suggest_int(
+            name, int(dimension.low), int(dimension.high), step=step, log=dimension.log
+        )
+    step = dimension.step if not dimension.log else None
+    return trial.suggest_float(name, dimension.low, dimension.high, step=step, log=dimension.log)
+
+
+def make_objective(experiment: Experiment, features: Path) -> Callable[[optuna.Trial], float]:
+    """The trial function: fit on the validation window's training data, score the window."""
+    if experiment.tuning is None:
+        raise TuningError(f"experiment {experiment.name} has no tuning section")
+    tuning = experiment.tuning
+    feature_set = load_feature_set(features, VALIDATION_WINDOW)
+    data = feature_set.training_data()
+
+    def objective(trial: optuna.Trial) -> float:
+        params = dict(experiment.params)
+        params.update({name: suggest(trial, name, dim) for name, dim in tuning.space.items()})
+        model = create_model(experiment.model, params)
+        started = time.perf_counter()
+        model.train(data)
+        seconds = time.perf_counter() - started
+        result = evaluate(feature_set, {experiment.name: model}, ks=experiment.evaluation.ks)
+        values = result.models[experiment.name]
+        if mlflow.active_run() is not None:  # the trial's run, opened by MLflowCallback
+            logged = {
+                tracking.metric_key(name): float(value)
+                for name, value in values.items()
+                if isinstance(value, int | float) and np.isfinite(value)
+            }
+            mlflow.log_metrics({**logged, "train_seconds": seconds})
+        return float(values[tuning.metric])
+
+    return objective
+
+
+def _tracked(
+    objective: Callable[[optuna.Trial], float], metric: str
+) -> tuple[Callable[[optuna.Trial], float], Any]:
+    """The objective run inside its trial's nested MLflow run, and the callback that logs it.
+
+    MLflowCallback is deprecated since optuna-integration 4.9 (callbacks move to OptunaHub;
+    removal announced for 6.0) and `track_in_mlflow` is flagged experimental, but they remain
+    the maintained way to log trials as nested MLflow runs: the warnings are silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        from optuna_integration.mlflow import MLflowCallback
+
+        callback = MLflowCallback(
+            metric_name=tracking.metric_key(metric),
+            create_experiment=False,
+            mlflow_kwargs={"nested": True},
+        )
+        return callback.track_in_mlflow()(objective), callback
+
+
+def run_worker(job: WorkerJob) -> None:
+    """Run `job.trials` trials of the shared study (in this process or a spawned one)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    experiment = load_experiment(job.experiment_file)
+    assert experiment.tuning is not None
+    tracking.configure(job.tracking_uri)
+    mlflow.set_experiment(experiment_id=job.mlflow_experiment_id)
+    study = optuna.load_study(
+        study_name=job.study_name,
+        storage=open_storage(job.storage),
+        sampler=optuna.samplers.TPESampler(seed=job.sampler_seed),
+    )
+    objective, callback = _tracked(
+        make_objective(experiment, Path(job.features)), experiment.tuning.metric
+    )
+    resumed = mlflow.active_run() is None
+    if resumed:  # a spawned worker: its trials nest under the invocation's parent run
+        mlflow.start_run(run_id=job.parent_run_id)
+    try:
+        study.optimize(
+            objective,
+            n_trials=job.trials,
+            callbacks=[callback],
+            catch=(ValueError,),
+            show_progress_bar=job.show_progress,
+        )
+    finally:
+        if resumed:
+            mlflow.end_run()
+
+
+def _shares(trials: int, workers: int) -> list[int]:
+    """Trials per worker, summing to `trials` (workers with none are not started)."""
+    shares = [trials // workers + (i < trials % workers) for i in range(workers)]
+    return [share for share in shares if share > 0]
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _watch(processes: list[Any], study: optuna.Study, start: int, total: int, quiet: bool) -> None:
+    """Wait for the workers, with one bar of the trials finished across all of them."""
+    with tqdm(total=total, desc="trials", unit="trial", disable=quiet) as bar:
+        while any(process.is_alive() for process in processes):
+            bar.update(min(_finished(study) - start, total) - bar.n)
+            time.sleep(0.5)
+        bar.update(min(_finished(study) - start, total) - bar.n)
+    failed = [process.exitcode for process in processes if process.exitcode != 0]
+    if failed:
+        raise TuningError(f"{len(failed)} tuning worker(s) failed (exit codes {failed})")
+
+
+def write_tuned_file(
+    source: Path, experiment: Experiment, best_params: dict[str, Any], out: Path | None = None
+) -> Path:
+    """`<name>-tuned.yaml` beside the source: the source's text values, best params merged.
+
+    The source's own mapping is reused (not the validated model) so relative paths stay
+    relative; the tuning section is dropped: the file describes one model to train.
+    """
+    values = yaml.safe_load(source.read_text("utf-8"))
+    values["name"] = f"{experiment.name}-tuned"
+    values["params"] = {**(values.get("params") or {}), **best_params}
+    values.pop("tuning", None)
+    values["description"] = (
+        f"{experiment.name} with the best parameters of its Optuna study "
+        f"({experiment.tuning.metric if experiment.tuning else 'validation'} on the validation "
+        "window)"
+    )
+    path = out if out is not None else source.with_name(f"{experiment.name}-tuned.yaml")
+    path.write_text(yaml.safe_dump(values, sort_keys=False, allow_unicode=True), "utf-8")
+    load_experiment(path)  # the written file must train as it is
+    return path
+
+
+def tune(
+    experiment_file: Path,
+    trials: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    features: Path | None = None,
+    study_name: str | None = None,
+    out: Path | None = None,
+    quiet: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> TuneOutcome:
+    """Run (or continue) the experiment's study and write the tuned experiment file.
+
+    Args:
+        experiment_file: an experiment YAML with a `tuning` section.
+        trials: trials to run now (default the file's `tuning.n_trials`).
+        workers: processes sharing the study through its storage.
+        storage: study storage (see `storage_url`).
+        features: feature set folder (holding `validation/`); default the experiment's.
+        study_name: default `<experiment name>-<data fingerprint[:12]>`: new data, new study.
+        out: where to write the tuned file (default beside the experiment file).
+        quiet: no progress bar.
+        report: called with one line per step.
+
+    Raises:
+        TuningError: no tuning section, no validation window, or a worker failed.
+    """
+    say = report if report is not None else (lambda message: None)
+    experiment_file = Path(experiment_file)
+    experiment = load_experiment(experiment_file)
+    if experiment.tuning is None:
+        raise TuningError(f"{experiment_file}: no `tuning` section to search")
+    if workers < 1:
+        raise TuningError(f"workers: expected at least 1, got {workers}")
+    trials = trials if trials is not None else experiment.tuning.n_trials
+    if trials < 1:
+        raise TuningError(f"trials: expected at least 1, got {trials}")
+    root = Path(features) if features is not None else experiment.features.folder
+    validation = window_path(root, VALIDATION_WINDOW)
+    if not (validation / MANIFEST_FILE).is_file():
+        raise TuningError(
+            f"no validation window at {validation}: build the feature set first "
+            f"(recsys features --data {experiment.features.data} --out {root})"
+        )
+    fingerprint = str(read_manifest(validation).get("data_fingerprint") or "nodata")
+    study_name = study_name or f"{experiment.name}-{fingerprint[:12]}"
+    url = storage_url(storage, experiment.name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=open_storage(url),
+        direction=experiment.tuning.direction,
+        load_if_exists=True,
+    )
+    start = _finished(study)
+    say(f"study {study_name} ({_describe_storage(url)}): {start} trial(s) so far, {trials} to run")
+
+    uri = tracking.configure()
+    mlflow_experiment = tracking.ensure_experiment(tracking.TUNING_EXPERIMENT)
+    tags = {
+        tracking.KIND_TAG: "tune",
+        "recsys.experiment": experiment.name,
+        "recsys.model": experiment.model,
+        "optuna.study": study_name,
+    }
+    with mlflow.start_run(
+        experiment_id=mlflow_experiment, run_name=f"tune-{study_name}", tags=tags
+    ) as parent:
+        mlflow.log_params(
+            {
+                "study": study_name,
+                "storage": _describe_storage(url),
+                "trials": trials,
+                "workers": workers,
+                "metric": experiment.tuning.metric,
+                "direction": experiment.tuning.direction,
+                **dict(tracking.flatten(experiment.tuning.model_dump()["space"], "space.")),
+            }
+        )
+        shares = _shares(trials, workers)
+        jobs = [
+            WorkerJob(
+                experiment_file=str(experiment_file.resolve()),
+                features=str(root),
+                storage=url,
+                study_name=study_name,
+                trials=share,
+                # Seeded from the study's progress too, so a resumed study (or a second
+                # worker) does not replay the first invocation's random start.
+                sampler_seed=int(
+                    np.random.SeedSequence([experiment.tuning.seed, start, index]).generate_state(
+                        1
+                    )[0]
+                ),
+                tracking_uri=uri,
+                mlflow_experiment_id=mlflow_experiment,
+                parent_run_id=parent.info.run_id,
+                show_progress=not quiet and len(shares) == 1,
+            )
+            for index, share in enumerate(shares)
+        ]
+        if len(jobs) == 1:
+            run_worker(jobs[0])
+        else:
+            context = multiprocessing.get_context("spawn")
+            processes = [context.Process(target=run_worker, args=(job,)) for job in jobs]
+            for process in processes:
+                process.start()
+            _watch(processes, study, start, trials, quiet)
+
+        total = _finished(study)
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not completed:
+            raise TuningError(f"study {study_name}: no trial completed; see the log for errors")
+        best = study.best_trial
+        tuned = write_tuned_file(experiment_file, experiment, best.params, out)
+        mlflow.log_metrics({"best_value": float(best.value), "trials_total": float(total)})
+        mlflow.log_params({f"best.{name}": value for name, value in best.params.items()})
+        mlflow.log_artifact(str(tuned), "tuned")
+    say(f"best {experiment.tuning.metric} {best.value:.4f} with {best.params}; wrote {tuned}")
+    return TuneOutcome(
+        study_name=study_name,
+        storage=_describe_storage(url),
+        trials_total=total,
+        trials_run=total - start,
+        best_value=float(best.value),
+        best_params=dict(best.params),
+        tuned_file=tuned,
+        parent_run_id=parent.info.run_id,
+    )
