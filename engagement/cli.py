@@ -19,6 +19,7 @@ from features.cli import app as features_app
 from recsys import config as paths
 from recsys.cli import app as core_app
 from recsys.generic_cli import app as generic_app
+from serving.cli import app as serving_app
 from training.cli import app as training_app
 from training.report_cli import app as report_app
 
@@ -36,6 +37,7 @@ app.add_typer(generic_app)
 app.add_typer(features_app)
 app.add_typer(training_app)
 app.add_typer(report_app)
+app.add_typer(serving_app)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -98,10 +100,51 @@ def evaluate(
 
 @app.command()
 def run(
-    preset: str = typer.Option("demo", help="Simulator preset used when no data exists yet."),
-    seed: int = typer.Option(42, help="Seed of the simulation."),
+    preset: Annotated[str, typer.Option(help="Simulator preset (data made once).")] = "demo",
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = paths.DEFAULT_SEED,
+    experiment: Annotated[
+        Path, typer.Option(help="Experiment file of the model to train.")
+    ] = paths.EXPERIMENTS_DIR / "hybrid.yaml",
+    serve: Annotated[bool, typer.Option(help="End by serving the champion.")] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the service.")] = 3000,
 ) -> None:
-    """The main job on embedded defaults: simulate the dataset (if missing) and summarise it."""
+    """The main job on embedded defaults: simulate, build features, train, register, serve.
+
+    Every step reuses what an earlier run left when its inputs did not change (the dataset,
+    the feature set); training always logs a new MLflow run and registry version, and the
+    version becomes champion only if it beats the current one (or, first, every baseline).
+    """
+    from features.build import build_feature_set
+    from features.config import FeatureConfig
     from recsys.cli import simulate_and_summarise
+    from training.experiment import load_experiment
+    from training.jobs import train_experiment
 
     simulate_and_summarise(preset=preset, seed=seed)
+    data = paths.SIMULATED_DIR / preset
+    try:
+        spec = load_experiment(experiment)
+        folder = paths.FEATURES_DIR / preset
+        typer.echo(f"\n== features: {folder}")
+        build_feature_set(
+            data,
+            folder,
+            FeatureConfig.from_dict(spec.features.config),
+            reuse=True,
+            progress=typer.echo,
+        )
+        typer.echo(f"\n== training {spec.name} ({spec.model})")
+        outcome = train_experiment(spec, features=folder, promote=True, report=typer.echo)
+    except (FileNotFoundError, ValueError) as error:
+        raise _fail(str(error)) from None
+    if outcome.decision is not None:
+        typer.echo(outcome.decision.message())
+    typer.echo(
+        f"\nMLflow run {outcome.run_id}, registered version {outcome.version}.\n"
+        f"Look at it with: .venv/bin/mlflow ui --backend-store-uri {paths.MLFLOW_TRACKING_URI}"
+    )
+    if serve:
+        from serving.cli import serve as serve_command
+
+        typer.echo(f"\n== serving the champion on http://127.0.0.1:{port} (Ctrl-C to stop)")
+        serve_command(port=port)

@@ -69,7 +69,7 @@ def offer_rhythm(programme: str, schedule: str | None) -> int:
     Service Civique is full time for months; firefighters and reserves commit a few hours a
     week or a few days a year; bénévolat is read from the schedule text.
     """
-    text = (schedule or "").lower()
+    text = schedule.lower() if isinstance(schedule, str) else ""  # NaN/None: no schedule
     if programme == taxonomy.SERVICE_CIVIQUE:
         return _RHYTHM_INDEX["temps-plein-plusieurs-mois"]
     if programme == taxonomy.SAPEURS_POMPIERS:
@@ -197,12 +197,12 @@ def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
     lon = pd.to_numeric(profiles["lon"], errors="coerce").to_numpy(dtype=float).copy()
     unknown = np.isnan(lat) | np.isnan(lon)
     if unknown.any():
-        codes = profiles["postalCode"].where(profiles["postalCode"].notna(), None)
-        departments = profiles["departmentCode"]
-        for row in np.flatnonzero(unknown):
-            point = geo.locate(postal_code=codes.iloc[row], department_code=departments.iloc[row])
-            if point is not None:
-                lat[row], lon[row] = point
+        # The postal code's department first, then the declared department, vectorised.
+        by_postal = geo.locate_many(profiles["postalCode"][unknown])
+        departments = profiles["departmentCode"][unknown].astype("string")
+        by_department = geo.locate_many(departments.str.pad(5, side="right", fillchar="0"))
+        for filled, fallback, target in zip(by_postal, by_department, (lat, lon), strict=True):
+            target[unknown] = np.where(np.isnan(filled), fallback, filled)
     mobility_radius = profiles["mobility"].map(taxonomy.MOBILITY_RADIUS_KM)
     radius = (
         pd.to_numeric(profiles["radiusKm"], errors="coerce")

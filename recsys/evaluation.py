@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import metrics, taxonomy
-from recsys.arrays import OfferArrays, ProfileArrays, profile_arrays
+from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.candidates import candidate_mask, open_during
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible_matrix
@@ -101,42 +101,15 @@ def _to_seconds(stamp: pd.Timestamp) -> int:
 
 
 def _evaluation_users(feature_set: FeatureSet) -> tuple[UserBatch, np.ndarray, np.ndarray]:
-    """Everyone with an apply in the window: known users first, then unknown ones.
+    """Everyone with an apply in the window, known to the feature set or not.
 
-    Visitors first seen in the window without a profile are ranked from an empty profile (the
-    front would send nothing about them either) and stay in every mean. Returns the batch,
-    each user's row in the feature set (-1 when unknown) and their ids.
+    Visitors first seen in the window without a profile are encoded from an empty profile
+    (the front would send nothing about them either) and stay in every mean. Returns the
+    batch, each user's row in the feature set (-1 when unknown) and their ids.
     """
     target_users = pd.unique(feature_set.targets["user_key"].astype(str))
-    row_of = pd.Series(np.arange(len(feature_set.user_ids)), index=feature_set.user_ids)
-    rows = row_of.reindex(target_users).fillna(-1).astype(int).to_numpy()
-    order = np.argsort(rows < 0, kind="stable")
-    target_users, rows = target_users[order], rows[order]
-    known = rows >= 0
-    n_unknown = int((~known).sum())
-    unknown_profiles = pd.DataFrame(
-        {
-            "userId": target_users[~known],
-            "disability": False,
-            "hasQuiz": False,
-            "quizDomains": [[] for _ in range(n_unknown)],
-            "quizActivities": [[] for _ in range(n_unknown)],
-            "quizMotivations": [[] for _ in range(n_unknown)],
-        }
-    )
-    profiles = pd.concat(
-        [feature_set.profiles.iloc[rows[known]], unknown_profiles], ignore_index=True
-    ).reindex(columns=feature_set.profiles.columns)
-    features = sp.vstack(
-        [
-            feature_set.user_features[rows[known]],
-            sp.csr_matrix((n_unknown, feature_set.user_features.shape[1]), dtype=np.float32),
-        ]
-    ).tocsr()
-    batch = UserBatch(
-        ids=target_users.astype(object), features=features, arrays=profile_arrays(profiles)
-    )
-    return batch, rows, target_users
+    rows = pd.Index(feature_set.user_ids).get_indexer(target_users)
+    return feature_set.user_batch(target_users), rows, target_users
 
 
 def _relevant_lists(

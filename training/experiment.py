@@ -142,7 +142,9 @@ class PromotionSection(_Strict):
 
     margin: float = Field(default=0.0, ge=0.0, description="NDCG@10 gain required")
     must_beat: tuple[str, ...] = Field(
-        default=("incumbent",),
+        # DOMAIN.md section 7: a model beats the incumbent only if it beats the strongest of
+        # the baselines, so all four are the default.
+        default=("popularity", "itemknn", "incumbent", "incumbent_local"),
         description="baselines the first champion must beat on NDCG@10 (from the same run)",
     )
 
