@@ -1,1 +1,1 @@
-"""serving package."""
+"""The ranking service: BentoML endpoints, hot path, event store (docs/serving.md)."""

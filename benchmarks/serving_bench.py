@@ -1,0 +1,375 @@
+"""Serving latency and throughput, against the floors they are judged by.
+
+1. In process: the latency of `Engine.rank` (eligibility, scoring, re-ranking, reasons) for
+   catalogs of 1k, 10k and 100k offers, next to the raw numpy floor over the same arrays (one
+   product of the item embeddings with a user vector, plus `argpartition` for the top 10).
+2. Over HTTP: a real `bentoml serve` on loopback, a bounded load generator (a fixed number of
+   requests, asyncio + httpx) at 1, 8 and 32 concurrent clients, /rank next to the service's
+   trivial endpoint (POST /status) on the same server, for 10k and 100k offers.
+
+Targets (2 cores): in-process p99 ≤ 5 ms at 100k offers and within 3× the numpy floor; over
+HTTP at 10k offers ≥ 0.7× the trivial endpoint's throughput at 8 and 32 clients, at 100k and
+32 clients ≥ 0.5×. The machine may be shared: run it alone for figures that mean something.
+
+    python benchmarks/serving_bench.py [--sizes 1000 10000 100000] [--model hybrid]
+        [--requests 300] [--http-requests 400] [--no-http]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import schema, taxonomy
+from recsys.arrays import offer_arrays, profile_arrays
+from recsys.bundle import save_bundle
+from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.encoding import OfferEncoder, UserEncoder
+from recsys.models import create_model
+from recsys.schema import Profile, Quiz
+from serving.engine import Engine
+from serving.process import running_servers
+from serving.schemas import RankRequest
+from serving.scorer import LightFMScorer
+from serving.settings import Settings
+
+TRAIN_OFFERS = 2000
+TRAIN_USERS = 3000
+WORDS = [
+    "aide",
+    "accompagnement",
+    "enfants",
+    "sport",
+    "football",
+    "jardin",
+    "nature",
+    "culture",
+    "musique",
+    "theatre",
+    "solidarite",
+    "personnes",
+    "agees",
+    "numerique",
+    "formation",
+    "secours",
+    "pompiers",
+    "animation",
+    "quartier",
+    "environnement",
+    "dechets",
+    "recyclage",
+    "education",
+    "soutien",
+    "scolaire",
+    "sante",
+    "prevention",
+    "lecture",
+]
+LAT, LON = (42.5, 50.8), (-4.5, 7.8)  # metropolitan France, roughly
+
+
+def synthetic_offers(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """n open offers spread over France: programmes, domains, remote mix, ~n/20 publishers."""
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    domains = rng.choice(taxonomy.DOMAINS, n)
+    activities = rng.choice(taxonomy.ACTIVITIES, (n, 2))
+    titles = [" ".join(rng.choice(WORDS, 5)) for _ in range(n)]
+    frame = pd.DataFrame(
+        {
+            "id": [f"o{i}" for i in range(n)],
+            "clientId": [f"c{i}" for i in range(n)],
+            "publisherId": [f"p{i}" for i in rng.integers(0, max(1, n // 20), n)],
+            "publisherName": "publisher",
+            "organizationName": "association",
+            "title": titles,
+            "description": titles,
+            "schedule": "2 heures par semaine",
+            "domain": domains,
+            "activities": [list(pair) for pair in activities],
+            "type": rng.choice(taxonomy.PROGRAMMES, n, p=[0.5, 0.3, 0.1, 0.1]),
+            "snu": rng.random(n) < 0.05,
+            "snuPlaces": None,
+            "places": rng.integers(1, 10, n),
+            "remote": rng.choice(taxonomy.REMOTE_VALUES, n, p=[0.8, 0.1, 0.05, 0.05]),
+            "openToMinors": rng.random(n) < 0.5,
+            "reducedMobilityAccessible": None,
+            "closeToTransport": None,
+            "startAt": now + pd.Timedelta(days=30),
+            "endAt": now + pd.Timedelta(days=200),
+            "postedAt": now - pd.to_timedelta(rng.integers(1, 90, n), unit="D"),
+            "createdAt": now - pd.Timedelta(days=90),
+            "updatedAt": now - pd.Timedelta(days=1),
+            "deletedAt": pd.NaT,
+            "compensationAmount": np.where(rng.random(n) < 0.3, 620.0, np.nan),
+            "compensationAmountMax": np.nan,
+            "compensationUnit": None,
+            "compensationType": None,
+            "statusCode": "ACCEPTED",
+            "city": "ville",
+            "postalCode": None,
+            "departmentCode": None,
+            "departmentName": None,
+            "region": None,
+            "lat": rng.uniform(*LAT, n),
+            "lon": rng.uniform(*LON, n),
+            "tags": [[] for _ in range(n)],
+        }
+    )
+    return schema.conform(frame, "offers").to_pandas()
+
+
+def synthetic_profiles(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "userId": [f"u{i}" for i in range(n)],
+            "age": rng.integers(16, 30, n),
+            "lat": rng.uniform(*LAT, n),
+            "lon": rng.uniform(*LON, n),
+            "postalCode": None,
+            "departmentCode": None,
+            "region": None,
+            "mobility": None,
+            "radiusKm": 30.0,
+            "disability": False,
+            "hasQuiz": True,
+            "quizDomains": [list(rng.choice(taxonomy.QUIZ_DOMAINS, 2)) for _ in range(n)],
+            "quizActivities": [[rng.choice(taxonomy.QUIZ_ACTIVITIES)] for _ in range(n)],
+            "quizRhythm": None,
+            "quizMotivations": [[] for _ in range(n)],
+        }
+    )
+    return schema.conform(frame, "profiles").to_pandas()
+
+
+def write_bundle(folder: Path, model_name: str, rng: np.random.Generator) -> Path:
+    """A model trained on TRAIN_USERS people × TRAIN_OFFERS offers (5 interactions each)."""
+    offers = synthetic_offers(TRAIN_OFFERS, rng)
+    profiles = synthetic_profiles(TRAIN_USERS, rng)
+    offer_encoder = OfferEncoder().fit(offers)
+    user_encoder = UserEncoder().fit(profiles)
+    rows = np.repeat(np.arange(TRAIN_USERS), 5)
+    cols = rng.integers(0, TRAIN_OFFERS, len(rows))
+    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(TRAIN_USERS, TRAIN_OFFERS))
+    matrix.data[:] = 1.0
+    data = TrainingData(
+        users=UserBatch(
+            profiles["userId"].to_numpy(dtype=object),
+            user_encoder.transform(profiles),
+            profile_arrays(profiles),
+        ),
+        offers=OfferBatch(
+            offers["id"].to_numpy(dtype=object),
+            offer_encoder.transform(offers),
+            offer_arrays(offers),
+        ),
+        interactions=matrix,
+        applies=matrix,
+        cutoff=pd.Timestamp.now(tz="UTC"),
+    )
+    learned = {"embedding_size": 32, "epochs": 5}
+    params = {"learned_params": learned} if model_name == "hybrid" else learned
+    model = create_model(model_name, params)
+    model.train(data)
+    stand_in = SimpleNamespace(
+        offer_encoder=offer_encoder,
+        user_encoder=user_encoder,
+        offers=offers,
+        manifest={"data_fingerprint": "bench", "window": {"start": str(pd.Timestamp.now())}},
+    )
+    profiles.to_parquet(folder / "profiles.parquet", index=False)
+    return save_bundle(model, stand_in, folder / "bundle")  # type: ignore[arg-type]
+
+
+def requests(n: int, rng: np.random.Generator) -> list[RankRequest]:
+    """Half known visitors (stored profile), half anonymous quiz profiles."""
+    out = []
+    for i in range(n):
+        if i % 2 == 0:
+            out.append(RankRequest(user_id=f"u{rng.integers(TRAIN_USERS)}", k=10))
+        else:
+            profile = Profile(
+                age=int(rng.integers(16, 30)),
+                lat=float(rng.uniform(*LAT)),
+                lon=float(rng.uniform(*LON)),
+                radius_km=30.0,
+                quiz=Quiz(domains=[str(rng.choice(taxonomy.QUIZ_DOMAINS))]),
+            )
+            out.append(RankRequest(profile=profile, k=10))
+    return out
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    values = np.asarray(seconds) * 1000.0
+    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def _timed(call: Callable[[], object], n: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of wall-clock and of this thread's CPU time over n calls.
+
+    CPU time is what a request costs when the machine is shared: waiting for a core is
+    counted in wall-clock time only.
+    """
+    wall, cpu = [], []
+    for _ in range(n):
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        call()
+        cpu.append(time.thread_time() - started_cpu)
+        wall.append(time.perf_counter() - started)
+    return {"wall": percentiles(wall), "cpu": percentiles(cpu)}
+
+
+def in_process(engine: Engine, batch: list[RankRequest]) -> dict[str, tuple[float, float]]:
+    for request in batch[:20]:  # warm the mask cache and the allocator
+        engine.rank(request)
+    pending = iter(batch)
+    return _timed(lambda: engine.rank(next(pending)), len(batch))
+
+
+def numpy_floor(
+    engine: Engine, n_requests: int, rng: np.random.Generator
+) -> dict[str, tuple[float, float]]:
+    """One product of the catalog's item embeddings with a user vector, then argpartition."""
+    slot = engine.state.model
+    assert slot is not None and slot.prepared is not None and engine.state.catalog is not None
+    learned = slot.prepared.get("learned", slot.prepared)
+    if "item_embedding" not in learned:  # the generic scorer: prepare LightFM's arrays here
+        bundle = slot.loaded.bundle
+        inner = getattr(bundle.model, "learned", bundle.model)
+        learned = LightFMScorer(inner, bundle.offer_encoder).prepare(engine.state.catalog)
+    embeddings, biases = learned["item_embedding"], learned["item_bias"]
+    vectors = iter(rng.normal(size=(n_requests, embeddings.shape[1])))
+
+    def floor() -> None:
+        scores = embeddings @ next(vectors) + biases
+        np.argpartition(-scores, 10)[:10]
+
+    return _timed(floor, n_requests)
+
+
+async def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[float, ...]:
+    """Send every body once with `concurrency` clients; (requests/s, p50 ms, p99 ms, errors)."""
+    import httpx
+
+    queue: asyncio.Queue[dict] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    timings: list[float] = []
+    errors = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while True:
+            try:
+                body = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            response = await http.post(path, json=body)
+            timings.append(time.perf_counter() - started)
+            errors += response.status_code != 200
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    p50, p99 = percentiles(timings)
+    return len(bodies) / elapsed, p50, p99, errors
+
+
+def http_bench(paths: dict[str, Path], catalog: Path, n_requests: int, rng: np.random.Generator):
+    env = {
+        "RECSYS_MODEL_URI": str(paths["bundle"]),
+        "RECSYS_CATALOG": str(catalog),
+        "RECSYS_PROFILES": str(paths["profiles"]),
+        "RECSYS_EVENT_STORE_URL": f"sqlite:///{catalog.parent / 'events.db'}",
+    }
+    bodies = [r.model_dump(mode="json", exclude_none=True) for r in requests(n_requests, rng)]
+    rows = []
+    log = catalog.parent / f"server-{catalog.stem}.log"
+    with running_servers([(env, log)]) as (base,):
+        asyncio.run(load(base, "/rank", bodies[:50], 4))  # warm-up
+        for concurrency in (1, 8, 32):
+            rank = asyncio.run(load(base, "/rank", bodies, concurrency))
+            trivial = asyncio.run(load(base, "/status", [{}] * n_requests, concurrency))
+            rows.append((concurrency, rank, trivial))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--model", default="hybrid", choices=["hybrid", "lightfm"])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--http-requests", type=int, default=400)
+    parser.add_argument("--http-sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--no-http", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch:
+        folder = Path(scratch)
+        started = time.perf_counter()
+        paths = {
+            "bundle": write_bundle(folder, args.model, rng),
+            "profiles": folder / "profiles.parquet",
+        }
+        print(f"trained a {args.model} bundle in {time.perf_counter() - started:.1f} s")
+        catalogs = {}
+        for n in sorted(set(args.sizes) | (set() if args.no_http else set(args.http_sizes))):
+            catalogs[n] = folder / f"offers-{n}.parquet"
+            synthetic_offers(n, np.random.default_rng(n)).to_parquet(catalogs[n], index=False)
+
+        print("\nin process: Engine.rank vs numpy floor (ms; k = 10; cpu = thread CPU time)")
+        print(
+            f"{'offers':>8} {'clock':>5} {'rank p50':>9} {'rank p99':>9} {'floor p50':>10} "
+            f"{'floor p99':>10} {'p50 ratio':>9} {'p99 ratio':>9}"
+        )
+        for n in args.sizes:
+            started = time.perf_counter()
+            engine = Engine.start(
+                Settings(
+                    model_uri=str(paths["bundle"]), catalog=catalogs[n], profiles=paths["profiles"]
+                )
+            )
+            loaded = time.perf_counter() - started
+            rank = in_process(engine, requests(args.requests, rng))
+            floor = numpy_floor(engine, args.requests, rng)
+            for clock in ("cpu", "wall"):
+                (r50, r99), (f50, f99) = rank[clock], floor[clock]
+                print(
+                    f"{n:>8} {clock:>5} {r50:>9.2f} {r99:>9.2f} {f50:>10.3f} {f99:>10.3f} "
+                    f"{r50 / f50:>9.1f} {r99 / f99:>9.1f}"
+                )
+            print(f"{'':>8} (start-up with this catalog: {loaded:.1f} s)")
+        if args.no_http:
+            return
+        print("\nHTTP on loopback: /rank vs POST /status (requests/s; latency ms)")
+        print(
+            f"{'offers':>8} {'clients':>7} {'rank rps':>9} {'rank p50':>9} {'rank p99':>9} "
+            f"{'triv rps':>9} {'triv p99':>9} {'ratio':>6} {'errors':>6}"
+        )
+        for n in args.http_sizes:
+            for concurrency, rank, trivial in http_bench(
+                paths, catalogs[n], args.http_requests, rng
+            ):
+                print(
+                    f"{n:>8} {concurrency:>7} {rank[0]:>9.1f} {rank[1]:>9.2f} {rank[2]:>9.2f} "
+                    f"{trivial[0]:>9.1f} {trivial[2]:>9.2f} {rank[0] / trivial[0]:>6.2f} "
+                    f"{rank[3] + trivial[3]:>6}"
+                )
+
+
+if __name__ == "__main__":
+    main()

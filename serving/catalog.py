@@ -1,0 +1,336 @@
+"""The live catalog: offers as arrays prepared once, so that a request touches numpy only.
+
+A `Catalog` is immutable. Taking in new or changed offers builds a new one (`merged` reuses the
+arrays of the offers that did not change) and the service swaps one reference, so a request
+always sees one whole catalog. Nothing here depends on the model: the model-side arrays
+(encoded features, item representations) are prepared from a catalog in `serving.scorer`.
+
+Eligibility is the core's (`recsys.eligibility`), split in two for speed:
+
+* `base_mask(age, disability, at)`: every rule but geography, from `eligible()` itself with an
+  unknown place (which passes every offer geographically). It depends on the request time only
+  through the offers' dates, so it is cached per (age, disability) until the next instant
+  at which an offer opens, ends or is deleted: exact, and a dictionary look-up per request.
+* `geography_mask(lat, lon, radius)`: the geography rule of `recsys.eligibility` (remote
+  offers anywhere; on-site ones within the radius; unknown place keeps everything), with the
+  great-circle test done on unit vectors: d ≤ r ⇔ p·q ≥ cos(r / R), one (n, 3) product
+  instead of a haversine over the whole catalog. Distances themselves are computed with
+  `recsys.geo.haversine_km` for the k offers returned only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys import schema, taxonomy
+from recsys.arrays import NEVER_DELETED, NO_END, OfferArrays, offer_arrays, to_epoch_seconds
+from recsys.eligibility import eligible
+from recsys.geo import EARTH_RADIUS_KM
+
+logger = logging.getLogger(__name__)
+
+_REMOTE_ANYWHERE = np.array(
+    [value in taxonomy.REMOTE_IGNORES_DISTANCE for value in taxonomy.REMOTE_VALUES]
+)
+MAX_AGE = 120  # Profile.age's bound: the mask cache has at most 2 · 122 entries
+PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
+DOMAIN_NAMES = np.array([*taxonomy.DOMAINS, None], dtype=object)
+
+
+class CatalogError(ValueError):
+    """A catalog file cannot be read or holds no usable offer."""
+
+
+def read_offers(path: Path | str) -> tuple[pd.DataFrame, int]:
+    """Offers from a canonical Parquet table or an API export (JSON, JSON Lines, CSV).
+
+    Returns the canonical table and the number of export rows the loader rejected.
+
+    Raises:
+        CatalogError: the file is missing or unreadable, or a Parquet file misses columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"catalog: {path} does not exist")
+    if path.suffix == ".parquet":
+        try:
+            frame = schema.read_table(path)
+        except Exception as error:  # pyarrow raises several unrelated types
+            raise CatalogError(f"catalog: cannot read {path}: {error}") from error
+        missing = [name for name in schema.OFFER_SCHEMA.names if name not in frame.columns]
+        if missing:
+            raise CatalogError(f"catalog: {path} misses offer column(s) {', '.join(missing)}")
+        return frame, 0
+    from recsys.loaders import LoadError, load_offers
+
+    try:
+        result = load_offers(path)
+    except LoadError as error:
+        raise CatalogError(f"catalog: {error}") from error
+    return result.table, result.rejected
+
+
+def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 3) points on the unit sphere; NaN rows where a coordinate is unknown."""
+    phi, lam = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+
+
+def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
+    out = np.zeros((len(codes), width), dtype=np.float32)
+    known = np.flatnonzero(codes >= 0)
+    out[known, codes[known]] = 1.0
+    return out
+
+
+def attribute_vectors(arrays: OfferArrays) -> np.ndarray:
+    """Unit-norm vectors of what an offer is about (domain, quiz domains, activities, programme).
+
+    The model-independent similarity of `/similar` when no model representation exists.
+    """
+    blocks = np.hstack(
+        [
+            _one_hot(arrays.domain, len(taxonomy.DOMAINS)),
+            arrays.quiz_domains.astype(np.float32),
+            arrays.quiz_activities.astype(np.float32),
+            0.5 * _one_hot(arrays.programme, len(taxonomy.PROGRAMMES)),
+        ]
+    )
+    norms = np.linalg.norm(blocks, axis=1, keepdims=True)
+    return blocks / np.where(norms > 0, norms, 1.0)
+
+
+def take_offers(arrays: OfferArrays, rows: np.ndarray) -> OfferArrays:
+    """`arrays.take(rows)` with `np.take`, several times faster on 2-D and object columns
+    than the fancy indexing of `OfferArrays.take` (which the result equals)."""
+    return OfferArrays(
+        **{f.name: np.take(getattr(arrays, f.name), rows, axis=0) for f in fields(OfferArrays)}
+    )
+
+
+def _concat_arrays(parts: list[OfferArrays]) -> OfferArrays:
+    return OfferArrays(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(OfferArrays)}
+    )
+
+
+def _fingerprint(offers: pd.DataFrame) -> str:
+    """A short content hash: what changes when an offer is added, removed or updated."""
+    keys = offers[["id", "updatedAt", "statusCode", "endAt", "deletedAt", "places"]]
+    hashed = pd.util.hash_pandas_object(keys.astype(str), index=False).to_numpy()
+    return hashlib.sha256(np.sort(hashed).tobytes()).hexdigest()[:12]
+
+
+def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
+    """Offers that can never become eligible again after `at` (refused, deleted, ended)."""
+    return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """What a catalog update did: rows of the old catalog kept (in order) and counts."""
+
+    kept_rows: np.ndarray  # int64 rows of the previous catalog, in the new catalog's order
+    added: int
+    updated: int
+    removed: int
+    rejected: int = 0
+
+
+@dataclass(eq=False)
+class Catalog:
+    """Offers ready for the hot path; build with `Catalog.build` or `Catalog.merged`."""
+
+    offers: pd.DataFrame = field(repr=False)
+    arrays: OfferArrays = field(repr=False)
+    source: str
+    version: str
+    loaded_at: datetime
+    row: dict[str, int] = field(repr=False)
+    xyz: np.ndarray = field(repr=False)  # (n, 3) unit vectors, NaN without coordinates
+    remote_anywhere: np.ndarray = field(repr=False)  # bool: geography never excludes
+    programme: np.ndarray = field(repr=False)  # object: programme name (None unknown)
+    domain: np.ndarray = field(repr=False)  # object: domain name (None unknown)
+    publisher_code: np.ndarray = field(repr=False)  # int64 group codes for diversity
+    programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
+    attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
+    # `arrays` with row numbers in place of the (object) id columns, which scoring functions
+    # (rules, geography) never read and which are the slowest columns to gather per request.
+    scoring_arrays: OfferArrays = field(repr=False)
+    # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
+    # One tuple read at once, so a request never mixes one window's bounds with another's masks.
+    _cache: tuple[int, int, dict[tuple[int, bool], np.ndarray]] = field(
+        default=(0, -1, {}), repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @classmethod
+    def build(
+        cls, offers: pd.DataFrame, source: str, at: int | None = None, rejected: int = 0
+    ) -> tuple[Catalog, CatalogChange]:
+        """A catalog from a canonical offers table; closed offers are left out.
+
+        Duplicated ids keep their last row (an export lists the newest version last).
+
+        Raises:
+            CatalogError: when a column is missing.
+        """
+        missing = [name for name in schema.OFFER_SCHEMA.names if name not in offers.columns]
+        if missing:
+            raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
+        at = _now() if at is None else at
+        frame = offers.drop_duplicates("id", keep="last").reset_index(drop=True)
+        arrays = offer_arrays(frame)
+        keep = np.flatnonzero(~_closed(arrays, at))
+        catalog = cls._assemble(frame.iloc[keep].reset_index(drop=True), arrays.take(keep), source)
+        change = CatalogChange(
+            kept_rows=np.zeros(0, dtype=np.int64),
+            added=len(keep),
+            updated=0,
+            removed=len(frame) - len(keep),
+            rejected=rejected,
+        )
+        return catalog, change
+
+    def merged(
+        self, update: pd.DataFrame, source: str, at: int | None = None, rejected: int = 0
+    ) -> tuple[Catalog, CatalogChange]:
+        """This catalog with `update`'s offers added or replacing those of the same id.
+
+        Only the updated offers are turned into arrays; the others are reused. An update
+        that closes an offer (refused, deleted, ended) removes it.
+        """
+        missing = [name for name in schema.OFFER_SCHEMA.names if name not in update.columns]
+        if missing:
+            raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
+        at = _now() if at is None else at
+        frame = update.drop_duplicates("id", keep="last").reset_index(drop=True)
+        new_arrays = offer_arrays(frame)
+        open_new = np.flatnonzero(~_closed(new_arrays, at))
+        replaced = frame["id"].astype(str).isin(self.row).to_numpy()
+        old_ids = self.arrays.ids
+        still_open = ~_closed(self.arrays, at)
+        untouched = ~pd.Index(old_ids).isin(frame["id"].astype(str)) & still_open
+        kept_rows = np.flatnonzero(untouched)
+        offers = pd.concat([self.offers.iloc[kept_rows], frame.iloc[open_new]], ignore_index=True)
+        arrays = _concat_arrays([self.arrays.take(kept_rows), new_arrays.take(open_new)])
+        catalog = self._assemble(offers, arrays, source)
+        change = CatalogChange(
+            kept_rows=kept_rows,
+            added=int((~replaced[open_new]).sum()),
+            updated=int(replaced[open_new].sum()),
+            removed=len(self) - len(kept_rows) - int(replaced[open_new].sum()),
+            rejected=rejected,
+        )
+        return catalog, change
+
+    @classmethod
+    def _assemble(cls, offers: pd.DataFrame, arrays: OfferArrays, source: str) -> Catalog:
+        ids = arrays.ids.astype(str)
+        publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
+        programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
+        catalog = cls(
+            offers=offers,
+            arrays=arrays,
+            source=source,
+            version=_fingerprint(offers) if len(offers) else "empty",
+            loaded_at=datetime.now(UTC),
+            row={offer_id: i for i, offer_id in enumerate(ids)},
+            xyz=_unit_vectors(arrays.lat, arrays.lon),
+            remote_anywhere=_REMOTE_ANYWHERE[np.clip(arrays.remote, 0, None)]
+            & (arrays.remote >= 0),
+            programme=PROGRAMME_NAMES[arrays.programme],
+            domain=DOMAIN_NAMES[arrays.domain],
+            publisher_code=publisher_code.astype(np.int64),
+            programme_code=programme_code.astype(np.int64),
+            attributes=attribute_vectors(arrays),
+            scoring_arrays=replace(
+                arrays, ids=np.arange(len(ids)), publisher_ids=np.arange(len(ids))
+            ),
+        )
+        logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
+        return catalog
+
+    # --- Eligibility -------------------------------------------------------------------------
+
+    def _next_change(self, at: int) -> int:
+        """The first instant after `at` at which an offer opens, ends or is deleted."""
+        a = self.arrays
+        candidates = [
+            a.posted_at[a.posted_at > at],
+            a.deleted_at[(a.deleted_at > at) & (a.deleted_at != NEVER_DELETED)],
+            a.end_at[(a.end_at >= at) & (a.end_at != NO_END)] + 1,
+        ]
+        soonest = [int(c.min()) for c in candidates if c.size]
+        return min(soonest, default=np.iinfo(np.int64).max)
+
+    def base_mask(self, age: float | None, disability: bool, at: int) -> np.ndarray:
+        """Every eligibility rule but geography, for a person of this age at `at` (cached).
+
+        Read-only: callers combine it into a new array, never write to it.
+        """
+        years = -1 if age is None or math.isnan(age) else min(math.floor(age), MAX_AGE)
+        key = (years, bool(disability))
+        cache = self._cache
+        if not cache[0] <= at < cache[1]:
+            with self._lock:
+                cache = self._cache
+                if not cache[0] <= at < cache[1]:
+                    cache = (at, self._next_change(at), {})
+                    self._cache = cache
+        masks = cache[2]
+        mask = masks.get(key)
+        if mask is None:
+            mask = eligible(
+                self.arrays,
+                age=None if years < 0 else float(years),
+                disability=bool(disability),
+                lat=None,
+                lon=None,
+                radius_km=1.0,
+                at=at,
+            )
+            mask.flags.writeable = False
+            masks[key] = mask
+        return mask
+
+    def geography_mask(self, lat: float, lon: float, radius_km: float) -> np.ndarray | None:
+        """The geography rule for a person at (lat, lon); None when it excludes nothing."""
+        if math.isnan(lat) or math.isnan(lon) or radius_km * 1.0 / EARTH_RADIUS_KM >= math.pi:
+            return None
+        point = _unit_vectors(np.array([lat]), np.array([lon]))[0]
+        threshold = math.cos(radius_km / EARTH_RADIUS_KM)
+        with np.errstate(invalid="ignore"):
+            within = self.xyz @ point >= threshold  # NaN (no coordinates) compares False
+        return within | self.remote_anywhere
+
+    def available_count(self, at: int) -> int:
+        """Offers open now for someone whose age and place are unknown."""
+        return int(self.base_mask(None, False, at).sum())
+
+
+def _now() -> int:
+    return int(datetime.now(UTC).timestamp())
+
+
+def epoch_seconds(stamp: pd.Timestamp | datetime) -> int:
+    """Epoch seconds of an aware timestamp, the unit of `OfferArrays`' dates."""
+    return int(to_epoch_seconds(pd.Series([stamp]), 0)[0])
+
+
+def load_catalog(path: Path | str, at: int | None = None) -> tuple[Catalog, CatalogChange]:
+    """Read a catalog file (see `read_offers`) and build it."""
+    offers, rejected = read_offers(path)
+    return Catalog.build(offers, str(path), at=at, rejected=rejected)

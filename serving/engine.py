@@ -1,0 +1,671 @@
+"""The ranking service's logic, without HTTP: state, hot path, admin swaps.
+
+`Engine` holds one `ServingState` (catalog, model and what was prepared from both) behind a
+single reference. A request reads the reference once and works on that state to the end; an
+admin action builds a complete new state, then replaces the reference, so a request never
+sees half an update and a failed update leaves the previous state serving.
+
+The hot path of `rank` (numpy over prepared arrays only, no pandas, no disk):
+
+1. the person: stored profile (known `user_id`) with the request's fields over it, as arrays
+   and encoder columns (`serving.profiles`);
+2. candidates: the core's eligibility (`Catalog.base_mask` ∧ `Catalog.geography_mask`),
+   request filters and exclusions;
+3. scores over the candidates only, by strategy:
+   * `personalized` (the model learned about this person): the model's score;
+   * `cold_start` (unknown or anonymous person): the model's score from profile features
+     blended with the rules engine. The hybrid blends the rules itself (its score for a
+     visitor without history), and that score is served as evaluated; for other models both
+     are standardised over the candidates and mixed, `(1 − a) · z(model) + a · z(rules)`,
+     a = RECSYS_COLD_START_RULES_WEIGHT;
+   * `rules_fallback` (no model could be loaded): the incumbent rules engine alone
+     (`recsys.models.incumbent`, without its remote overrides unless configured);
+4. `recsys.ranking.top_k` over a pool of candidates, then the greedy caps of
+   `recsys.ranking.diversify` twice (publisher cap, then programme cap: the programme cap
+   holds exactly, the publisher cap as far as the programme cap allows), k offers kept;
+5. distances and reasons for those k only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from recsys import taxonomy
+from recsys.arrays import ProfileArrays
+from recsys.geo import haversine_km
+from recsys.models.incumbent import incumbent_scores
+from recsys.ranking import PAD, top_k
+from serving.catalog import Catalog, CatalogError, read_offers, take_offers
+from serving.events import Ranking
+from serving.loading import LoadedModel, ModelLoadError, load_model
+from serving.profiles import FeatureColumns, ProfileStore, request_row, row_arrays
+from serving.schemas import (
+    AdminResult,
+    RankedItem,
+    RankRequest,
+    RankResponse,
+    SimilarItem,
+    SimilarRequest,
+    SimilarResponse,
+    Status,
+    Strategy,
+)
+from serving.scorer import Prepared, Scorer, UserQuery, check_against_model, scorer_for
+from serving.settings import Settings, group_cap
+
+logger = logging.getLogger(__name__)
+
+RULES_VERSION = "rules"
+POOL_FACTOR = 5  # candidates kept before diversity re-ranking, per slot of the list
+MIN_POOL = 50
+NEW_OFFER_DAYS = 14
+LIKED_Z = 0.5  # model score this many deviations above the candidates' mean: "apprécié..."
+MAX_REASONS = 4
+
+_PROGRAMME_CODE = {name: i for i, name in enumerate(taxonomy.PROGRAMMES)}
+_DOMAIN_CODE = {name: i for i, name in enumerate(taxonomy.DOMAINS)}
+_REMOTE_CODE = {name: i for i, name in enumerate(taxonomy.REMOTE_VALUES)}
+_ON_SITE = taxonomy.REMOTE_VALUES.index("no")
+_FULL_REMOTE = taxonomy.REMOTE_VALUES.index("full")
+_POSSIBLE_REMOTE = taxonomy.REMOTE_VALUES.index("possible")
+_SERVICE_CIVIQUE = taxonomy.PROGRAMMES.index(taxonomy.SERVICE_CIVIQUE)
+_QUIZ_ACTIVITY_LABELS_FR = {
+    "aider-accompagner": "aider et accompagner",
+    "transmettre-animer": "transmettre et animer",
+    "agir-terrain": "agir sur le terrain",
+    "secourir-proteger": "secourir et protéger",
+    "organiser-coordonner": "organiser et coordonner",
+    "creer-communiquer": "créer et communiquer",
+}
+ACTIVITY_LABELS = [_QUIZ_ACTIVITY_LABELS_FR[name] for name in taxonomy.QUIZ_ACTIVITIES]
+DOMAIN_LABELS = {name: label.lower() for name, label in taxonomy.DOMAIN_LABELS_FR.items()}
+
+
+class NotReady(RuntimeError):
+    """No catalog is loaded: nothing can be ranked yet."""
+
+
+class UnknownOffer(LookupError):
+    """An offer id that is not in the live catalog."""
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """A loaded model, its scorer, and the arrays it prepared for the state's catalog."""
+
+    loaded: LoadedModel
+    scorer: Scorer
+    features: FeatureColumns
+    prepared: Prepared | None
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Everything a request reads; replaced whole by admin actions."""
+
+    catalog: Catalog | None
+    model: ModelSlot | None
+    model_uri: str
+    model_error: str | None = None
+    catalog_error: str | None = None
+    as_of: int | None = None  # the clock of the lists (epoch seconds); None: now
+
+    def now(self) -> int:
+        return _now() if self.as_of is None else self.as_of
+
+    @property
+    def model_version(self) -> str:
+        return self.model.loaded.version if self.model is not None else RULES_VERSION
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """(x − mean) / std over the finite values; NaN becomes 0 (the mean)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros_like(values, dtype=float)
+    mean = float(values[finite].mean())
+    std = float(values[finite].std())
+    out = (values - mean) / (std if std > 1e-12 else 1.0)
+    return np.where(finite, out, 0.0)
+
+
+def _slot(loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
+    """The model's scorer and its arrays for `catalog`, checked against `model.score`."""
+    bundle = loaded.bundle
+    try:
+        scorer = scorer_for(bundle.model, bundle.offer_encoder)
+        prepared = scorer.prepare(catalog) if catalog is not None else None
+        problem = None
+        if catalog is not None and prepared is not None:
+            problem = check_against_model(scorer, catalog, prepared, bundle.user_encoder)
+    except Exception as error:  # a model whose arrays the fast scorer does not know
+        problem = f"{type(error).__name__}: {error}"
+    if problem is not None:
+        logger.warning("exact generic scoring used instead of the prepared one: %s", problem)
+        scorer = Scorer(bundle.model, bundle.offer_encoder)
+        prepared = scorer.prepare(catalog) if catalog is not None else None
+    return ModelSlot(loaded, scorer, FeatureColumns(bundle.user_encoder), prepared)
+
+
+class Engine:
+    """Loads once, ranks many times, swaps state atomically on admin requests."""
+
+    def __init__(self, settings: Settings, state: ServingState, profiles: ProfileStore) -> None:
+        self.settings = settings
+        self.state = state
+        self.profiles = profiles
+        self._admin = threading.Lock()
+
+    # --- Start-up ------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, settings: Settings) -> Engine:
+        """Load model, catalog and profiles; whatever fails is reported, never raised.
+
+        Without a model the engine serves the rules; without a catalog it is not ready.
+        """
+        loaded: LoadedModel | None = None
+        model_error = catalog_error = None
+        try:
+            loaded = load_model(settings.model_uri, settings.tracking_uri)
+        except ModelLoadError as error:
+            model_error = str(error)
+            logger.warning("serving the rules fallback: %s", error)
+        catalog, as_of = None, settings.as_of
+        try:
+            catalog, as_of = _initial_catalog(settings, loaded)
+        except CatalogError as error:
+            catalog_error = str(error)
+            logger.error("no catalog: %s", error)
+        model = None
+        if loaded is not None:
+            try:
+                model = _slot(loaded, catalog)
+            except Exception as error:  # a bundle whose encoder or model cannot score
+                model_error = f"model {settings.model_uri}: cannot prepare: {error}"
+                logger.exception("serving the rules fallback")
+        state = ServingState(catalog, model, settings.model_uri, model_error, catalog_error, as_of)
+        return cls(settings, state, _profiles(settings, loaded))
+
+    # --- Ranking -----------------------------------------------------------------------------
+
+    def rank(self, request: RankRequest, at: int | None = None) -> tuple[RankResponse, Ranking]:
+        """A ranked list for the request, and its log entry.
+
+        Raises:
+            NotReady: no catalog is loaded.
+        """
+        state = self.state
+        catalog = state.catalog
+        if catalog is None:
+            raise NotReady(f"no catalog loaded: {state.catalog_error}")
+        at = state.now() if at is None else at
+        row = request_row(request.profile, request.user_id, self.profiles.get(request.user_id))
+        person = row_arrays(row)
+        rows = self._candidates(catalog, person, request, at)
+        strategy, scores, learned_z = self._score(state, catalog, row, person, rows)
+        chosen = self._order(catalog, rows, scores, request.k)
+        items = self._items(
+            catalog,
+            person,
+            rows[chosen],
+            scores[chosen],
+            strategy,
+            at,
+            None if learned_z is None else learned_z[chosen],
+        )
+        request_id = uuid.uuid4().hex
+        response = RankResponse(
+            request_id=request_id,
+            model_version=state.model_version,
+            catalog_version=catalog.version,
+            strategy=strategy,
+            items=items,
+        )
+        ranking = Ranking(
+            request_id=request_id,
+            created_at=datetime.now(UTC),
+            model_version=state.model_version,
+            catalog_version=catalog.version,
+            strategy=strategy,
+            user_id=request.user_id,
+            offer_ids=[item.offer_id for item in items],
+            scores=[item.score for item in items],
+        )
+        return response, ranking
+
+    def _candidates(
+        self, catalog: Catalog, person: ProfileArrays, request: RankRequest, at: int
+    ) -> np.ndarray:
+        """Catalog rows the person may be recommended, after the request's filters."""
+        mask = catalog.base_mask(float(person.age[0]), bool(person.disability[0]), at)
+        geography = catalog.geography_mask(
+            float(person.lat[0]), float(person.lon[0]), float(person.radius_km[0])
+        )
+        mask = mask & geography if geography is not None else mask.copy()
+        filters = request.filters
+        if filters is not None:
+            a = catalog.arrays
+            for values, codes, column in (
+                (filters.types, _PROGRAMME_CODE, a.programme),
+                (filters.domains, _DOMAIN_CODE, a.domain),
+                (filters.remote, _REMOTE_CODE, a.remote),
+            ):
+                if values:
+                    mask &= np.isin(column, [codes[v] for v in values])
+        for offer_id in request.exclude_offer_ids:
+            row = catalog.row.get(offer_id)
+            if row is not None:
+                mask[row] = False
+        return np.flatnonzero(mask)
+
+    def _rules(self, catalog: Catalog, person: ProfileArrays, rows: np.ndarray) -> np.ndarray:
+        return incumbent_scores(
+            person, take_offers(catalog.scoring_arrays, rows), self.settings.rules_remote_overrides
+        )[0]
+
+    def _score(
+        self,
+        state: ServingState,
+        catalog: Catalog,
+        row: dict,
+        person: ProfileArrays,
+        rows: np.ndarray,
+    ) -> tuple[Strategy, np.ndarray, np.ndarray | None]:
+        """(strategy, scores of `rows`, standardised model scores or None)."""
+        model = state.model
+        if model is None or model.prepared is None:
+            return "rules_fallback", self._rules(catalog, person, rows), None
+        user = UserQuery(
+            row["userId"], person, model.features.columns(row), model.features.n_features
+        )
+        learned = model.scorer.score(user, model.prepared, catalog, rows)
+        learned_z = _standardised(learned)
+        if model.scorer.knows(user.user_id):
+            return "personalized", learned, learned_z
+        if model.scorer.blends_rules:  # the model's own cold-start blend, as evaluated
+            return "cold_start", learned, learned_z
+        weight = self.settings.cold_start_rules_weight
+        rules_z = _standardised(self._rules(catalog, person, rows)) if weight > 0 else 0.0
+        return "cold_start", (1.0 - weight) * learned_z + weight * rules_z, learned_z
+
+    def _order(self, catalog: Catalog, rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        """Positions (into `rows`) of the k offers to show, best first, diversified."""
+        pool = top_k(scores, min(len(rows), max(POOL_FACTOR * k, MIN_POOL)))
+        pool = pool[pool != PAD]
+        if len(pool) == 0:
+            return pool
+        offers = rows[pool]
+        by_publisher = capped(
+            np.arange(len(pool)),
+            catalog.publisher_code[offers],
+            len(pool),
+            group_cap(self.settings.max_per_publisher, k),
+        )
+        final = capped(
+            by_publisher,
+            catalog.programme_code[offers[by_publisher]],
+            k,
+            group_cap(self.settings.max_per_programme, k),
+        )
+        return pool[final]
+
+    def _items(
+        self,
+        catalog: Catalog,
+        person: ProfileArrays,
+        chosen: np.ndarray,
+        scores: np.ndarray,
+        strategy: Strategy,
+        at: int,
+        learned_z: np.ndarray | None,
+    ) -> list[RankedItem]:
+        a = catalog.arrays
+        distances = haversine_km(person.lat[0], person.lon[0], a.lat[chosen], a.lon[chosen])
+        liked = np.zeros(len(chosen), dtype=bool)
+        if strategy == "personalized" and learned_z is not None:
+            liked = learned_z >= LIKED_Z
+        said = reasons(catalog, chosen, person, distances, liked, at)
+        return [
+            RankedItem.model_construct(  # fields built here: no validation needed
+                offer_id=offer_id,
+                rank=position + 1,
+                score=round(score, 6),
+                programme=programme,
+                domain=domain,
+                distance_km=None if math.isnan(distance) else round(distance, 1),
+                reasons=why,
+            )
+            for position, (offer_id, score, programme, domain, distance, why) in enumerate(
+                zip(
+                    a.ids[chosen].tolist(),
+                    scores.astype(float).tolist(),
+                    catalog.programme[chosen].tolist(),
+                    catalog.domain[chosen].tolist(),
+                    distances.tolist(),
+                    said,
+                    strict=True,
+                )
+            )
+        ]
+
+    # --- Similar offers ------------------------------------------------------------------
+
+    def similar(self, request: SimilarRequest, at: int | None = None) -> SimilarResponse:
+        """Open offers most like `request.offer_id` (cosine of the model's item vectors,
+        else of the encoded offer features, else of the offers' attributes).
+
+        Raises:
+            NotReady: no catalog.
+            UnknownOffer: the offer is not in the live catalog.
+        """
+        state = self.state
+        catalog = state.catalog
+        if catalog is None:
+            raise NotReady(f"no catalog loaded: {state.catalog_error}")
+        source = catalog.row.get(request.offer_id)
+        if source is None:
+            raise UnknownOffer(
+                f"offer_id: unknown offer {request.offer_id!r} (not in the live catalog)"
+            )
+        at = state.now() if at is None else at
+        if state.model is not None and state.model.prepared is not None:
+            vectors = state.model.prepared["similarity"]
+            method = state.model.scorer.similarity_method
+        else:
+            vectors, method = catalog.attributes, "offer_attributes"
+        if hasattr(vectors, "toarray"):  # sparse encoded features
+            similarity = np.asarray((vectors @ vectors[source].T).toarray()).ravel()
+        else:
+            similarity = vectors @ vectors[source]
+        mask = catalog.base_mask(None, False, at).copy()
+        mask[source] = False
+        if request.other_programmes:
+            mask &= catalog.programme_code != catalog.programme_code[source]
+        chosen = top_k(similarity.astype(np.float64), request.k, mask)
+        chosen = chosen[chosen != PAD]
+        a = catalog.arrays
+        distances = haversine_km(a.lat[source], a.lon[source], a.lat[chosen], a.lon[chosen])
+        return SimilarResponse(
+            offer_id=request.offer_id,
+            model_version=state.model_version,
+            method=method,
+            items=[
+                SimilarItem(
+                    offer_id=str(a.ids[row]),
+                    rank=i + 1,
+                    score=round(float(similarity[row]), 6),
+                    programme=catalog.programme[row],
+                    domain=catalog.domain[row],
+                    distance_km=None if math.isnan(d) else round(float(d), 1),
+                )
+                for i, (row, d) in enumerate(zip(chosen, distances, strict=True))
+            ],
+        )
+
+    # --- Status and admin ----------------------------------------------------------------
+
+    def strategies(self) -> list[Strategy]:
+        state = self.state
+        if state.catalog is None:
+            return []
+        if state.model is None:
+            return ["rules_fallback"]
+        return ["personalized", "cold_start"]
+
+    def status(self, rank_log_pending: int = 0, rank_log_dropped: int = 0) -> Status:
+        state = self.state
+        catalog = state.catalog
+        return Status(
+            ready=catalog is not None,
+            model_version=state.model_version,
+            model_name=state.model.loaded.bundle.model_name if state.model else None,
+            scorer=type(state.model.scorer).__name__ if state.model else None,
+            model_uri=state.model_uri,
+            model_error=state.model_error,
+            strategies=self.strategies(),
+            catalog_version=catalog.version if catalog else None,
+            catalog_source=catalog.source if catalog else None,
+            catalog_size=len(catalog) if catalog else 0,
+            catalog_available=catalog.available_count(state.now()) if catalog else 0,
+            as_of=None if state.as_of is None else datetime.fromtimestamp(state.as_of, UTC),
+            catalog_loaded_at=catalog.loaded_at if catalog else None,
+            catalog_error=state.catalog_error,
+            known_profiles=len(self.profiles),
+            rank_log_pending=rank_log_pending,
+            rank_log_dropped=rank_log_dropped,
+        )
+
+    def _result(self, ok: bool, message: str, started: float, **counts: int) -> AdminResult:
+        state = self.state
+        return AdminResult(
+            ok=ok,
+            message=message,
+            model_version=state.model_version,
+            catalog_version=state.catalog.version if state.catalog else None,
+            catalog_size=len(state.catalog) if state.catalog else 0,
+            seconds=round(time.perf_counter() - started, 3),
+            **counts,
+        )
+
+    def reload_model(self, uri: str | None = None) -> AdminResult:
+        """Load a model (default: the configured URI) and serve it; on failure keep the old."""
+        uri = uri or self.settings.model_uri
+        started = time.perf_counter()
+        with self._admin:
+            state = self.state
+            try:
+                loaded = load_model(uri, self.settings.tracking_uri)
+                catalog, as_of = state.catalog, state.as_of
+                if catalog is None and self.settings.catalog is None:
+                    catalog, as_of = _initial_catalog(self.settings, loaded)
+                slot = _slot(loaded, catalog)
+            except (ModelLoadError, CatalogError) as error:
+                self.state = replace(state, model_error=f"reload failed: {error}")
+                logger.error("model reload failed, previous model kept: %s", error)
+                return self._result(False, f"reload failed, previous model kept: {error}", started)
+            except Exception as error:  # cannot prepare the catalog with this model
+                message = f"model {uri}: cannot prepare: {type(error).__name__}: {error}"
+                self.state = replace(state, model_error=f"reload failed: {message}")
+                logger.exception("model reload failed, previous model kept")
+                return self._result(
+                    False, f"reload failed, previous model kept: {message}", started
+                )
+            self.profiles = _profiles(self.settings, loaded)
+            self.state = ServingState(catalog, slot, uri, None, state.catalog_error, as_of)
+        logger.info("model %s now served", loaded.version)
+        return self._result(True, f"serving {loaded.version}", started)
+
+    def update_catalog(self, path: str | None = None, mode: str = "merge") -> AdminResult:
+        """Take in offers from a file: `merge` (add or replace by id) or `replace` (all).
+
+        The new catalog and the model's arrays for it are built completely before the swap;
+        only the added or changed offers are encoded in `merge` mode.
+        """
+        started = time.perf_counter()
+        source = path or (str(self.settings.catalog) if self.settings.catalog else None)
+        with self._admin:
+            state = self.state
+            try:
+                if source is None:
+                    raise CatalogError("catalog: no path given and RECSYS_CATALOG is not set")
+                offers, rejected = read_offers(source)
+                as_of = self.settings.as_of  # a file's offers are ranked now, unless told
+                clock = _now() if as_of is None else as_of
+                if mode == "replace" or state.catalog is None:
+                    catalog, change = Catalog.build(offers, source, at=clock, rejected=rejected)
+                else:
+                    catalog, change = state.catalog.merged(
+                        offers, source, at=clock, rejected=rejected
+                    )
+                model = state.model
+                if model is not None and model.prepared is None:
+                    model = _slot(model.loaded, catalog)  # first catalog: prepare and check
+                elif model is not None:
+                    if mode == "replace" or state.catalog is None:
+                        prepared = model.scorer.prepare(catalog)
+                    else:
+                        prepared = model.scorer.update(model.prepared, catalog, change)
+                    model = replace(model, prepared=prepared)
+            except Exception as error:  # unreadable file, bad rows, encoder failure
+                message = f"{type(error).__name__}: {error}"
+                self.state = replace(state, catalog_error=f"update failed: {message}")
+                logger.error("catalog update failed, previous catalog kept: %s", message)
+                return self._result(
+                    False, f"update failed, previous catalog kept: {message}", started
+                )
+            self.state = replace(
+                state, catalog=catalog, model=model, catalog_error=None, as_of=as_of
+            )
+        logger.info("catalog %s now served (%d offers)", catalog.version, len(catalog))
+        return self._result(
+            True,
+            f"serving catalog {catalog.version}",
+            started,
+            added=change.added,
+            updated=change.updated,
+            removed=change.removed,
+            rejected=change.rejected,
+        )
+
+
+def capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:
+    """`recsys.ranking.diversify` of one list (`group[i]` is the group of `order[i]`).
+
+    The same greedy walk: take items best first unless their group already holds `cap` of
+    the k slots; if fewer than k were taken, the skipped ones fill the rest in list order.
+    The core function walks every user's list at once with numpy operations per step; for
+    the single list of a request those dozens of calls per step cost more than the scoring,
+    so this walks a Python list of at most a few hundred ints. Tests check it returns the
+    core's lists.
+    """
+    taken: list[int] = []
+    rest: list[int] = []
+    counts: dict[int, int] = {}
+    for item, code in zip(order.tolist(), group.tolist(), strict=True):
+        if len(taken) < k and counts.get(code, 0) < cap:
+            taken.append(item)
+            counts[code] = counts.get(code, 0) + 1
+        else:
+            rest.append(item)
+    return np.array(taken + rest[: k - len(taken)], dtype=np.int64)
+
+
+def reasons(
+    catalog: Catalog,
+    rows: np.ndarray,
+    person: ProfileArrays,
+    distances: np.ndarray,
+    liked: np.ndarray,
+    at: int,
+) -> list[list[str]]:
+    """Short French reasons for showing each offer of `rows` to this person, most telling
+    first (at most MAX_REASONS); tests in the numpy part, strings in the loop."""
+    a = catalog.arrays
+    remote = a.remote[rows]
+    known = ~np.isnan(distances)
+    with np.errstate(invalid="ignore"):
+        near = known & ((remote == _ON_SITE) | (distances <= person.radius_km[0]))
+    activities = a.quiz_activities[rows] & person.quiz_activities[0]
+    age_seconds = at - a.posted_at[rows]
+    columns = zip(
+        near.tolist(),
+        np.where(known, distances, 0.0).tolist(),
+        remote.tolist(),
+        catalog.domain[rows].tolist(),
+        (a.quiz_domains[rows] & person.quiz_domains[0]).any(axis=1).tolist(),
+        np.where(activities.any(axis=1), activities.argmax(axis=1), -1).tolist(),
+        liked.tolist(),
+        ((person.rhythm[0] >= 0) & (a.rhythm[rows] == person.rhythm[0])).tolist(),
+        (a.programme[rows] == _SERVICE_CIVIQUE).tolist(),
+        a.paid[rows].tolist(),
+        ((age_seconds >= 0) & (age_seconds <= NEW_OFFER_DAYS * 86_400)).tolist(),
+        strict=True,
+    )
+    out = []
+    for (
+        near_,
+        km,
+        remote_,
+        domain,
+        likes_domain,
+        activity,
+        liked_,
+        rhythm,
+        sc,
+        paid,
+        new,
+    ) in columns:
+        said: list[str] = []
+        if near_:
+            said.append(f"près de chez vous : {'moins d’1 km' if km < 1 else f'{km:.0f} km'}")
+        elif remote_ == _FULL_REMOTE:
+            said.append("mission à distance")
+        elif remote_ == _POSSIBLE_REMOTE:
+            said.append("télétravail possible")
+        if domain is not None and likes_domain:
+            said.append(f"correspond à votre intérêt : {DOMAIN_LABELS[domain]}")
+        if activity >= 0:
+            said.append(f"activité qui vous correspond : {ACTIVITY_LABELS[activity]}")
+        if liked_:
+            said.append("apprécié par des profils proches")
+        if rhythm:
+            said.append("au rythme que vous cherchez")
+        if sc:
+            said.append("Service Civique indemnisé")
+        elif paid:
+            said.append("mission indemnisée")
+        if new:
+            said.append("nouvelle mission")
+        out.append(said[:MAX_REASONS])
+    return out
+
+
+def _initial_catalog(settings: Settings, loaded: LoadedModel | None) -> tuple[Catalog, int | None]:
+    """The catalog to start with and the clock to rank it at.
+
+    The configured file (ranked now, or at RECSYS_AS_OF), else the model bundle's snapshot,
+    ranked at the instant it describes (the bundle's cutoff) unless RECSYS_AS_OF says
+    otherwise: a snapshot of simulated or past data holds nothing open today.
+    """
+    if settings.catalog is not None:
+        offers, rejected = read_offers(settings.catalog)
+        at = _now() if settings.as_of is None else settings.as_of
+        built = Catalog.build(offers, str(settings.catalog), at=at, rejected=rejected)[0]
+        return built, settings.as_of
+    if loaded is not None:
+        as_of = settings.as_of
+        if as_of is None:
+            as_of = int(loaded.bundle.cutoff.timestamp())
+        built = Catalog.build(loaded.bundle.catalog, f"bundle {loaded.version}", at=as_of)[0]
+        return built, as_of
+    raise CatalogError("catalog: RECSYS_CATALOG is not set and no model bundle holds one")
+
+
+def _profiles(settings: Settings, loaded: LoadedModel | None) -> ProfileStore:
+    """Known visitors: RECSYS_PROFILES, else the profiles next to the model's data."""
+    path = settings.profiles
+    if path is None and loaded is not None:
+        data_dir = loaded.bundle.manifest.get("data_dir")
+        candidate = Path(data_dir) / "profiles.parquet" if data_dir else None
+        path = candidate if candidate is not None and candidate.is_file() else None
+    if path is None:
+        return ProfileStore()
+    try:
+        return ProfileStore.load(path)
+    except Exception as error:  # a broken profile file must not stop ranking
+        logger.error("profiles %s not loaded: %s", path, error)
+        return ProfileStore()

@@ -1,0 +1,391 @@
+"""Durable store of what the service showed and what people did with it.
+
+Three tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
+
+* `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns, camelCase, key
+  `id`) plus `receivedAt`; inserts are idempotent (`INSERT ... ON CONFLICT (id) DO NOTHING`),
+  so a front that resends a batch after a timeout stores nothing twice;
+* `rank_requests` and `rank_items`: every ranking served (request id, time, model and catalog
+  versions, strategy, person; then each offer with its position and score), so that a print
+  tagged with a `requestId` joins to the list and position it came from.
+
+SQLite runs in WAL mode (readers never block the writer, several worker processes can append);
+PostgreSQL is chosen by the URL. Rankings are written by a background thread in small batches
+(`RankLog`), off the request path. `export_events` writes the events back as the canonical
+Parquet table that the feature builders read.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from recsys import schema
+
+logger = logging.getLogger(__name__)
+
+EVENT_COLUMNS = tuple(schema.EVENT_SCHEMA.names)
+_TYPES: dict[str, sa.types.TypeEngine] = {
+    "createdAt": sa.DateTime(timezone=True),
+    "isBot": sa.Boolean(),
+    "position": sa.SmallInteger(),
+    "candidateAge": sa.SmallInteger(),
+}
+# API field (snake_case) -> canonical column (camelCase).
+API_TO_COLUMN = {
+    "id": "id",
+    "type": "type",
+    "created_at": "createdAt",
+    "mission_id": "missionId",
+    "to_publisher_id": "toPublisherId",
+    "from_publisher_id": "fromPublisherId",
+    "source": "source",
+    "source_id": "sourceId",
+    "user": "user",
+    "user_id": "userId",
+    "click_id": "clickId",
+    "request_id": "requestId",
+    "client_event_id": "clientEventId",
+    "is_bot": "isBot",
+    "status": "status",
+    "position": "position",
+    "candidate_age": "candidateAge",
+    "candidate_postal_code": "candidatePostalCode",
+}
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One served list, as logged."""
+
+    request_id: str
+    created_at: datetime
+    model_version: str
+    catalog_version: str
+    strategy: str
+    user_id: str | None
+    offer_ids: list[str]
+    scores: list[float]
+
+
+class EventStore:
+    """The three tables on one database; `schema` and `prefix` isolate deployments (or tests)."""
+
+    def __init__(
+        self, url: str, db_schema: str | None = None, prefix: str = "", create: bool = True
+    ) -> None:
+        """Connect, and create the schema and tables unless `create` is False.
+
+        Raises:
+            ValueError: a schema on SQLite, or (with `create` False) a missing SQLite file.
+        """
+        self.url = url
+        parsed = sa.engine.make_url(url)
+        sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+        if not create and sqlite_file is not None and not Path(sqlite_file).is_file():
+            raise ValueError(f"no event store at {url}")
+        self.engine: Engine = _engine(url)
+        if db_schema and self.engine.dialect.name != "postgresql":
+            raise ValueError(f"event store schema {db_schema!r}: schemas need PostgreSQL")
+        metadata = sa.MetaData(schema=db_schema)
+        self.events = sa.Table(
+            f"{prefix}events",
+            metadata,
+            *[
+                sa.Column(name, _TYPES.get(name, sa.String()), primary_key=name == "id")
+                for name in EVENT_COLUMNS
+            ],
+            sa.Column("receivedAt", sa.DateTime(timezone=True), nullable=False),
+        )
+        self.requests = sa.Table(
+            f"{prefix}rank_requests",
+            metadata,
+            sa.Column("requestId", sa.String(), primary_key=True),
+            sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("modelVersion", sa.String(), nullable=False),
+            sa.Column("catalogVersion", sa.String(), nullable=False),
+            sa.Column("strategy", sa.String(), nullable=False),
+            sa.Column("userId", sa.String()),
+            sa.Column("nItems", sa.Integer(), nullable=False),
+        )
+        self.items = sa.Table(
+            f"{prefix}rank_items",
+            metadata,
+            sa.Column("requestId", sa.String(), primary_key=True),
+            sa.Column("position", sa.SmallInteger(), primary_key=True),
+            sa.Column("missionId", sa.String(), nullable=False),
+            sa.Column("score", sa.Float(), nullable=False),
+        )
+        if create:
+            with self.engine.begin() as connection:
+                if db_schema:
+                    connection.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
+                metadata.create_all(connection)
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise ValueError(f"event store: unsupported database {self.engine.dialect.name!r}")
+        return insert(table)
+
+    def add_events(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Insert canonical event rows; returns the ids stored (the others already were).
+
+        An id repeated within `rows` is stored once, from its first row.
+        """
+        received = datetime.now(UTC)
+        unique: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            unique.setdefault(row["id"], {**row, "receivedAt": received})
+        if not unique:
+            return []
+        statement = (
+            self._insert(self.events)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(self.events.c.id)
+        )
+        with self.engine.begin() as connection:
+            stored = connection.execute(statement, list(unique.values())).scalars().all()
+        return list(stored)
+
+    def log_rankings(self, rankings: Iterable[Ranking]) -> None:
+        """Write served lists (idempotent on the request id)."""
+        rankings = list(rankings)
+        if not rankings:
+            return
+        requests = [
+            {
+                "requestId": r.request_id,
+                "createdAt": r.created_at,
+                "modelVersion": r.model_version,
+                "catalogVersion": r.catalog_version,
+                "strategy": r.strategy,
+                "userId": r.user_id,
+                "nItems": len(r.offer_ids),
+            }
+            for r in rankings
+        ]
+        items = [
+            {"requestId": r.request_id, "position": i + 1, "missionId": offer, "score": score}
+            for r in rankings
+            for i, (offer, score) in enumerate(zip(r.offer_ids, r.scores, strict=True))
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(
+                self._insert(self.requests).on_conflict_do_nothing(index_elements=["requestId"]),
+                requests,
+            )
+            if items:
+                connection.execute(
+                    self._insert(self.items).on_conflict_do_nothing(
+                        index_elements=["requestId", "position"]
+                    ),
+                    items,
+                )
+
+    def read_events(self) -> pd.DataFrame:
+        """Every stored event as the canonical events table (UTC timestamps), by `createdAt`."""
+        columns = [self.events.c[name] for name in EVENT_COLUMNS]
+        statement = sa.select(*columns).order_by(self.events.c.createdAt, self.events.c.id)
+        with self.engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(statement).all(), columns=list(EVENT_COLUMNS))
+        frame["createdAt"] = _utc(frame["createdAt"]).dt.floor("ms")  # the canonical unit
+        for name in ("position", "candidateAge"):
+            frame[name] = pd.array(frame[name].tolist(), dtype="Int16")
+        frame["isBot"] = frame["isBot"].astype("boolean")
+        return frame
+
+    def read_rankings(self) -> pd.DataFrame:
+        """Every logged list item: requestId, createdAt, modelVersion, catalogVersion, strategy,
+        userId, position, missionId, score."""
+        r, i = self.requests, self.items
+        statement = (
+            sa.select(
+                r.c.requestId,
+                r.c.createdAt,
+                r.c.modelVersion,
+                r.c.catalogVersion,
+                r.c.strategy,
+                r.c.userId,
+                i.c.position,
+                i.c.missionId,
+                i.c.score,
+            )
+            .select_from(r.join(i, r.c.requestId == i.c.requestId))
+            .order_by(r.c.createdAt, r.c.requestId, i.c.position)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement)
+            frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
+        frame["createdAt"] = _utc(frame["createdAt"])
+        return frame
+
+    def drop(self) -> None:
+        """Drop the three tables (tests, and tearing down a deployment's prefix)."""
+        for table in (self.items, self.requests, self.events):
+            table.drop(self.engine, checkfirst=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    stamps = pd.to_datetime(values)
+    if stamps.dt.tz is None:
+        return stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC")
+
+
+def _engine(url: str) -> Engine:
+    """An engine; SQLite files get their folder, WAL mode and a busy timeout."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def event_rows(events: Iterable[Any], catalog_publishers: dict[str, str] | None = None) -> list:
+    """API events (pydantic `serving.schemas.Event`) as canonical rows.
+
+    `toPublisherId` is filled from the catalog when the front left it out.
+    """
+    now = datetime.now(UTC)
+    rows = []
+    for event in events:
+        row = {API_TO_COLUMN[name]: value for name, value in event.model_dump().items()}
+        if row["createdAt"] is None:
+            row["createdAt"] = now
+        stamp = row["createdAt"]
+        row["createdAt"] = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+        if row["toPublisherId"] is None and catalog_publishers and row["missionId"]:
+            row["toPublisherId"] = catalog_publishers.get(row["missionId"])
+        rows.append(row)
+    return rows
+
+
+class RankLog:
+    """Writes served lists to the store from a background thread, in batches.
+
+    A request only puts its list on a bounded queue. When the store is down, lists wait (and
+    are retried) up to the queue's size, then the oldest are dropped and counted, so that
+    the service keeps ranking.
+    """
+
+    def __init__(
+        self, store: EventStore, flush_seconds: float = 0.5, max_pending: int = 20_000
+    ) -> None:
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self.dropped = 0
+        self._queue: queue.Queue[Ranking] = queue.Queue(maxsize=max_pending)
+        self._retry: list[Ranking] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rank-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + len(self._retry)
+
+    def put(self, ranking: Ranking) -> None:
+        """Queue a list for writing; never blocks (drops the oldest when full)."""
+        while True:
+            try:
+                self._queue.put_nowait(ranking)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _drain(self, limit: int) -> list[Ranking]:
+        batch: list[Ranking] = []
+        while len(batch) < limit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _round(self, limit: int) -> None:
+        """Write what failed last time and up to `limit` queued lists; keep failures."""
+        with self._lock:
+            batch = self._retry + self._drain(limit)
+            if not batch:
+                return
+            try:
+                self.store.log_rankings(batch)
+            except Exception:  # the store may be down: keep serving, retry next round
+                logger.exception("rank log: %d lists not written, will retry", len(batch))
+                self._retry = batch[-self._queue.maxsize :]
+                self.dropped += len(batch) - len(self._retry)
+            else:
+                self._retry = []
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self._round(1000)
+        self._round(self._queue.maxsize)
+
+    def flush(self) -> None:
+        """Write everything queued so far, now (tests, shutdown)."""
+        self._round(self._queue.maxsize)
+
+    def close(self) -> None:
+        """Write what is pending and stop the thread."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def export_events(
+    url: str,
+    out: Path | str,
+    db_schema: str | None = None,
+    prefix: str = "",
+    rankings_out: Path | str | None = None,
+) -> int:
+    """Write the stored events as the canonical events table (Parquet); returns the count.
+
+    `rankings_out`, when given, also receives the logged lists (`EventStore.read_rankings`).
+    """
+    store = EventStore(url, db_schema=db_schema, prefix=prefix, create=False)
+    try:
+        frame = store.read_events()
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        schema.write_table(frame, "events", out)
+        if rankings_out is not None:
+            rankings_out = Path(rankings_out)
+            rankings_out.parent.mkdir(parents=True, exist_ok=True)
+            store.read_rankings().to_parquet(rankings_out, index=False)
+    finally:
+        store.close()
+    return len(frame)

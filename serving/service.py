@@ -1,0 +1,192 @@
+"""The BentoML service: HTTP around `serving.engine.Engine` and the event store.
+
+`__init__` loads everything once (model bundle from the registry, catalog, profiles, event
+store); each endpoint is a typed method whose pydantic models BentoML publishes in its OpenAPI
+(`/docs.json`). BentoML also serves `/healthz` (alive), `/readyz` (ready once a catalog is
+loaded: `__is_ready__`) and `/metrics` (Prometheus). `GET /status` comes from a small FastAPI
+app mounted beside the APIs, because BentoML APIs answer POST only.
+
+Errors: bad input is refused by pydantic with a 400 naming the field; an unknown offer in
+/similar is a 404; a request while no catalog is loaded is a 503; admin calls without the
+right X-Admin-Token header are 403; a failed admin action answers 422 with the reason, and
+the previous state keeps serving.
+
+Run with `recsys serve` or `bentoml serve serving.service:RankingService` (configuration by
+environment variables, `serving.settings`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+import bentoml
+from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
+from serving.engine import Engine, NotReady, UnknownOffer
+from serving.events import EventStore, RankLog, event_rows
+from serving.schemas import (
+    AdminResult,
+    CatalogUpdate,
+    EventsRequest,
+    EventsResponse,
+    ModelReload,
+    RankRequest,
+    RankResponse,
+    SimilarRequest,
+    SimilarResponse,
+    Status,
+)
+from serving.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ADMIN_HEADER = "X-Admin-Token"
+
+status_app = FastAPI(
+    title="ranking status", docs_url=None, redoc_url=None, openapi_url=None
+)  # serves GET /status only
+
+
+@bentoml.service(name="ranking", workers=1, traffic={"timeout": 120})
+@bentoml.asgi_app(status_app, path="/")
+class RankingService:
+    """Ranks engagement offers for a person; records what was shown and what people did."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.engine = Engine.start(self.settings)
+        self.store: EventStore | None = None
+        self.rank_log: RankLog | None = None
+        self.store_error: str | None = None
+        try:
+            self.store = EventStore(
+                self.settings.event_store_url,
+                db_schema=self.settings.event_schema,
+                prefix=self.settings.event_table_prefix,
+            )
+            self.rank_log = RankLog(self.store, self.settings.rank_log_flush_seconds)
+        except Exception as error:  # ranking must not depend on the event database
+            self.store_error = f"{type(error).__name__}: {error}"
+            logger.error("event store unavailable, events refused: %s", self.store_error)
+
+    def __is_ready__(self) -> bool:
+        """Ready once a catalog is loaded: the model, or at least the rules, can rank it."""
+        return self.engine.state.catalog is not None
+
+    @bentoml.api(route="/rank")
+    def rank(self, request: RankRequest, /) -> RankResponse:
+        """The k best eligible offers for a known visitor or a profile, with reasons."""
+        try:
+            response, ranking = self.engine.rank(request)
+        except NotReady as error:
+            raise ServiceUnavailable(str(error)) from error
+        if self.rank_log is not None:
+            self.rank_log.put(ranking)
+        return response
+
+    @bentoml.api(route="/similar")
+    def similar(self, request: SimilarRequest, /) -> SimilarResponse:
+        """Open offers like a given one (404 when the offer is not in the live catalog)."""
+        try:
+            return self.engine.similar(request)
+        except NotReady as error:
+            raise ServiceUnavailable(str(error)) from error
+        except UnknownOffer as error:
+            raise NotFound(str(error)) from error
+
+    @bentoml.api(route="/events")
+    def events(self, request: EventsRequest, /) -> EventsResponse:
+        """Store prints, clicks, applies; idempotent on the event id."""
+        if self.store is None:
+            raise ServiceUnavailable(f"event store unavailable: {self.store_error}")
+        catalog = self.engine.state.catalog
+        publishers = None
+        if catalog is not None:
+            publishers = _Publishers(catalog.row, catalog.arrays.publisher_ids)
+        rows = event_rows(request.events, publishers)
+        try:
+            stored = set(self.store.add_events(rows))
+        except SQLAlchemyError as error:
+            logger.error("events not stored: %s", error)
+            raise ServiceUnavailable("event store unavailable, retry later") from error
+        seen: set[str] = set()
+        duplicates = []  # already stored before, or repeated within this batch
+        for row in rows:
+            if row["id"] not in stored or row["id"] in seen:
+                duplicates.append(row["id"])
+            seen.add(row["id"])
+        return EventsResponse(
+            received=len(rows),
+            stored=len(stored),
+            duplicates=len(duplicates),
+            duplicate_ids=duplicates,
+        )
+
+    def _status(self) -> Status:
+        log = self.rank_log
+        return self.engine.status(
+            rank_log_pending=log.pending if log else 0, rank_log_dropped=log.dropped if log else 0
+        )
+
+    @bentoml.api(route="/status")
+    def status(self) -> Status:
+        """Model version, strategies available, catalog size and version (also GET /status)."""
+        return self._status()
+
+    @status_app.get("/status")
+    def status_get(self) -> dict[str, Any]:
+        return self._status().model_dump(mode="json")
+
+    def _authorize(self, ctx: bentoml.Context) -> None:
+        expected = self.settings.admin_token
+        given = ctx.request.headers.get(ADMIN_HEADER, "")
+        if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise BentoMLException("admin token refused", error_code=HTTPStatus.FORBIDDEN)
+
+    @bentoml.api(route="/admin/catalog")
+    async def admin_catalog(self, update: CatalogUpdate, /, ctx: bentoml.Context) -> AdminResult:
+        """Take in new or changed offers without restarting (X-Admin-Token header)."""
+        self._authorize(ctx)
+        result = await anyio.to_thread.run_sync(
+            self.engine.update_catalog, update.path, update.mode
+        )
+        if not result.ok:
+            ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+        return result
+
+    @bentoml.api(route="/admin/reload")
+    async def admin_reload(self, reload: ModelReload, /, ctx: bentoml.Context) -> AdminResult:
+        """Load a model (default: RECSYS_MODEL_URI) and serve it (X-Admin-Token header)."""
+        self._authorize(ctx)
+        result = await anyio.to_thread.run_sync(self.engine.reload_model, reload.uri)
+        if not result.ok:
+            ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+        return result
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        if self.rank_log is not None:
+            self.rank_log.close()
+        if self.store is not None:
+            self.store.close()
+
+
+class _Publishers:
+    """`dict.get`-like view: an offer id's publisher in the live catalog."""
+
+    def __init__(self, row: dict[str, int], publisher_ids: Any) -> None:
+        self._row = row
+        self._publisher_ids = publisher_ids
+
+    def __bool__(self) -> bool:
+        return bool(self._row)
+
+    def get(self, offer_id: str) -> str | None:
+        index = self._row.get(offer_id)
+        return None if index is None else str(self._publisher_ids[index])

@@ -1,0 +1,119 @@
+"""The ranking service's settings, read from environment variables once at start-up.
+
+Embedded defaults (the champion from the local MLflow store, events in a SQLite file under
+`data/`) let `recsys serve` run on a fresh checkout; production switches every location by
+environment variable only (a PostgreSQL URL for events, a remote tracking server for models).
+
+Variables (docs/serving.md has the table with their meaning):
+RECSYS_MODEL_URI (default models:/engagement-ranker@champion; a registry URI, an MLflow
+model folder or a bundle folder), MLFLOW_TRACKING_URI, RECSYS_CATALOG (offers file; default:
+the bundle's catalog snapshot), RECSYS_PROFILES (known visitors; default: the feature set's
+profiles.parquet), RECSYS_EVENT_STORE_URL (default sqlite:///data/events.db),
+RECSYS_EVENT_SCHEMA, RECSYS_EVENT_TABLE_PREFIX, RECSYS_ADMIN_TOKEN (unset: admin refused),
+RECSYS_MAX_PER_PROGRAMME (0.7) and RECSYS_MAX_PER_PUBLISHER (0.5) (shares of a list one group
+may fill when alternatives exist), RECSYS_COLD_START_RULES_WEIGHT (0.5),
+RECSYS_RULES_REMOTE_OVERRIDES (false), RECSYS_RANK_LOG_FLUSH_SECONDS (0.5), RECSYS_AS_OF
+(an ISO time to rank at instead of now; default now, or the bundle's cutoff when the catalog
+is the bundle's snapshot).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recsys import config
+
+DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
+DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
+
+
+def _float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected a number, got {raw!r}") from None
+    if not (low <= value <= high) or math.isnan(value):
+        raise ValueError(f"{name}: expected a number in [{low}, {high}], got {raw!r}")
+    return value
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _instant(name: str) -> int | None:
+    """An ISO timestamp (UTC when no offset) as epoch seconds."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        stamp = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}: expected an ISO date or time, got {raw!r}") from None
+    stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
+    return int(stamp.timestamp())
+
+
+def _path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from the environment (see the module docstring)."""
+
+    model_uri: str = DEFAULT_MODEL_URI
+    tracking_uri: str = config.MLFLOW_TRACKING_URI
+    catalog: Path | None = None
+    profiles: Path | None = None
+    event_store_url: str = DEFAULT_EVENT_STORE_URL
+    event_schema: str | None = None
+    event_table_prefix: str = ""
+    admin_token: str | None = None
+    max_per_programme: float = 0.7
+    max_per_publisher: float = 0.5
+    cold_start_rules_weight: float = 0.5
+    rules_remote_overrides: bool = False
+    rank_log_flush_seconds: float = 0.5
+    as_of: int | None = None  # epoch seconds to rank at; None: now
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the variables; ValueError naming the variable on a malformed value."""
+        return cls(
+            model_uri=os.environ.get("RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or config.MLFLOW_TRACKING_URI,
+            catalog=_path("RECSYS_CATALOG"),
+            profiles=_path("RECSYS_PROFILES"),
+            event_store_url=os.environ.get("RECSYS_EVENT_STORE_URL") or DEFAULT_EVENT_STORE_URL,
+            event_schema=os.environ.get("RECSYS_EVENT_SCHEMA") or None,
+            event_table_prefix=os.environ.get("RECSYS_EVENT_TABLE_PREFIX", ""),
+            admin_token=os.environ.get("RECSYS_ADMIN_TOKEN") or None,
+            max_per_programme=_float("RECSYS_MAX_PER_PROGRAMME", 0.7, 0.01, 1.0),
+            max_per_publisher=_float("RECSYS_MAX_PER_PUBLISHER", 0.5, 0.01, 1.0),
+            cold_start_rules_weight=_float("RECSYS_COLD_START_RULES_WEIGHT", 0.5, 0.0, 1.0),
+            rules_remote_overrides=_flag("RECSYS_RULES_REMOTE_OVERRIDES", False),
+            rank_log_flush_seconds=_float("RECSYS_RANK_LOG_FLUSH_SECONDS", 0.5, 0.01, 60.0),
+            as_of=_instant("RECSYS_AS_OF"),
+        )
+
+
+def group_cap(share: float, k: int) -> int:
+    """Most slots of a k-list one group may take: ceil(share · k), at least 1."""
+    return max(1, math.ceil(share * k - 1e-9))

@@ -1,0 +1,617 @@
+"""The ranking service's logic in process: exactness of the fast paths, strategies, admin swaps.
+
+The fast paths (profile arrays and features without pandas, prepared model arrays, the
+unit-vector geography test, cached eligibility masks, merged catalogs) are each checked equal
+to the core functions they stand for, so what is served is what offline code computes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsys import geo, taxonomy
+from recsys.arrays import NO_END, offer_arrays, profile_arrays
+from recsys.bundle import load_bundle, profiles_frame
+from recsys.dataset import OfferBatch, UserBatch
+from recsys.eligibility import eligible
+from recsys.encoding import UserEncoder
+from recsys.ranking import diversify
+from recsys.schema import Profile, Quiz
+from serving.catalog import Catalog, epoch_seconds
+from serving.engine import Engine, UnknownOffer, capped, reasons
+from serving.loading import ModelLoadError, load_model
+from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
+from serving.schemas import RankFilters, RankRequest, SimilarRequest
+from serving.scorer import LightFMScorer, UserQuery, scorer_for
+from serving.settings import Settings, group_cap
+from tests.fixtures import LYON, PARIS, make_offers_frame, make_profiles_frame
+from tests.service_fixtures import (
+    catalog_offers,
+    new_offer,
+    train,
+    training_profiles,
+    write_bundle,
+    write_world,
+)
+
+NOW = pd.Timestamp.now(tz="UTC").floor("s")
+AT = epoch_seconds(NOW)
+
+
+# --- Profiles: request rows, arrays and features without pandas ---------------------------------
+
+QUIZ_LISTS = {
+    "quizDomains": (*taxonomy.QUIZ_DOMAINS, taxonomy.DONT_KNOW),
+    "quizActivities": (*taxonomy.QUIZ_ACTIVITIES, taxonomy.DONT_KNOW),
+    "quizMotivations": (*taxonomy.MOTIVATIONS, taxonomy.DONT_KNOW),
+}
+POSTAL_CODES = ["75011", "69001", "13001", "2A004", "97411", "99999"]
+
+
+@pytest.fixture(scope="module")
+def user_encoder() -> UserEncoder:
+    """Fitted on profiles that use every quiz value, mobility and a few places."""
+    n = len(taxonomy.QUIZ_DOMAINS)
+    frame = make_profiles_frame(
+        n,
+        quizDomains=[[d, taxonomy.DONT_KNOW] for d in taxonomy.QUIZ_DOMAINS],
+        quizActivities=[[taxonomy.QUIZ_ACTIVITIES[i % 6]] for i in range(n)],
+        quizMotivations=[[taxonomy.MOTIVATIONS[i % 6]] for i in range(n)],
+        quizRhythm=[taxonomy.RHYTHMS[i % 5] for i in range(n)],
+        mobility=[list(taxonomy.MOBILITY_RADIUS_KM)[i % 4] for i in range(n)],
+        departmentCode=["75", "69", "13", "2A", "974", "75", "69", "13", "33"][:n],
+        region=["Île-de-France", "Bretagne", "Occitanie"] * 3,
+    )
+    return UserEncoder().fit(frame)
+
+
+def _sublist(values: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(values), max_size=3, unique=True)
+
+
+canonical_rows = st.fixed_dictionaries(
+    {
+        "userId": st.one_of(st.none(), st.just("u1")),
+        "age": st.one_of(
+            st.none(),
+            st.sampled_from([15, 16, 17.9, 18, 25, 26, 30.5, 31, 90]),
+            st.integers(0, 120),
+        ),
+        "lat": st.one_of(st.none(), st.floats(41.0, 51.0)),
+        "lon": st.one_of(st.none(), st.floats(-5.0, 9.0)),
+        "postalCode": st.one_of(st.none(), st.sampled_from(POSTAL_CODES)),
+        "departmentCode": st.one_of(st.none(), st.sampled_from(["75", "69", "13", "2A", "33"])),
+        "region": st.one_of(st.none(), st.sampled_from(["Île-de-France", "Bretagne"])),
+        "mobility": st.one_of(st.none(), st.sampled_from(list(taxonomy.MOBILITY_RADIUS_KM))),
+        "radiusKm": st.one_of(st.none(), st.floats(1.0, 200.0)),
+        "disability": st.booleans(),
+        "hasQuiz": st.booleans(),
+        "quizDomains": _sublist(QUIZ_LISTS["quizDomains"]),
+        "quizActivities": _sublist(QUIZ_LISTS["quizActivities"]),
+        "quizRhythm": st.one_of(st.none(), st.sampled_from((*taxonomy.RHYTHMS, "je-ne-sais-pas"))),
+        "quizMotivations": _sublist(QUIZ_LISTS["quizMotivations"]),
+    }
+)
+
+
+def _frame(row: dict[str, Any]) -> pd.DataFrame:
+    return profiles_frame(pd.DataFrame([row]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=canonical_rows)
+def test_feature_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: dict) -> None:
+    expected = np.flatnonzero(user_encoder.transform(_frame(row)).toarray()[0])
+    np.testing.assert_array_equal(FeatureColumns(user_encoder).columns(row), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=canonical_rows)
+def test_row_arrays_equal_profile_arrays(row: dict) -> None:
+    expected = profile_arrays(_frame(row))
+    found = row_arrays(row)
+    for name in expected.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(found, name), getattr(expected, name), err_msg=name)
+        assert getattr(found, name).dtype == getattr(expected, name).dtype, name
+
+
+def test_request_fields_override_the_stored_profile() -> None:
+    store = ProfileStore(training_profiles())
+    stored = store.get("sport-lyon-0")
+    assert stored is not None and stored["postalCode"] == "69001"
+    profile = Profile(age=17, postal_code="75011", quiz=Quiz(domains=["sport"]))
+    row = request_row(profile, "sport-lyon-0", stored)
+    assert (row["age"], row["postalCode"], row["departmentCode"]) == (17, "75011", "75")
+    assert row["region"] == "Île-de-France" and row["lat"] is None
+    assert row["disability"] is False and row["hasQuiz"] is True  # disability: not given, kept
+    assert row["quizDomains"] == ["sport"]
+    arrays = row_arrays(row)
+    assert (arrays.lat[0], arrays.lon[0]) == geo.locate(postal_code="75011")
+    assert arrays.radius_km[0] == taxonomy.DEFAULT_RADIUS_KM
+    # Mobility without a radius replaces a stored radius by the mobility's.
+    moved = request_row(Profile(mobility="bike"), None, {**stored, "radiusKm": 50.0})
+    assert row_arrays(moved).radius_km[0] == taxonomy.MOBILITY_RADIUS_KM["bike"]
+    # Nothing known: unknown age and place, default radius.
+    nobody = row_arrays(request_row(None, None, None))
+    assert math.isnan(nobody.age[0]) and math.isnan(nobody.lat[0])
+    assert store.get("nobody") is None and empty_row("x")["quizDomains"] == []
+
+
+# --- Catalog: eligibility split in cached and geographic parts ---------------------------------
+
+
+def _random_offers(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    posted = NOW + pd.to_timedelta(rng.integers(-60, 5, n), unit="D")
+    ends = NOW + pd.to_timedelta(rng.integers(-5, 60, n), unit="D")
+    return make_offers_frame(
+        n,
+        type=rng.choice(list(taxonomy.PROGRAMMES), n).tolist(),
+        remote=rng.choice(list(taxonomy.REMOTE_VALUES), n).tolist(),
+        openToMinors=rng.choice([True, False, None], n).tolist(),
+        snu=rng.random(n) < 0.2,
+        places=rng.choice([0, 3, None], n).tolist(),
+        lat=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(43, 50, n)),
+        lon=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-1, 7, n)),
+        postedAt=list(posted),
+        endAt=[None if i % 7 == 0 else e for i, e in enumerate(ends)],
+        statusCode=rng.choice(["ACCEPTED", "ACCEPTED", "REFUSED"], n).tolist(),
+    )
+
+
+def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
+    rng = np.random.default_rng(3)
+    offers = _random_offers(rng, 400)
+    catalog = Catalog._assemble(offers, offer_arrays(offers), "random")  # nothing pruned
+    for _ in range(60):
+        age = None if rng.random() < 0.2 else float(rng.integers(12, 80))
+        disability = bool(rng.random() < 0.3)
+        lat, lon = (None, None) if rng.random() < 0.2 else (rng.uniform(43, 50), rng.uniform(-1, 7))
+        radius = float(rng.choice([5.0, 20.0, 150.0]))
+        expected = eligible(
+            catalog.arrays,
+            age=age,
+            disability=disability,
+            lat=lat,
+            lon=lon,
+            radius_km=radius,
+            at=AT,
+        )
+        mask = catalog.base_mask(age, disability, AT).copy()
+        geography = catalog.geography_mask(
+            math.nan if lat is None else lat, math.nan if lon is None else lon, radius
+        )
+        if geography is not None:
+            mask &= geography
+        np.testing.assert_array_equal(mask, expected)
+
+
+def test_cached_masks_follow_the_clock() -> None:
+    """An offer ending at t is eligible at t and not at t + 1; one posted at t from t on."""
+    t = AT + 1000
+    offers = make_offers_frame(
+        3,
+        endAt=[pd.Timestamp(t, unit="s", tz="UTC"), None, None],
+        postedAt=[NOW - pd.Timedelta(days=1), pd.Timestamp(t, unit="s", tz="UTC"), NOW],
+    )
+    catalog = Catalog.build(offers, "clock", at=AT)[0]
+    assert catalog.base_mask(20, False, AT).tolist() == [True, False, True]
+    assert catalog._cache[:2] == (AT, t)  # next change: offer 1 is posted at t
+    assert catalog.base_mask(20, False, t).tolist() == [True, True, True]
+    assert catalog.base_mask(20, False, t + 1).tolist() == [False, True, True]
+    assert catalog._cache[1] == np.iinfo(np.int64).max  # nothing changes any more
+
+
+def test_build_prunes_closed_offers_and_merge_equals_a_rebuild() -> None:
+    base = catalog_offers(NOW)
+    catalog, change = Catalog.build(base, "base", at=AT)
+    assert {"ended", "refused"}.isdisjoint(catalog.row) and change.removed == 2
+    assert len(catalog) == len(base) - 2 and "future" in catalog.row  # may open later
+    closing = base[base["id"] == "paris-sport-0"].assign(statusCode="REFUSED")
+    changed = base[base["id"] == "lyon-culture-1"].assign(title="Nouveau titre", places=1)
+    update = pd.concat([closing, changed, new_offer(now=NOW)], ignore_index=True)
+    merged, change = catalog.merged(update, "update", at=AT)
+    assert (change.added, change.updated, change.removed) == (1, 1, 1)
+    expected_ids = [i for i in catalog.arrays.ids if i not in ("paris-sport-0", "lyon-culture-1")]
+    assert list(merged.arrays.ids) == [*expected_ids, "lyon-culture-1", "lyon-sport-new"]
+    rebuilt = Catalog._assemble(merged.offers, offer_arrays(merged.offers), "rebuilt")
+    for name in merged.arrays.__dataclass_fields__:
+        np.testing.assert_array_equal(
+            getattr(merged.arrays, name), getattr(rebuilt.arrays, name), err_msg=name
+        )
+    assert merged.arrays.places[merged.row["lyon-culture-1"]] == 1
+
+
+# --- Scorers: prepared arrays give the model's own scores -------------------------------------
+
+
+@pytest.fixture(scope="module", params=["lightfm", "hybrid", "popularity"])
+def trained(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    params = {"popularity": {}}.get(request.param)
+    if params is None:
+        from tests.service_fixtures import HYBRID_PARAMS, LIGHTFM_PARAMS
+
+        params = HYBRID_PARAMS if request.param == "hybrid" else LIGHTFM_PARAMS
+    return train(request.param, params)
+
+
+def _people() -> list[tuple[str | None, Profile | None]]:
+    return [
+        ("sport-lyon-0", None),  # known, stored profile
+        ("culture-paris-1", Profile(age=22)),  # known, one field overridden
+        (None, Profile(age=19, lat=LYON[0], lon=LYON[1], quiz=Quiz(domains=["art-culture"]))),
+        ("stranger", Profile(postal_code="75011", mobility="bike")),
+    ]
+
+
+def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
+    model, feature_set = trained
+    catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
+    scorer = scorer_for(model, feature_set.offer_encoder)
+    prepared = scorer.prepare(catalog)
+    columns = FeatureColumns(feature_set.user_encoder)
+    store = ProfileStore(training_profiles())
+    offers = catalog.offers
+    batch = OfferBatch(
+        catalog.arrays.ids, feature_set.offer_encoder.transform(offers), offer_arrays(offers)
+    )
+    rows = np.array([0, 3, 5, 8, 9, 13, len(catalog) - 1])
+    for user_id, profile in _people():
+        row = request_row(profile, user_id, store.get(user_id))
+        frame = _frame(row)
+        users = UserBatch(
+            frame["userId"].to_numpy(dtype=object),
+            feature_set.user_encoder.transform(frame),
+            profile_arrays(frame),
+        )
+        expected = model.score(users, batch)[0]
+        query = UserQuery(user_id, row_arrays(row), columns.columns(row), columns.n_features)
+        found = scorer.score(query, prepared, catalog, np.arange(len(catalog)))
+        np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(
+            scorer.score(query, prepared, catalog, rows), expected[rows], rtol=1e-6, atol=1e-9
+        )
+    assert scorer.knows("sport-lyon-0") == (model.name != "popularity")
+    assert not scorer.knows("stranger") and not scorer.knows(None)
+
+
+def test_scorer_update_equals_prepare_on_the_merged_catalog(trained: tuple[Any, Any]) -> None:
+    model, feature_set = trained
+    catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
+    scorer = scorer_for(model, feature_set.offer_encoder)
+    merged, change = catalog.merged(new_offer(now=NOW), "update", at=AT)
+    updated = scorer.update(scorer.prepare(catalog), merged, change)
+    fresh = scorer.prepare(merged)
+    for key in ("item_bias", "item_embedding", "popularity"):
+        if key in fresh:
+            np.testing.assert_allclose(updated[key], fresh[key], rtol=1e-12)
+    np.testing.assert_allclose(updated["features"].toarray(), fresh["features"].toarray())
+
+
+def test_lightfm_user_vector_is_the_mean_of_its_rows() -> None:
+    """Identity plus three feature columns: each weighs a quarter (hand-built arrays)."""
+    model, feature_set = train("lightfm", {"embedding_size": 2, "epochs": 1})
+    scorer = LightFMScorer(model, feature_set.offer_encoder)
+    scorer._user_index = {"u": 1}
+    scorer._n_identity = 2
+    scorer._user_embeddings = np.array([[9.0, 9.0], [1.0, 2.0], [3.0, 0.0], [0.0, 4.0], [4, 2]])
+    scorer._user_biases = np.array([9.0, 1.0, 2.0, 3.0, 2.0])
+    query = UserQuery("u", row_arrays(empty_row()), np.array([0, 1, 2]), 3)
+    bias, vector = scorer.user_vector(query)
+    assert bias == pytest.approx((1 + 2 + 3 + 2) / 4)
+    np.testing.assert_allclose(vector, [(1 + 3 + 0 + 4) / 4, (2 + 0 + 4 + 2) / 4])
+
+
+# --- Engine: strategies, eligibility, diversity, reasons, admin --------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def engine(world: dict[str, Path]) -> Engine:
+    return Engine.start(
+        Settings(
+            model_uri=str(world["bundle"]), catalog=world["catalog"], profiles=world["profiles"]
+        )
+    )
+
+
+def _eligible_ids(
+    engine: Engine,
+    age: float | None,
+    lat: float | None,
+    lon: float | None,
+    radius: float,
+    disability: bool = False,
+) -> set[str]:
+    catalog = engine.state.catalog
+    assert catalog is not None
+    mask = eligible(
+        catalog.arrays, age=age, disability=disability, lat=lat, lon=lon, radius_km=radius, at=AT
+    )
+    return set(catalog.arrays.ids[mask])
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected_out"),
+    [
+        (Profile(age=17, postal_code="75011", radius_km=30), {"paris-adults", "marseille-onsite"}),
+        (Profile(age=28, lat=PARIS[0], lon=PARIS[1]), {"paris-sport-1", "paris-culture-3"}),
+        (Profile(age=28, lat=PARIS[0], lon=PARIS[1], disability=True), {"lyon-sport-0"}),
+        (Profile(), {"future", "full", "ended", "refused"}),
+    ],
+)
+def test_lists_hold_exactly_the_eligible_offers(
+    engine: Engine, profile: Profile, expected_out: set[str]
+) -> None:
+    response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
+    arrays = row_arrays(request_row(profile, None, None))
+    expected = _eligible_ids(
+        engine,
+        None if profile.age is None else profile.age,
+        float(arrays.lat[0]),
+        float(arrays.lon[0]),
+        float(arrays.radius_km[0]),
+        profile.disability,
+    )
+    assert {item.offer_id for item in response.items} == expected
+    assert expected_out.isdisjoint(expected)
+    assert [item.rank for item in response.items] == list(range(1, len(expected) + 1))
+
+
+def test_known_users_get_their_history_and_strangers_their_quiz(engine: Engine) -> None:
+    # Same place, same (empty) quiz: only their histories tell the two apart.
+    sport, _ = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)
+    culture, _ = engine.rank(RankRequest(user_id="culture-lyon-0", k=3), at=AT)
+    assert sport.strategy == culture.strategy == "personalized"
+    assert [i.offer_id.rsplit("-", 1)[0] for i in sport.items] == ["lyon-sport"] * 3
+    assert [i.offer_id.rsplit("-", 1)[0] for i in culture.items] == ["lyon-culture"] * 3
+    quiz = Profile(age=20, lat=LYON[0], lon=LYON[1], quiz=Quiz(domains=["art-culture"]))
+    anonymous, log = engine.rank(RankRequest(profile=quiz, k=3), at=AT)
+    assert anonymous.strategy == "cold_start"
+    assert [i.domain for i in anonymous.items] == ["culture-loisirs"] * 3
+    assert log.offer_ids == [i.offer_id for i in anonymous.items] and log.user_id is None
+    assert anonymous.model_version == "local:bundle"
+
+
+def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path]) -> None:
+    settings_ = Settings(
+        model_uri=str(world["bundle"]),
+        catalog=world["catalog"],
+        max_per_programme=0.5,
+        max_per_publisher=1.0,
+    )
+    engine = Engine.start(settings_)
+    profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1])
+    response, _ = engine.rank(RankRequest(profile=profile, k=6), at=AT)
+    programmes = [item.programme for item in response.items]
+    assert len(programmes) == 6 and max(programmes.count(p) for p in set(programmes)) == 3
+    only = RankFilters(types=[taxonomy.BENEVOLAT])
+    response, _ = engine.rank(RankRequest(profile=profile, k=6, filters=only), at=AT)
+    assert [i.programme for i in response.items] == [taxonomy.BENEVOLAT] * 6  # cap gives way
+    assert group_cap(0.5, 6) == 3 and group_cap(0.7, 10) == 7 and group_cap(0.01, 3) == 1
+
+
+def test_filters_and_exclusions(engine: Engine) -> None:
+    profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1])
+    request = RankRequest(
+        profile=profile,
+        k=100,
+        filters=RankFilters(domains=["culture-loisirs"], remote=["no"]),
+        exclude_offer_ids=["paris-culture-0", "not-an-offer"],
+    )
+    response, _ = engine.rank(request, at=AT)
+    assert {i.offer_id for i in response.items} == {
+        "paris-culture-1",
+        "paris-culture-2",
+        "paris-culture-3",
+    }
+
+
+def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
+    catalog = engine.state.catalog
+    assert catalog is not None
+    person = row_arrays(
+        request_row(
+            Profile(
+                lat=LYON[0],
+                lon=LYON[1],
+                quiz=Quiz(domains=["art-culture"], activities=["creer-communiquer"]),
+            ),
+            None,
+            None,
+        )
+    )
+    rows = np.array([catalog.row["lyon-culture-1"], catalog.row["marseille-remote"]])
+    # lyon-culture-1: Service Civique, paid, 0.02° north and east of Lyon's centre.
+    distance = float(geo.haversine_km(LYON[0], LYON[1], LYON[0] + 0.02, LYON[1] + 0.02))
+    assert round(distance) == 3
+    said = reasons(catalog, rows, person, np.array([distance, 280.0]), np.array([False, True]), AT)
+    assert said == [
+        [
+            "près de chez vous : 3 km",
+            "correspond à votre intérêt : culture et loisirs",
+            "activité qui vous correspond : créer et communiquer",
+            "Service Civique indemnisé",
+        ],
+        ["mission à distance", "apprécié par des profils proches"],
+    ]
+
+
+def test_similar_offers(engine: Engine) -> None:
+    response = engine.similar(SimilarRequest(offer_id="lyon-sport-1", k=3), at=AT)
+    assert response.method == "item_embeddings"
+    ids = [item.offer_id for item in response.items]
+    assert len(ids) == 3 and "lyon-sport-1" not in ids
+    assert all(i.startswith(("lyon-sport", "paris-sport")) for i in ids)
+    scores = [item.score for item in response.items]
+    assert scores == sorted(scores, reverse=True)
+    other = engine.similar(
+        SimilarRequest(offer_id="lyon-sport-1", k=20, other_programmes=True), at=AT
+    )
+    assert other.items and all(i.programme != taxonomy.SERVICE_CIVIQUE for i in other.items)
+    assert {"future", "full", "lyon-sport-1"}.isdisjoint(i.offer_id for i in other.items)
+    with pytest.raises(UnknownOffer, match="offer_id: unknown offer 'nope'"):
+        engine.similar(SimilarRequest(offer_id="nope"))
+
+
+def test_rules_fallback_when_no_model_loads(world: dict[str, Path]) -> None:
+    engine = Engine.start(Settings(model_uri="/no/such/model", catalog=world["catalog"]))
+    status = engine.status()
+    assert status.ready and status.strategies == ["rules_fallback"]
+    assert status.model_version == "rules" and "/no/such/model" in (status.model_error or "")
+    response, _ = engine.rank(RankRequest(user_id="sport-lyon-0", k=5), at=AT)
+    assert response.strategy == "rules_fallback" and len(response.items) == 5
+    similar = engine.similar(SimilarRequest(offer_id="lyon-sport-1", k=3), at=AT)
+    assert similar.method == "offer_attributes"
+    assert all(item.domain == "sport" for item in similar.items)
+
+
+def test_no_catalog_means_not_ready(tmp_path: Path) -> None:
+    engine = Engine.start(Settings(model_uri=str(tmp_path / "none")))
+    status = engine.status()
+    assert not status.ready and "RECSYS_CATALOG is not set" in (status.catalog_error or "")
+    from serving.engine import NotReady
+
+    with pytest.raises(NotReady):
+        engine.rank(RankRequest())
+
+
+def test_live_catalog_update_and_failed_swaps_keep_serving(engine: Engine, tmp_path: Path) -> None:
+    before = engine.state
+    update = tmp_path / "update.parquet"
+    new_offer(now=NOW).to_parquet(update, index=False)
+    result = engine.update_catalog(str(update))
+    assert result.ok and (result.added, result.updated) == (1, 0)
+    assert result.catalog_size == len(before.catalog) + 1  # type: ignore[arg-type]
+    scores = {}
+    for user in ("sport-lyon-0", "culture-lyon-0"):
+        response, _ = engine.rank(RankRequest(user_id=user, k=10))
+        scores[user] = {i.offer_id: i.score for i in response.items}["lyon-sport-new"]
+    assert scores["sport-lyon-0"] > scores["culture-lyon-0"]  # scored from its features
+    failed = engine.update_catalog(str(tmp_path / "missing.parquet"))
+    assert not failed.ok and "does not exist" in failed.message
+    assert failed.catalog_version == result.catalog_version
+    assert "update failed" in (engine.status().catalog_error or "")
+    reload = engine.reload_model("/no/such/model")
+    assert not reload.ok and reload.model_version == "local:bundle"
+    assert engine.rank(RankRequest(user_id="sport-lyon-0"))[0].strategy == "personalized"
+    replaced = engine.update_catalog(str(update), mode="replace")
+    assert replaced.ok and replaced.catalog_size == 1
+
+
+# --- Loading models -----------------------------------------------------------------------------
+
+
+def test_load_model_from_bundle_or_model_folder(world: dict[str, Path], tmp_path: Path) -> None:
+    loaded = load_model(str(world["bundle"]))
+    assert loaded.version == "local:bundle" and loaded.bundle.model_name == "hybrid"
+    shutil.copytree(world["bundle"], tmp_path / "model" / "artifacts" / "bundle")
+    assert load_model(str(tmp_path / "model")).bundle.model_name == "hybrid"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no ranker bundle"):
+        load_model(str(tmp_path / "empty"))
+    assert load_bundle(world["bundle"]).model.name == "hybrid"
+
+
+@pytest.mark.slow
+def test_load_model_from_the_registry_alias(tmp_path: Path) -> None:
+    import mlflow
+
+    bundle = write_bundle(tmp_path / "bundle", "lightfm")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking)
+    try:
+        _register_and_load(bundle, tracking)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _register_and_load(bundle: Path, tracking: str) -> None:
+    import mlflow
+
+    class Stub(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: list[str]) -> list[str]:
+            return model_input
+
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Stub(),
+            artifacts={"bundle": str(bundle)},
+            registered_model_name="tiny-ranker",
+        )
+    mlflow.MlflowClient().set_registered_model_alias("tiny-ranker", "champion", "1")
+    loaded = load_model("models:/tiny-ranker@champion", tracking)
+    assert loaded.version == "tiny-ranker/v1" and loaded.bundle.model_name == "lightfm"
+    with pytest.raises(ModelLoadError, match="models:/tiny-ranker@nope"):
+        load_model("models:/tiny-ranker@nope", tracking)
+
+
+def test_settings_refuse_malformed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECSYS_MAX_PER_PROGRAMME", "lots")
+    with pytest.raises(ValueError, match="RECSYS_MAX_PER_PROGRAMME: expected a number"):
+        Settings.from_env()
+    monkeypatch.setenv("RECSYS_MAX_PER_PROGRAMME", "0.4")
+    monkeypatch.setenv("RECSYS_RULES_REMOTE_OVERRIDES", "maybe")
+    with pytest.raises(ValueError, match="RECSYS_RULES_REMOTE_OVERRIDES: expected true or false"):
+        Settings.from_env()
+    monkeypatch.setenv("RECSYS_RULES_REMOTE_OVERRIDES", "yes")
+    monkeypatch.setenv("RECSYS_AS_OF", "yesterday")
+    with pytest.raises(ValueError, match="RECSYS_AS_OF: expected an ISO date or time"):
+        Settings.from_env()
+    monkeypatch.setenv("RECSYS_AS_OF", "2025-03-01T12:00:00")
+    loaded = Settings.from_env()
+    assert loaded.max_per_programme == 0.4 and loaded.rules_remote_overrides is True
+    assert loaded.as_of == epoch_seconds(pd.Timestamp("2025-03-01T12:00:00", tz="UTC"))
+
+
+def test_open_ended_offers_never_expire_from_the_cache() -> None:
+    offers = make_offers_frame(1, endAt=None)
+    catalog = Catalog.build(offers, "open", at=AT)[0]
+    assert catalog.arrays.end_at[0] == NO_END
+    assert catalog.base_mask(None, False, AT).tolist() == [True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    groups=st.lists(st.integers(0, 3), min_size=0, max_size=30),
+    k=st.integers(0, 12),
+    cap=st.integers(1, 4),
+)
+def test_capped_equals_the_core_diversify(groups: list[int], k: int, cap: int) -> None:
+    """The one-list walk gives `recsys.ranking.diversify`'s list (offers are positions)."""
+    group = np.array(groups, dtype=np.int64)
+    order = np.random.default_rng(len(groups)).permutation(len(groups))
+    expected = diversify(order, None, group, k, cap)
+    np.testing.assert_array_equal(capped(order, group[order], k, cap), expected[expected >= 0])
+
+
+def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) -> None:
+    """Without RECSYS_CATALOG the bundle's snapshot is ranked at the instant it describes;
+    RECSYS_AS_OF moves the clock (here before any offer was posted: nothing to rank)."""
+    engine = Engine.start(Settings(model_uri=str(world["bundle"])))
+    bundle = load_bundle(world["bundle"])
+    status = engine.status()
+    assert status.as_of == bundle.cutoff.to_pydatetime()
+    assert status.catalog_source == "bundle local:bundle" and status.catalog_available == 20
+    early = NOW - pd.Timedelta(days=60)
+    past = Engine.start(
+        Settings(
+            model_uri=str(world["bundle"]), catalog=world["catalog"], as_of=epoch_seconds(early)
+        )
+    )
+    assert past.rank(RankRequest(k=100))[0].items == []
+    assert past.status().as_of == early.to_pydatetime()
