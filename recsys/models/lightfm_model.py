@@ -1,0 +1,235 @@
+"""LightFM hybrid factorisation: users and offers embedded through their features.
+
+A user's (offer's) representation is the sum of the embeddings of its feature columns, rows
+normalised to sum to 1 as LightFM's own `Dataset` does. Users and offers seen in training
+also get an identity column, so their history refines what the features say; anyone else,
+a quiz-only visitor or an offer posted after the cutoff, is represented by features alone,
+with no retraining.
+
+Scoring reproduces `LightFM.predict` with numpy: the representations are the feature
+matrices times the learned `user_embeddings` / `item_embeddings` (exactly what
+`get_user_representations` computes), and the score is their dot product plus both biases,
+for a whole batch at once instead of a library call per user.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import scipy.sparse as sp
+from lightfm import LightFM
+from sklearn.preprocessing import normalize
+
+from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.models._common import check_width, lookup, require_trained, unicode_ids
+from recsys.models.base import ModelConfig, Recommender
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("warp", "bpr", "logistic")
+
+
+@dataclass
+class LightFMConfig(ModelConfig):
+    """LightFM hyper-parameters; `regularization` is both `user_alpha` and `item_alpha`.
+
+    `max_sampled` bounds the negatives WARP draws per positive (its cost per step).
+    `use_weights` passes the interaction weights as `sample_weight`, rescaled to mean 1 so
+    that the learning rate keeps its meaning whatever the weighting scheme of the features.
+    `logistic` treats every stored interaction as a positive, so it only makes sense on
+    data that also holds negatives; `warp` is the loss for positives-only feedback.
+    """
+
+    embedding_size: int = 32
+    epochs: int = 20
+    learning_rate: float = 0.05
+    regularization: float = 1e-6
+    loss: str = "warp"
+    max_sampled: int = 10
+    user_identity: bool = True
+    item_identity: bool = True
+    use_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"LightFMConfig.loss: {self.loss!r} is not one of {LOSSES}")
+        for name in ("embedding_size", "epochs", "max_sampled"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LightFMConfig.{name}: must be at least 1")
+
+
+def feature_matrix(
+    features: sp.spmatrix, identity_rows: np.ndarray, n_identity: int
+) -> sp.csr_matrix:
+    """[identity | features], rows normalised to sum to 1, as LightFM expects (float32 CSR).
+
+    `identity_rows[i]` is row i's identity column, -1 for none (unknown user, new offer).
+    The same function builds the training and the scoring matrices, so columns line up.
+    """
+    known = np.flatnonzero(identity_rows >= 0)
+    identity = sp.csr_matrix(
+        (np.ones(len(known), dtype=np.float32), (known, identity_rows[known])),
+        shape=(len(identity_rows), n_identity),
+    )
+    matrix = sp.hstack([identity, sp.csr_matrix(features)], format="csr", dtype=np.float32)
+    if matrix.shape[0] == 0:  # scikit-learn refuses to normalise an empty matrix
+        return matrix
+    return normalize(matrix, norm="l1", axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Embeddings:
+    """The learned LightFM parameters and what lines their rows up with the features."""
+
+    user_ids: np.ndarray  # unicode: the users with an identity column, in column order
+    item_ids: np.ndarray  # unicode: the offers with an identity column, in column order
+    user_embeddings: np.ndarray  # float32 (n identity users + n user features, d)
+    user_biases: np.ndarray  # float32 (n identity users + n user features,)
+    item_embeddings: np.ndarray  # float32 (n identity offers + n offer features, d)
+    item_biases: np.ndarray  # float32 (n identity offers + n offer features,)
+    n_user_features: int  # width of the encoded user features
+    n_item_features: int  # width of the encoded offer features
+
+
+class LightFMModel(Recommender):
+    """LightFM with identity columns for training users and offers, features for everyone.
+
+    Identity columns go to the users and offers with at least one training interaction:
+    anyone else's identity embedding would only hold its random initialisation (or, for an
+    offer, what being sampled as a negative taught it), so they are scored like strangers.
+    Training is single-threaded (`num_threads=1`): LightFM's lock-free parallel updates are
+    not reproducible, and a seed must give the same model twice.
+    """
+
+    name = "lightfm"
+    config_class = LightFMConfig
+    config: LightFMConfig
+
+    def __init__(self, config: LightFMConfig | None = None) -> None:
+        super().__init__(config)
+        self._state: _Embeddings | None = None
+
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fit on `data.interactions` with the users' and offers' encoded features.
+
+        `progress(done, total)` is called after each epoch (a CLI progress bar).
+        """
+        config = self.config
+        interactions = sp.coo_matrix(data.interactions)
+        positive = interactions.data > 0
+        if not positive.any():
+            raise ValueError("interactions: no positive training interaction to learn from")
+        rows, cols = interactions.row[positive], interactions.col[positive]
+        weights = interactions.data[positive]
+        shape = interactions.shape
+        targets = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        sample_weight = None
+        if config.use_weights:
+            scaled = (weights / weights.mean()).astype(np.float32)
+            sample_weight = sp.coo_matrix((scaled, (rows, cols)), shape=shape)
+
+        user_identity = _identity_columns(shape[0], rows, config.user_identity)
+        item_identity = _identity_columns(shape[1], cols, config.item_identity)
+        n_user_identity = int(user_identity.max()) + 1
+        n_item_identity = int(item_identity.max()) + 1
+        user_features = feature_matrix(data.users.features, user_identity, n_user_identity)
+        item_features = feature_matrix(data.offers.features, item_identity, n_item_identity)
+
+        model = LightFM(
+            no_components=config.embedding_size,
+            loss=config.loss,
+            learning_rate=config.learning_rate,
+            item_alpha=config.regularization,
+            user_alpha=config.regularization,
+            max_sampled=config.max_sampled,
+            random_state=np.random.RandomState(config.seed),
+        )
+        started = time.perf_counter()
+        for epoch in range(config.epochs):
+            model.fit_partial(
+                targets,
+                user_features=user_features,
+                item_features=item_features,
+                sample_weight=sample_weight,
+                epochs=1,
+                num_threads=1,
+            )
+            logger.debug("lightfm epoch %d/%d", epoch + 1, config.epochs)
+            if progress is not None:
+                progress(epoch + 1, config.epochs)
+        if not (
+            np.isfinite(model.item_embeddings).all() and np.isfinite(model.user_embeddings).all()
+        ):
+            raise ValueError(
+                "lightfm: training diverged (non-finite embeddings); lower learning_rate"
+            )
+        self._state = _Embeddings(
+            user_ids=unicode_ids(data.users.ids[user_identity >= 0]),
+            item_ids=unicode_ids(data.offers.ids[item_identity >= 0]),
+            user_embeddings=model.user_embeddings,
+            user_biases=model.user_biases,
+            item_embeddings=model.item_embeddings,
+            item_biases=model.item_biases,
+            n_user_features=data.users.features.shape[1],
+            n_item_features=data.offers.features.shape[1],
+        )
+        logger.info(
+            "fitted lightfm on %d positives (%d identity users, %d identity offers) in %.1fs",
+            len(rows),
+            n_user_identity,
+            n_item_identity,
+            time.perf_counter() - started,
+        )
+
+    def user_representations(self, users: UserBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(biases, embeddings) of users in float64: identity where known, features always."""
+        require_trained(self._state, self.name)
+        state = self._state
+        check_width(users.features, state.n_user_features, "users.features")
+        matrix = feature_matrix(
+            users.features, lookup(state.user_ids, users.ids), len(state.user_ids)
+        )
+        return (
+            matrix @ state.user_biases.astype(np.float64),
+            matrix @ state.user_embeddings.astype(np.float64),
+        )
+
+    def item_representations(self, offers: OfferBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(biases, embeddings) of offers in float64: identity where known, features always."""
+        require_trained(self._state, self.name)
+        state = self._state
+        check_width(offers.features, state.n_item_features, "offers.features")
+        matrix = feature_matrix(
+            offers.features, lookup(state.item_ids, offers.ids), len(state.item_ids)
+        )
+        return (
+            matrix @ state.item_biases.astype(np.float64),
+            matrix @ state.item_embeddings.astype(np.float64),
+        )
+
+    def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
+        """What `LightFM.predict` gives for every pair, computed as one matrix product."""
+        user_biases, user_embeddings = self.user_representations(users)
+        item_biases, item_embeddings = self.item_representations(offers)
+        return user_embeddings @ item_embeddings.T + user_biases[:, None] + item_biases[None, :]
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        require_trained(self._state, self.name)
+        return {f.name: np.asarray(getattr(self._state, f.name)) for f in fields(_Embeddings)}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        values = {f.name: arrays[f.name] for f in fields(_Embeddings)}
+        values["n_user_features"] = int(values["n_user_features"])
+        values["n_item_features"] = int(values["n_item_features"])
+        self._state = _Embeddings(**values)
+
+
+def _identity_columns(n: int, interacted: np.ndarray, enabled: bool) -> np.ndarray:
+    """Identity column of each of n rows: consecutive for rows in `interacted`, else -1."""
+    has_identity = np.zeros(n, dtype=bool)
+    has_identity[interacted] = enabled
+    return np.where(has_identity, np.cumsum(has_identity) - 1, -1)

@@ -1,0 +1,273 @@
+"""Hybrid: the shared model contract, each term of the blend by hand, and its two ends (rules
+for visitors without history, the learned model for heavy histories)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import rankdata
+
+from recsys.models import create_model
+from recsys.models.hybrid import (
+    HybridConfig,
+    HybridModel,
+    freshness,
+    geo_affinity,
+    history_location,
+    history_weight,
+)
+from recsys.models.incumbent import incumbent_scores
+from tests.fixtures import (
+    LYON,
+    PARIS,
+    checkerboard_data,
+    make_offers_frame,
+    make_profiles_frame,
+    new_offers,
+    offer_batch,
+    random_data,
+    stranger_users,
+    training_data,
+    user_batch,
+)
+from tests.model_mixin import ModelTests
+
+LEARNED = {"embedding_size": 8, "epochs": 10}
+NO_EXTRAS = {"geo_weight": 0.0, "popularity_weight": 0.0, "freshness_weight": 0.0}  # blend only
+DAY = 86_400
+
+
+class TestHybrid(ModelTests):
+    model_name = "hybrid"
+    params: ClassVar[dict[str, Any]] = {"learned_params": LEARNED}
+
+
+class TestHybridOverALS(ModelTests):
+    model_name = "hybrid"
+    params: ClassVar[dict[str, Any]] = {
+        "learned": "als",
+        "learned_params": {"embedding_size": 2, "epochs": 10},
+    }
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Rank of each offer per row, ties sharing the best rank: equal ranks = equal orders."""
+    return rankdata(-scores, method="min", axis=1)
+
+
+@contextmanager
+def _configured(model: HybridModel, **values: float) -> Iterator[None]:
+    """Score-time knobs changed for the block only (they need no retraining)."""
+    saved = {name: getattr(model.config, name) for name in values}
+    for name, value in values.items():
+        setattr(model.config, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(model.config, name, value)
+
+
+@pytest.fixture(scope="module")
+def trained() -> HybridModel:
+    model = HybridModel(HybridConfig(learned_params=LEARNED))
+    model.train(checkerboard_data().data)
+    return model
+
+
+def test_history_weight_by_hand() -> None:
+    np.testing.assert_allclose(history_weight(np.array([0, 1, 3, 9]), 3.0), [0, 0.25, 0.5, 0.75])
+    np.testing.assert_array_equal(history_weight(np.array([0, 1, 40]), 0.0), [0.0, 1.0, 1.0])
+    np.testing.assert_allclose(history_weight(np.array([0, 3]), 3.0, floor=0.2), [0.2, 0.6])
+
+
+def test_geo_affinity_by_hand() -> None:
+    strangers = stranger_users()  # row 0 in Paris, radius 20 km (the default)
+    offers = offer_batch(
+        make_offers_frame(
+            4,
+            remote=["no", "full", "no", "possible"],
+            lat=[np.nan, PARIS[0], LYON[0], LYON[0]],
+            lon=[np.nan, PARIS[1], LYON[1], LYON[1]],
+        )
+    )
+    affinity = geo_affinity(strangers.arrays, offers.arrays, remote_distance_share=0.25)
+    paris_lyon_km = 391.5  # great-circle distance between the fixtures' two points, ±1 km
+    on_site_lyon = -np.log1p(paris_lyon_km / 20.0)
+    assert affinity[0, 0] == pytest.approx(-np.log(2.0))  # no coordinates: at the radius
+    assert affinity[0, 1] == pytest.approx(-np.log(2.0))  # fully remote: at the radius
+    assert affinity[0, 2] == pytest.approx(on_site_lyon, abs=3e-3)
+    assert affinity[0, 3] == pytest.approx(0.25 * on_site_lyon, abs=1e-3)
+
+
+def test_user_without_history_gets_exactly_the_rules_ranking(trained: HybridModel) -> None:
+    offers = checkerboard_data().data.offers
+    strangers = stranger_users()
+    rules = incumbent_scores(strangers.arrays, offers.arrays, remote_overrides=False)
+    with _configured(trained, **NO_EXTRAS):
+        hybrid = trained.score(strangers, offers)
+    np.testing.assert_array_equal(_ranks(hybrid), _ranks(rules))
+
+
+def test_known_user_with_empty_history_gets_the_rules_ranking() -> None:
+    board = checkerboard_data()
+    interactions = board.data.interactions.toarray()
+    interactions[0] = 0.0
+    data = type(board.data)(
+        board.data.users,
+        board.data.offers,
+        type(board.data.interactions)(interactions),
+        board.data.applies,
+        board.data.cutoff,
+    )
+    model = HybridModel(HybridConfig(learned_params=LEARNED, **NO_EXTRAS))
+    model.train(data)
+    first = data.users.take(np.array([0]))
+    rules = incumbent_scores(first.arrays, data.offers.arrays, remote_overrides=False)
+    np.testing.assert_array_equal(_ranks(model.score(first, data.offers)), _ranks(rules))
+
+
+def test_heavy_history_follows_the_learned_model() -> None:
+    """Half-point 0 gives w = 1 to anyone with a history: the learned order, untouched."""
+    data = checkerboard_data().data
+    model = HybridModel(HybridConfig(learned_params=LEARNED, blend_halfpoint=0.0, **NO_EXTRAS))
+    model.train(data)
+    learned = model.learned.score(data.users, data.offers)
+    np.testing.assert_array_equal(_ranks(model.score(data.users, data.offers)), _ranks(learned))
+
+
+def test_blend_is_the_weighted_mean_of_its_two_ends(trained: HybridModel) -> None:
+    """Checkerboard users have 5 interactions: half-point 5 gives w = 1/2 exactly."""
+    users, offers = checkerboard_data().data.users, checkerboard_data().data.offers
+    with _configured(trained, blend_halfpoint=0.0, **NO_EXTRAS):
+        learned_end = trained.score(users, offers)
+    with _configured(trained, blend_halfpoint=1e12, **NO_EXTRAS):
+        rules_end = trained.score(users, offers)
+    with _configured(trained, blend_halfpoint=5.0, **NO_EXTRAS):
+        blend = trained.score(users, offers)
+    np.testing.assert_allclose(blend, 0.5 * learned_end + 0.5 * rules_end, rtol=1e-6, atol=1e-9)
+
+
+def test_cold_weight_brings_the_learned_model_to_strangers(trained: HybridModel) -> None:
+    """At cold_weight 1 a stranger is ranked by LightFM from the profile features alone."""
+    strangers, offers = stranger_users(), checkerboard_data().data.offers
+    with _configured(trained, cold_weight=1.0, **NO_EXTRAS):
+        hybrid = trained.score(strangers, offers)
+    np.testing.assert_array_equal(_ranks(hybrid), _ranks(trained.learned.score(strangers, offers)))
+
+
+def test_freshness_by_hand() -> None:
+    cutoff = 1_000 * DAY
+    posted = np.array([cutoff - 30 * DAY, cutoff, cutoff + 5 * DAY])
+    np.testing.assert_allclose(freshness(posted, cutoff, 15.0), [-np.log(3.0), 0.0, 0.0])
+
+
+def test_history_location_by_hand() -> None:
+    offers = offer_batch(
+        make_offers_frame(
+            3, lat=[48.0, 44.0, 40.0], lon=[2.0, 6.0, 0.0], remote=["no", "possible", "full"]
+        )
+    ).arrays
+    weights = sp.csr_matrix(np.array([[1.0, 3.0, 5.0], [0.0, 0.0, 2.0]]))
+    lat, lon = history_location(weights, offers)
+    # Row 0: (1·48 + 3·44) / 4 and (1·2 + 3·6) / 4, the fully remote offer left out.
+    np.testing.assert_allclose(lat, [45.0, np.nan])
+    np.testing.assert_allclose(lon, [5.0, np.nan])
+
+
+def test_geography_applies_to_everyone(trained: HybridModel) -> None:
+    offers = new_offers()
+    for users in (checkerboard_data().data.users, stranger_users()):
+        with _configured(trained, **NO_EXTRAS):
+            blend = trained.score(users, offers)
+        with _configured(trained, **{**NO_EXTRAS, "geo_weight": 2.0}):
+            with_geo = trained.score(users, offers)
+        geo = geo_affinity(users.arrays, offers.arrays, trained.config.remote_distance_share)
+        np.testing.assert_allclose(with_geo - blend, 2.0 * geo, rtol=1e-9, atol=1e-9)
+
+
+def test_popularity_by_hand_and_average_for_new_offers() -> None:
+    data = random_data(np.random.default_rng(3))  # every offer posted before the cutoff
+    model = HybridModel(HybridConfig(learned_params=LEARNED, **NO_EXTRAS))
+    model.train(data)
+    popularity = np.log1p(np.asarray(data.interactions.sum(axis=0)).ravel())
+    expected = (popularity - popularity.mean()) / popularity.std()
+    blend = model.score(data.users, data.offers)
+    with _configured(model, popularity_weight=0.5):
+        with_popularity = model.score(data.users, data.offers)
+        fresh = model.score(data.users, new_offers())
+    diff = with_popularity - blend
+    np.testing.assert_allclose(diff, np.broadcast_to(0.5 * expected, diff.shape), atol=1e-9)
+    with _configured(model, **NO_EXTRAS):
+        np.testing.assert_allclose(fresh, model.score(data.users, new_offers()), atol=1e-12)
+
+
+def test_freshness_counts_for_located_visitors_only(trained: HybridModel) -> None:
+    offers = checkerboard_data().data.offers  # posted 2024-01-15, 138 days before the cutoff
+    nowhere = user_batch(
+        make_profiles_frame(
+            1, userId=["nowhere"], lat=None, lon=None, postalCode=None, departmentCode=None
+        )
+    )
+    assert np.isnan(nowhere.arrays.lat).all()
+    for users, expected in ((stranger_users(), -np.log1p(138 / 15)), (nowhere, 0.0)):
+        with _configured(trained, **NO_EXTRAS):
+            blend = trained.score(users, offers)
+        with _configured(trained, **{**NO_EXTRAS, "freshness_weight": 1.0}):
+            fresh = trained.score(users, offers)
+        np.testing.assert_allclose(fresh - blend, expected, atol=1e-9)
+
+
+def test_unlocated_user_is_placed_at_their_history() -> None:
+    """Group A users without coordinates are placed at their Paris offers' mean position."""
+    board = checkerboard_data()
+    frame = make_profiles_frame(12, lat=None, lon=None, postalCode=None, departmentCode=None)
+    users = user_batch(frame)
+    assert np.isnan(users.arrays.lat).all()
+    data = training_data(
+        users, board.data.offers, board.data.interactions.toarray(), board.data.applies.toarray()
+    )
+    model = HybridModel(HybridConfig(learned_params=LEARNED, **NO_EXTRAS))
+    model.train(data)
+    with _configured(model, geo_weight=1.0):
+        with_geo = model.score(users, data.offers)
+    home_lat, home_lon = history_location(data.interactions, data.offers.arrays)
+    assert home_lat[0] == pytest.approx(PARIS[0], abs=0.05)
+    placed = replace(users.arrays, lat=home_lat, lon=home_lon)
+    expected = geo_affinity(placed, data.offers.arrays) + model.score(users, data.offers)
+    np.testing.assert_allclose(with_geo, expected, atol=1e-9)
+
+
+def test_saved_folder_holds_both_models(trained: HybridModel, tmp_path: Path) -> None:
+    trained.save(tmp_path)
+    with np.load(tmp_path / "arrays.npz", allow_pickle=False) as stored:
+        prefixes = {key.split(".")[0] for key in stored.files}
+    assert prefixes == {"learned", "hybrid"}
+    loaded = HybridModel.load(tmp_path)
+    assert loaded.learned.name == "lightfm"
+    assert loaded.learned.config == trained.learned.config
+    assert loaded.learned.config.embedding_size == LEARNED["embedding_size"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"learned": "hybrid"}, "learned"),
+        ({"learned": "nope"}, "learned"),
+        ({"learned_params": {"not_a_parameter": 1}}, "not_a_parameter"),
+        ({"geo_weight": -1.0}, "geo_weight"),
+        ({"blend_halfpoint": -0.5}, "blend_halfpoint"),
+        ({"cold_weight": 1.5}, "cold_weight"),
+        ({"freshness_days": 0.0}, "freshness_days"),
+    ],
+)
+def test_config_refuses_bad_values(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_model("hybrid", params)
