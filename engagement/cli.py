@@ -62,10 +62,18 @@ def evaluate(
     oracle: Annotated[
         bool, typer.Option(help="Add the oracle row when the data folder holds truth/.")
     ] = True,
+    split: Annotated[
+        str,
+        typer.Option(help="temporal (this domain's protocol) or random (public benchmarks only)."),
+    ] = "temporal",
+    test_frac: Annotated[
+        float, typer.Option(help="Random split: share of the applies held out.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Random split: seed of the holdout.")] = 42,
 ) -> None:
-    """Fit every model on the same temporal split and print one comparison table."""
+    """Fit every model on the same split and print one comparison table."""
     from features.build import build_feature_set
-    from features.config import load_config
+    from features.config import FeatureConfig, load_config
     from recsys.featureset import load_feature_set
     from recsys.models import MODEL_CLASSES
     from training.compare import compare, format_tables
@@ -76,10 +84,15 @@ def evaluate(
         raise _fail(f"--models: unknown {unknown or 'empty list'}; known: {sorted(MODEL_CLASSES)}")
     if not data.is_dir():
         raise _fail(f"--data: folder {data} does not exist")
-    destination = features_dir or paths.FEATURES_DIR / data.resolve().name
+    if split not in ("temporal", "random"):
+        raise _fail(f"--split: expected temporal or random, got {split!r}")
+    suffix = "" if split == "temporal" else f"-random-{test_frac:g}-{seed}"
+    destination = features_dir or paths.FEATURES_DIR / f"{data.resolve().name}{suffix}"
     try:
+        options = load_config(feature_config).to_dict()
+        options.update(split=split, test_frac=test_frac, split_seed=seed)
         build_feature_set(
-            data, destination, load_config(feature_config), reuse=True, progress=typer.echo
+            data, destination, FeatureConfig.from_dict(options), reuse=True, progress=typer.echo
         )
         feature_set = load_feature_set(destination, window)
     except (FileNotFoundError, ValueError) as error:
@@ -91,6 +104,12 @@ def evaluate(
         truth_dir=truth_dir if oracle and truth_dir.is_dir() else None,
         report=typer.echo,
     )
+    if split == "random":
+        typer.echo(
+            "WARNING: random per-interaction split, for comparison with published results on "
+            "public data only: it lets the future leak into training and is unfit for this "
+            "domain, whose protocol is the temporal split."
+        )
     typer.echo(format_tables(result))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

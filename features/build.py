@@ -63,7 +63,7 @@ from recsys.featureset import (
     csr_parts,
     read_manifest,
 )
-from recsys.split import SplitDates, split_dates
+from recsys.split import SplitDates, random_split, split_dates
 
 logger = logging.getLogger(__name__)
 
@@ -230,9 +230,16 @@ def build_feature_set(
     staging = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        for window, start, end in _windows(split):
-            report(f"{window}: learning before {start}, evaluating [{start}, {end})")
-            counts = _write_window(staging / window, log, offers, profiles, start, end, config)
+        holdouts = _random_holdouts(log, config) if config.split == "random" else {}
+        for window, start, end in _windows(split, log, config):
+            held_out = holdouts.get(window)
+            if held_out is None:
+                report(f"{window}: learning before {start}, evaluating [{start}, {end})")
+            else:
+                report(f"{window}: random holdout of {int(held_out[1].sum()):,} applies")
+            counts = _write_window(
+                staging / window, log, offers, profiles, start, end, config, held_out
+            )
             manifest = {
                 **common,
                 "window": {"name": window, "start": start.isoformat(), "end": end.isoformat()},
@@ -251,11 +258,43 @@ def build_feature_set(
     return out_dir
 
 
-def _windows(split: SplitDates) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+def _windows(
+    split: SplitDates, log: EventLog, config: FeatureConfig
+) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    if config.split == "random":
+        # No time window: every window spans the whole log, the holdout decides.
+        ms = log.signal["ms"].to_numpy()
+        first = pd.Timestamp(int(ms.min()), unit="ms", tz="UTC")
+        end = pd.Timestamp(int(ms.max()) + 1, unit="ms", tz="UTC")
+        return [(TEST_WINDOW, first, end), (VALIDATION_WINDOW, first, end)]
     return [
         (TEST_WINDOW, split.cutoff, split.test_end),
         (VALIDATION_WINDOW, split.validation_start, split.cutoff),
     ]
+
+
+def _random_holdouts(
+    log: EventLog, config: FeatureConfig
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per window, (rows used for training, rows held out as targets) over `log.signal`.
+
+    The test window holds out `test_frac` of the applies; the validation window holds out the
+    same fraction of the applies left, and never sees the test ones.
+    """
+    signal_rows = pd.DataFrame({"row": np.flatnonzero(log.signal["kind"].to_numpy() == APPLY)})
+    if len(signal_rows) < 2:
+        raise ValueError("split=random: fewer than two applies to split")
+    remaining, test = random_split(signal_rows, config.test_frac, config.split_seed)
+    _, validation = random_split(remaining, config.test_frac, config.split_seed + 1)
+    n = len(log.signal)
+    test_mask = np.zeros(n, dtype=bool)
+    test_mask[test["row"].to_numpy()] = True
+    validation_mask = np.zeros(n, dtype=bool)
+    validation_mask[validation["row"].to_numpy()] = True
+    return {
+        TEST_WINDOW: (~test_mask, test_mask),
+        VALIDATION_WINDOW: (~test_mask & ~validation_mask, validation_mask),
+    }
 
 
 def _read_offers(path: Path, until: pd.Timestamp | None) -> pd.DataFrame:
@@ -289,19 +328,30 @@ def _write_window(
     start: pd.Timestamp,
     end: pd.Timestamp,
     config: FeatureConfig,
+    held_out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, int]:
-    """Write one window's files; returns its counts for the manifest."""
+    """Write one window's files; returns its counts for the manifest.
+
+    `held_out` (random split only) gives the signal rows to train on and those to evaluate;
+    time then plays no part: decay is measured from the window's end and every offer of the
+    catalog fits the encoders.
+    """
     start_ms, end_ms = to_ms(start), to_ms(end)
     catalog = offers[offers["posted_ms"] < end_ms].reset_index(drop=True)
     offer_ids = catalog["id"].to_numpy(dtype=object)
     offer_index = pd.Index(offer_ids, dtype=object)
-    train = log.signal[log.signal["ms"].to_numpy() < start_ms]
+    if held_out is None:
+        train = log.signal[log.signal["ms"].to_numpy() < start_ms]
+        reference_ms = start_ms
+    else:
+        train = log.signal[held_out[0]]
+        reference_ms = end_ms
 
     kind = train["kind"].to_numpy()
     offer_rows = recode(train["missionId"], offer_index)
     key_codes = train["user_key"].cat.codes.to_numpy()
     usable = (key_codes >= 0) & (offer_rows >= 0)
-    weights = signal_weights(kind, train["status"], train["ms"].to_numpy(), start_ms, config)
+    weights = signal_weights(kind, train["status"], train["ms"].to_numpy(), reference_ms, config)
     signal = usable & ((weights > 0) | (kind == APPLY))
 
     # Users: every profile (cold ones included), then the no-profile keys with train signal
@@ -334,15 +384,12 @@ def _write_window(
         [user_encoder.transform(profiles), empty[np.zeros(len(extra), dtype=np.int64)]],
         format="csr",
     )
-    posted_before = catalog["posted_ms"].to_numpy() < start_ms
+    posted_before = catalog["posted_ms"].to_numpy() < reference_ms
     offer_encoder = OfferEncoder(config.offer_encoder)
-    stacked = sp.vstack(
-        [
-            offer_encoder.fit_transform(catalog[posted_before]),
-            offer_encoder.transform(catalog[~posted_before]),
-        ],
-        format="csr",
-    )
+    parts = [offer_encoder.fit_transform(catalog[posted_before])]
+    if not posted_before.all():  # scikit-learn refuses to transform zero rows
+        parts.append(offer_encoder.transform(catalog[~posted_before]))
+    stacked = sp.vstack(parts, format="csr")
     order = np.concatenate([np.flatnonzero(posted_before), np.flatnonzero(~posted_before)])
     offer_features = stacked[np.argsort(order)]
 
@@ -356,9 +403,10 @@ def _write_window(
     )
     offer_encoder.save(folder / ENCODERS_DIR)
     user_encoder.save(folder / ENCODERS_DIR)
-    window_targets, dropped = targets(log.signal, start_ms, end_ms, offer_index)
+    evaluated = log.signal if held_out is None else log.signal[held_out[1]]
+    window_targets, dropped = targets(evaluated, start_ms, end_ms, offer_index)
     window_targets.to_parquet(folder / TARGETS_FILE, index=False)
-    shown = exposures(log.table, start_ms)
+    shown = exposures(log.table, reference_ms)
     pq.write_table(shown, folder / EXPOSURES_FILE)
 
     history = np.diff(interactions.indptr) > 0

@@ -23,7 +23,7 @@ def features(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="YAML file of FeatureConfig fields, e.g. experiments/features/default.yaml."),
+        typer.Option(help="YAML of FeatureConfig fields, e.g. experiments/features/default.yaml."),
     ] = None,
     until: Annotated[
         str | None,

@@ -31,6 +31,10 @@ class FeatureConfig(DictConfig):
         dedup_click_id: count a click, or an apply, once per `clickId` (trackers resend them).
         exclude_bots: drop events flagged `isBot` from everything (signal, targets, exposures).
         test_days, validation_days: lengths of the evaluated windows (recsys.split.split_dates).
+        split: "temporal" (the protocol of this domain) or "random": a seeded per-interaction
+            holdout of `test_frac` of the applies (and, for validation, of the remaining
+            ones), only to compare with results published on public data such as MovieLens.
+            It lets the future leak into training and is unfit for this domain.
         offer_encoder, user_encoder: encoder options (TF-IDF size and weight, vocabularies).
     """
 
@@ -44,6 +48,9 @@ class FeatureConfig(DictConfig):
     exclude_bots: bool = True
     test_days: int = 42
     validation_days: int = 28
+    split: str = "temporal"
+    test_frac: float = 0.25
+    split_seed: int = 42
     offer_encoder: OfferEncoderConfig = field(default_factory=OfferEncoderConfig)
     user_encoder: UserEncoderConfig = field(default_factory=UserEncoderConfig)
 
@@ -61,6 +68,12 @@ class FeatureConfig(DictConfig):
                 f"FeatureConfig.unsuccessful_apply_statuses: unknown status(es) {unknown}; "
                 f"expected any of {list(taxonomy.APPLY_STATUSES)}"
             )
+        if self.split not in ("temporal", "random"):
+            raise ValueError(
+                f"FeatureConfig.split: expected 'temporal' or 'random', got {self.split!r}"
+            )
+        if not 0 < self.test_frac < 1:
+            raise ValueError(f"FeatureConfig.test_frac: must be in (0, 1), got {self.test_frac}")
         for name in ("test_days", "validation_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FeatureConfig.{name}: must be >= 1, got {getattr(self, name)}")
