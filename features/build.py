@@ -63,21 +63,23 @@ from recsys.featureset import (
     csr_parts,
     read_manifest,
 )
+from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates, random_split, split_dates
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-TABLES = (paths.OFFERS_FILE, paths.EVENTS_FILE, paths.PROFILES_FILE)
+TABLES = (paths.OFFERS_FILE, paths.EVENTS_FILE)
+OPTIONAL_TABLES = (paths.PROFILES_FILE,)  # real exports may come without visitor profiles
 FINGERPRINT_METHOD = "sha256 of each table file's bytes; combined over 'name:sha256' lines"
 _CHUNK = 8 * 1024 * 1024
 
 
 def dataset_paths(data_dir: Path | str) -> dict[str, Path]:
-    """The canonical table files of a dataset folder, checked.
+    """The canonical table files of a dataset folder, checked; optional ones when present.
 
     Raises:
-        FileNotFoundError: the folder, or one of its tables, does not exist.
+        FileNotFoundError: the folder, or one of its required tables, does not exist.
     """
     folder = Path(data_dir)
     if not folder.is_dir():
@@ -88,7 +90,8 @@ def dataset_paths(data_dir: Path | str) -> dict[str, Path]:
             f"data folder {folder} is missing {', '.join(missing)} "
             "(expected the canonical tables written by `recsys simulate` or `recsys ingest`)"
         )
-    return {name: folder / name for name in TABLES}
+    present = [name for name in OPTIONAL_TABLES if (folder / name).is_file()]
+    return {name: folder / name for name in (*TABLES, *present)}
 
 
 def data_fingerprint(data_dir: Path | str) -> dict[str, Any]:
@@ -213,7 +216,10 @@ def build_feature_set(
         f"test until {split.test_end}"
     )
     offers = _read_offers(tables[paths.OFFERS_FILE], until)
-    profiles = pd.read_parquet(tables[paths.PROFILES_FILE])
+    if paths.PROFILES_FILE in tables:
+        profiles = pd.read_parquet(tables[paths.PROFILES_FILE])
+    else:  # no profiles: every visitor is known by their events only
+        profiles = PROFILE_SCHEMA.empty_table().to_pandas()
     report(f"{len(offers):,} offers, {len(profiles):,} profiles")
 
     common = {

@@ -36,6 +36,7 @@ from recsys import config
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
+from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates
 
 FORMAT_VERSION = 1
@@ -268,7 +269,10 @@ def load_feature_set(path: Path | str, window: str = TEST_WINDOW) -> FeatureSet:
             raise ValueError(f"feature set {folder}: {name} has {found}, expected {wanted}")
 
     data_dir = Path(manifest["data_dir"])
-    for name in (config.OFFERS_FILE, config.PROFILES_FILE):
+    profiles_path = data_dir / config.PROFILES_FILE
+    # Profiles are optional: a set built without them records no profiles file.
+    with_profiles = config.PROFILES_FILE in manifest.get("data_files", {}).get("files", {})
+    for name in (config.OFFERS_FILE, *([config.PROFILES_FILE] if with_profiles else [])):
         if not (data_dir / name).is_file():
             raise FileNotFoundError(
                 f"feature set {folder}: canonical table {data_dir / name} not found "
@@ -281,7 +285,12 @@ def load_feature_set(path: Path | str, window: str = TEST_WINDOW) -> FeatureSet:
             f"feature set {folder}: {int((row < 0).sum())} offer id(s) missing from "
             f"{data_dir / config.OFFERS_FILE} (the data changed since the build)"
         )
-    profiles = aligned_profiles(pd.read_parquet(data_dir / config.PROFILES_FILE), user_ids)
+    stored = (
+        pd.read_parquet(profiles_path)
+        if with_profiles
+        else PROFILE_SCHEMA.empty_table().to_pandas()
+    )
+    profiles = aligned_profiles(stored, user_ids)
     window = manifest["window"]
     return FeatureSet(
         path=folder,

@@ -380,8 +380,8 @@ def test_build_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         build_feature_set(tmp_path / "nowhere", tmp_path / "out")
     data = _write_dataset(tmp_path / "d")
-    (data / "profiles.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing profiles\.parquet"):
+    (data / "events.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing events\.parquet"):
         build_feature_set(data, tmp_path / "out")
 
 
