@@ -10,13 +10,23 @@ Three tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
   tagged with a `requestId` joins to the list and position it came from.
 
 SQLite runs in WAL mode (readers never block the writer, several worker processes can append);
-PostgreSQL is chosen by the URL. Rankings are written by a background thread in small batches
-(`RankLog`), off the request path. `export_events` writes the events back as the canonical
-Parquet table that the feature builders read.
+PostgreSQL is chosen by the URL.
+
+Personal data: visitor ids (`userId`, `user`, and the visitor of a logged list) are stored as
+salted hashes (HMAC-SHA256 with RECSYS_ID_SALT, `pseudonym`), so one visitor keeps one id
+across their events (what the models learn from) but the store does not hold the id the
+front knows; the request models admit no IP address, user agent or birth date (only an age
+in years), and SQL errors are logged without their parameters.
+
+Rankings are written by a background thread in small batches (`RankLog`), off the request
+path. `export_events` writes the events back as the canonical Parquet table that the feature
+builders read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import queue
 import threading
@@ -64,6 +74,20 @@ API_TO_COLUMN = {
 }
 
 
+PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
+
+
+def pseudonym(value: str | None, salt: str) -> str | None:
+    """The stored form of a visitor id: hex HMAC-SHA256 keyed by the salt (None stays None).
+
+    Keyed, so that without the salt nobody can confirm a guessed id (or an IP address behind
+    the front's `user` hash) against the store.
+    """
+    if value is None:
+        return None
+    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Ranking:
     """One served list, as logged."""
@@ -79,10 +103,19 @@ class Ranking:
 
 
 class EventStore:
-    """The three tables on one database; `schema` and `prefix` isolate deployments (or tests)."""
+    """The three tables on one database; `schema` and `prefix` isolate deployments (or tests).
+
+    `id_salt` keys the hashes of visitor ids (`pseudonym`); the same salt must be kept for the
+    life of the store, or one visitor's events stop joining up.
+    """
 
     def __init__(
-        self, url: str, db_schema: str | None = None, prefix: str = "", create: bool = True
+        self,
+        url: str,
+        db_schema: str | None = None,
+        prefix: str = "",
+        create: bool = True,
+        id_salt: str = "",
     ) -> None:
         """Connect, and create the schema and tables unless `create` is False.
 
@@ -90,6 +123,7 @@ class EventStore:
             ValueError: a schema on SQLite, or (with `create` False) a missing SQLite file.
         """
         self.url = url
+        self.id_salt = id_salt
         parsed = sa.engine.make_url(url)
         sqlite_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
         if not create and sqlite_file is not None and not Path(sqlite_file).is_file():
@@ -144,12 +178,14 @@ class EventStore:
     def add_events(self, rows: list[dict[str, Any]]) -> list[str]:
         """Insert canonical event rows; returns the ids stored (the others already were).
 
-        An id repeated within `rows` is stored once, from its first row.
+        An id repeated within `rows` is stored once, from its first row; visitor ids are
+        stored as `pseudonym`s.
         """
         received = datetime.now(UTC)
         unique: dict[str, dict[str, Any]] = {}
         for row in rows:
-            unique.setdefault(row["id"], {**row, "receivedAt": received})
+            hashed = {name: pseudonym(row.get(name), self.id_salt) for name in PSEUDONYMISED}
+            unique.setdefault(row["id"], {**row, **hashed, "receivedAt": received})
         if not unique:
             return []
         statement = (
@@ -173,7 +209,7 @@ class EventStore:
                 "modelVersion": r.model_version,
                 "catalogVersion": r.catalog_version,
                 "strategy": r.strategy,
-                "userId": r.user_id,
+                "userId": pseudonym(r.user_id, self.id_salt),
                 "nItems": len(r.offer_ids),
             }
             for r in rankings
@@ -253,11 +289,12 @@ def _utc(values: pd.Series) -> pd.Series:
 def _engine(url: str) -> Engine:
     """An engine; SQLite files get their folder, WAL mode and a busy timeout."""
     parsed = sa.engine.make_url(url)
+    # hide_parameters: an SQL error's message (logged) must not carry visitors' data.
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
@@ -373,6 +410,8 @@ def export_events(
     rankings_out: Path | str | None = None,
 ) -> int:
     """Write the stored events as the canonical events table (Parquet); returns the count.
+
+    Visitor ids are exported as stored: their salted hashes.
 
     `rankings_out`, when given, also receives the logged lists (`EventStore.read_rankings`).
     """

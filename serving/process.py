@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from recsys import config
@@ -29,6 +29,64 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_server(
+    env: dict[str, str], log: Path, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start one `bentoml serve` process in a session of its own; returns it and its base URL.
+
+    `terminate` stops it cleanly, `kill` at once (a crash, for fault tests).
+
+    `port` defaults to a free one; give the old port to restart a server in its place.
+    """
+    port = free_port() if port is None else port
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--working-dir",
+        str(config.PROJECT_ROOT),
+    ]
+    environment = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "BENTOML_DO_NOT_TRACK": "true",
+        **env,
+    }
+    with log.open("a") as output:
+        process = subprocess.Popen(
+            command,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=config.PROJECT_ROOT,
+            start_new_session=True,
+        )
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_until_up(process: subprocess.Popen, base: str, log: Path, deadline: float) -> None:
+    """Return once `base` answers /healthz; raise if the process exits or time runs out."""
+    import httpx
+
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server not up at {base}:\n{log.read_text()}")
+        time.sleep(0.25)
+
+
 @contextmanager
 def running_servers(
     configs: list[tuple[dict[str, str], Path]], timeout: float = 240.0
@@ -39,64 +97,24 @@ def running_servers(
     BentoML runs `__init__` before it serves anything, so an answering server has loaded
     its model and catalog. Every process group is terminated on exit, whatever happened.
     """
-    import httpx
-
     processes: list[subprocess.Popen] = []
     bases: list[str] = []
     try:
         for env, log in configs:
-            port = free_port()
-            command = [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                SERVICE,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--working-dir",
-                str(config.PROJECT_ROOT),
-            ]
-            environment = {
-                **os.environ,
-                "OPENBLAS_NUM_THREADS": "1",
-                "BENTOML_DO_NOT_TRACK": "true",
-                **env,
-            }
-            with log.open("w") as output:
-                processes.append(
-                    subprocess.Popen(
-                        command,
-                        env=environment,
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        cwd=config.PROJECT_ROOT,
-                        start_new_session=True,
-                    )
-                )
-            bases.append(f"http://127.0.0.1:{port}")
+            log.write_text("")
+            process, base = start_server(env, log)
+            processes.append(process)
+            bases.append(base)
         deadline = time.monotonic() + timeout
         for process, base, (_, log) in zip(processes, bases, configs, strict=True):
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited ({process.returncode}):\n{log.read_text()}")
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server not up after {timeout}s:\n{log.read_text()}")
-                time.sleep(0.25)
+            wait_until_up(process, base, log, deadline)
         yield bases
     finally:
-        _terminate(processes)
+        terminate(processes)
 
 
-def _terminate(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM every process group, then wait (SIGKILL after 20 s)."""
+def terminate(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every process group, then wait (`kill` after 20 s)."""
     running = [p for p in processes if p.poll() is None]
     for process in running:
         os.killpg(process.pid, signal.SIGTERM)
@@ -104,5 +122,24 @@ def _terminate(processes: list[subprocess.Popen]) -> None:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            kill(process)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a server at once: its supervisor and every process below it.
+
+    BentoML's supervisor starts its workers in sessions of their own, so killing the
+    supervisor's process group would leave a worker serving on the inherited socket; the
+    descendants are listed (psutil, a BentoML dependency) before anything is killed.
+    """
+    import psutil
+
+    below: list[psutil.Process] = []
+    with suppress(psutil.NoSuchProcess):
+        below = psutil.Process(process.pid).children(recursive=True)
+    process.kill()
+    for victim in below:
+        with suppress(psutil.NoSuchProcess):
+            victim.kill()
+    process.wait(timeout=10)
+    psutil.wait_procs(below, timeout=10)

@@ -30,7 +30,9 @@ MAX_CLOCK_SKEW = timedelta(days=1)  # events dated further in the future are ref
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Refused values stay out of error messages: BentoML logs them, and they may be a
+    # minor's postal code or visitor id (the 400 answer never echoes them either).
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class RankFilters(_Strict):
@@ -54,9 +56,7 @@ class RankRequest(_Strict):
     def _one_person(self) -> RankRequest:
         inner = self.profile.user_id if self.profile is not None else None
         if self.user_id is not None and inner is not None and inner != self.user_id:
-            raise ValueError(
-                f"user_id {self.user_id!r} and profile.user_id {inner!r} name different people"
-            )
+            raise ValueError("user_id and profile.user_id name different people")
         if self.user_id is None and inner is not None:
             self.user_id = inner
         return self
@@ -135,6 +135,14 @@ class Event(_Strict):
     status: ApplyStatus | None = None
     candidate_age: int | None = Field(default=None, ge=0, le=120)
     candidate_postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text cannot hold NUL: refused here as bad input, not a failed insert.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("NUL characters are not allowed")
+        return value
 
     @field_validator("created_at")
     @classmethod

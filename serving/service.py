@@ -6,7 +6,11 @@ store); each endpoint is a typed method whose pydantic models BentoML publishes 
 loaded: `__is_ready__`) and `/metrics` (Prometheus). `GET /status` comes from a small FastAPI
 app mounted beside the APIs, because BentoML APIs answer POST only.
 
-Errors: bad input is refused by pydantic with a 400 naming the field; an unknown offer in
+Personal data stays out of the logs: refused values are not repeated in validation errors
+(`serving.schemas`), and the access log omits the client address (`HideClientAddress`).
+
+Errors: a body over RECSYS_MAX_BODY_BYTES is refused with a 413 before it is parsed; bad
+input is refused by pydantic with a 400 naming the field; an unknown offer in
 /similar is a 404; a request while no catalog is loaded is a 503; admin calls without the
 right X-Admin-Token header are 403; a failed admin action answers 422 with the reason, and
 the previous state keeps serving.
@@ -18,6 +22,7 @@ environment variables, `serving.settings`).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -42,7 +47,7 @@ from serving.schemas import (
     SimilarResponse,
     Status,
 )
-from serving.settings import Settings
+from serving.settings import Settings, max_body_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,60 @@ ADMIN_HEADER = "X-Admin-Token"
 status_app = FastAPI(
     title="ranking status", docs_url=None, redoc_url=None, openapi_url=None
 )  # serves GET /status only
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is answered 413 before any parsing.
+
+    BentoML 1.4 has no request-size setting, and Starlette none either; this reads the body
+    (declared length first, then the chunks as they come, so a chunked body is cut off at
+    the limit too) and replays it to the application.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        messages = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(
+            {"error": f"request body: larger than {self.max_bytes} bytes (or length malformed)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 @bentoml.service(name="ranking", workers=1, traffic={"timeout": 120})
@@ -64,11 +123,14 @@ class RankingService:
         self.store: EventStore | None = None
         self.rank_log: RankLog | None = None
         self.store_error: str | None = None
+        if self.settings.id_salt is None:
+            logger.warning("RECSYS_ID_SALT is not set: visitor ids hashed without a secret salt")
         try:
             self.store = EventStore(
                 self.settings.event_store_url,
                 db_schema=self.settings.event_schema,
                 prefix=self.settings.event_table_prefix,
+                id_salt=self.settings.id_salt or "",
             )
             self.rank_log = RankLog(self.store, self.settings.rank_log_flush_seconds)
         except Exception as error:  # ranking must not depend on the event database
@@ -175,6 +237,24 @@ class RankingService:
             self.rank_log.close()
         if self.store is not None:
             self.store.close()
+
+
+class HideClientAddress(logging.Filter):
+    """Drops the client's IP address (the first argument) from BentoML's access-log lines.
+
+    The address is personal data (often a minor's), and BentoML takes it from
+    X-Forwarded-For when a proxy sets it; the rest of the line (method, path, status,
+    latency) stays for operations.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = ("-", *record.args[1:])
+        return True
+
+
+RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+logging.getLogger("bentoml.access").addFilter(HideClientAddress())
 
 
 class _Publishers:

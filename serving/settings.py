@@ -14,7 +14,9 @@ RECSYS_MAX_PER_PROGRAMME (0.7) and RECSYS_MAX_PER_PUBLISHER (0.5) (shares of a l
 may fill when alternatives exist), RECSYS_COLD_START_RULES_WEIGHT (0.5),
 RECSYS_RULES_REMOTE_OVERRIDES (false), RECSYS_RANK_LOG_FLUSH_SECONDS (0.5), RECSYS_AS_OF
 (an ISO time to rank at instead of now; default now, or the bundle's cutoff when the catalog
-is the bundle's snapshot).
+is the bundle's snapshot), RECSYS_ID_SALT (secret salt of the visitor-id hashes the event store
+keeps; unset: hashed without a secret, with a warning), RECSYS_MAX_BODY_BYTES (1 MiB: larger
+request bodies are refused with 413 before they are parsed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from recsys import config
 
 DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
 DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
+DEFAULT_MAX_BODY_BYTES = 1 << 20
 
 
 def _float(name: str, default: float, low: float, high: float) -> float:
@@ -92,6 +95,7 @@ class Settings:
     rules_remote_overrides: bool = False
     rank_log_flush_seconds: float = 0.5
     as_of: int | None = None  # epoch seconds to rank at; None: now
+    id_salt: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -111,7 +115,14 @@ class Settings:
             rules_remote_overrides=_flag("RECSYS_RULES_REMOTE_OVERRIDES", False),
             rank_log_flush_seconds=_float("RECSYS_RANK_LOG_FLUSH_SECONDS", 0.5, 0.01, 60.0),
             as_of=_instant("RECSYS_AS_OF"),
+            id_salt=os.environ.get("RECSYS_ID_SALT") or None,
         )
+
+
+def max_body_bytes() -> int:
+    """RECSYS_MAX_BODY_BYTES: read apart from `Settings` because the HTTP middleware that
+    enforces it is declared with the service class, before `__init__` reads the settings."""
+    return int(_float("RECSYS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 30))
 
 
 def group_cap(share: float, k: int) -> int:
