@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: run test lint format bench clean
+.PHONY: run serve test lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 ## The main job on embedded defaults (local files, no server).
 run: $(STAMP)
 	$(BIN)/recsys run
+
+## The ranking service on the current champion (embedded defaults).
+serve: $(STAMP)
+	$(BIN)/recsys serve
 
 ## The whole test suite (what CI runs).
 test: $(STAMP)
@@ -30,6 +34,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/simulate_bench.py
+	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/load_test.py
 
 clean:
-	rm -rf $(VENV) data/ mlruns/ mlflow.db
+	rm -rf $(VENV) data/ mlruns/ mlartifacts/ mlflow.db
