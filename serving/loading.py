@@ -76,7 +76,10 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
             import mlflow
 
             if tracking_uri:
+                # The registry lives with the tracking store (as training.tracking sets it); an
+                # inherited MLFLOW_REGISTRY_URI must not send the lookup elsewhere.
                 mlflow.set_tracking_uri(tracking_uri)
+                mlflow.set_registry_uri(tracking_uri)
             exact, version = _resolve_version(uri)
             with tempfile.TemporaryDirectory(prefix="recsys-model-") as scratch:
                 local = mlflow.artifacts.download_artifacts(artifact_uri=exact, dst_path=scratch)
