@@ -531,12 +531,10 @@ def test_load_model_from_the_registry_alias(tmp_path: Path) -> None:
 
     bundle = write_bundle(tmp_path / "bundle", "lightfm")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
+    # The suite-wide fixture gives the client's URIs back after the test.
     mlflow.set_tracking_uri(tracking)
-    try:
-        _register_and_load(bundle, tracking)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    mlflow.set_registry_uri(tracking)
+    _register_and_load(bundle, tracking)
 
 
 def _register_and_load(bundle: Path, tracking: str) -> None:
