@@ -136,6 +136,7 @@ def run(
     from features.build import build_feature_set
     from features.config import FeatureConfig
     from recsys.cli import simulate_and_summarise
+    from training.compare import format_tables
     from training.experiment import load_experiment
     from training.jobs import train_experiment
 
@@ -156,6 +157,7 @@ def run(
         outcome = train_experiment(spec, features=folder, promote=True, report=typer.echo)
     except (FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from None
+    typer.echo(format_tables(outcome.evaluation))
     if outcome.decision is not None:
         typer.echo(outcome.decision.message())
     typer.echo(
