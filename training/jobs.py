@@ -43,7 +43,7 @@ from recsys.featureset import (
 )
 from recsys.models import create_model
 from recsys.models.base import Recommender
-from training import plots, registry, tracking
+from training import plots, record, registry, tracking
 from training.experiment import Experiment
 from training.ranker_pyfunc import BUNDLE_ARTIFACT
 
@@ -171,8 +171,8 @@ def run_params(
     params.update(tracking.flatten(manifest.get("split", {}), registry.SPLIT_PREFIX))
     params.update(
         {
-            registry.FINGERPRINT_PARAM: manifest.get("data_fingerprint"),
-            "data.dir": manifest.get("data_dir"),
+            record.FINGERPRINT_PARAM: manifest.get("data_fingerprint"),
+            record.DATA_DIR_PARAM: manifest.get("data_dir"),
             "data.window": f"{feature_set.window_start} / {feature_set.window_end}",
             "code.version": tracking.code_version(),
             "code.features_version": (manifest.get("code_version") or {}).get("git_commit"),
@@ -241,18 +241,18 @@ def _log_artifacts(
     candidate: str,
     folder: Path,
 ) -> None:
-    evaluation = folder / "evaluation"
+    evaluation = folder / record.EVALUATION_ARTIFACT_DIR
     evaluation.mkdir()
     result.table().to_csv(evaluation / "metrics.csv", index_label="model")
     result.segment_table().to_csv(evaluation / "segments_ndcg_at_10.csv", index_label="segment")
-    (evaluation / "evaluation.json").write_text(
+    (evaluation / record.EVALUATION_FILE).write_text(
         json.dumps(result.to_json(), indent=1, default=str, ensure_ascii=False), "utf-8"
     )
-    (evaluation / "feature_manifest.json").write_text(
+    (evaluation / record.FEATURE_MANIFEST_FILE).write_text(
         json.dumps(feature_set.manifest, indent=1, ensure_ascii=False), "utf-8"
     )
     (evaluation / "experiment.yaml").write_text(experiment.to_yaml(), "utf-8")
-    mlflow.log_artifacts(str(evaluation), "evaluation")
+    mlflow.log_artifacts(str(evaluation), record.EVALUATION_ARTIFACT_DIR)
     plots.write_all(result, feature_set, candidate, folder / "plots")
     mlflow.log_artifacts(str(folder / "plots"), "plots")
     mlflow.log_artifacts(str(feature_set.path / ENCODERS_DIR), "encoders")
@@ -335,7 +335,7 @@ def train_experiment(
     experiment_id = tracking.ensure_experiment(tracking.TRAINING_EXPERIMENT)
     tags = {
         tracking.KIND_TAG: "train",
-        "recsys.experiment": experiment.name,
+        record.EXPERIMENT_TAG: experiment.name,
         "recsys.model": experiment.model,
         "mlflow.note.content": experiment.description,
     }

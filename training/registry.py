@@ -25,6 +25,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from recsys import config
+from training.record import FINGERPRINT_PARAM
 from training.tracking import metric_key
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PROMOTION_METRIC = "ndcg@10"
-FINGERPRINT_PARAM = "data.fingerprint"
 SPLIT_PREFIX = "split."
 MARGIN_PARAM = "promotion.margin"
 MUST_BEAT_PARAM = "promotion.must_beat"

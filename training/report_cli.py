@@ -26,17 +26,19 @@ import pandas as pd
 import typer
 
 from recsys import config
+from training.record import (
+    DATA_DIR_PARAM,
+    EVALUATION_ARTIFACT,
+    EXPERIMENT_TAG,
+    FINGERPRINT_PARAM,
+    MANIFEST_ARTIFACT,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
-EVALUATION_ARTIFACT = "evaluation/evaluation.json"
-MANIFEST_ARTIFACT = "evaluation/feature_manifest.json"
 FIGURE_ARTIFACTS = ("plots/exposure.png", "plots/distance_km.png")
 REPORT_ARTIFACT_DIR = "report"
 REPORT_FILE = "report.html"
-EXPERIMENT_TAG = "recsys.experiment"
-DATA_DIR_PARAM = "data.dir"
-FINGERPRINT_PARAM = "data.fingerprint"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from recsys import config
+from training.record import EXPERIMENT_TAG, FINGERPRINT_PARAM
 from training.tracking import KIND_TAG, TRAINING_EXPERIMENT, metric_key
 
 RUN_METRICS: tuple[str, ...] = (
@@ -37,9 +38,9 @@ def recent_runs(limit: int = 10, experiment: str = TRAINING_EXPERIMENT) -> pd.Da
             "started": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").strftime(
                 "%Y-%m-%d %H:%M"
             ),
-            "experiment": tags.get("recsys.experiment", ""),
+            "experiment": tags.get(EXPERIMENT_TAG, ""),
             "model": params.get("model.name", ""),
-            "fingerprint": (params.get("data.fingerprint") or "")[:12],
+            "fingerprint": (params.get(FINGERPRINT_PARAM) or "")[:12],
         }
         row.update({name: metrics.get(metric_key(name)) for name in RUN_METRICS})
         rows.append(row)

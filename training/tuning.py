@@ -40,7 +40,7 @@ from recsys.featureset import (
     window_path,
 )
 from recsys.models import create_model
-from training import tracking
+from training import record, tracking
 from training.experiment import Experiment, SearchDimension, load_experiment
 
 logger = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ def tune(
     mlflow_experiment = tracking.ensure_experiment(tracking.TUNING_EXPERIMENT)
     tags = {
         tracking.KIND_TAG: "tune",
-        "recsys.experiment": experiment.name,
+        record.EXPERIMENT_TAG: experiment.name,
         "recsys.model": experiment.model,
         "optuna.study": study_name,
     }
