@@ -102,6 +102,21 @@ def eligible(
     Raises:
         ValueError: on a non-positive or NaN radius, or distances of the wrong shape.
     """
+    masks, _ = _person_masks(offers, age, disability, lat, lon, radius_km, at, distances_km)
+    return np.logical_and.reduce([mask for _, mask in masks])
+
+
+def _person_masks(
+    offers: OfferArrays,
+    age: float | None,
+    disability: bool,
+    lat: float | None,
+    lon: float | None,
+    radius_km: float,
+    at: int,
+    distances_km: np.ndarray | None,
+) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
+    """One person's (rule, mask) pairs and distances, their inputs checked and normalised."""
     _check_radius(radius_km)
     lat, lon = _nan_if_none(lat), _nan_if_none(lon)
     if distances_km is None:
@@ -120,7 +135,7 @@ def eligible(
         at=int(at),
         distances=distances_km,
     )
-    return np.logical_and.reduce([mask for _, mask in masks])
+    return masks, distances_km
 
 
 def eligible_matrix(offers: OfferArrays, profiles: ProfileArrays, at: int) -> np.ndarray:
@@ -181,20 +196,8 @@ def ineligibility_reasons(
     """
     if not -len(offers) <= index < len(offers):
         raise ValueError(f"index: {index} is out of range for {len(offers)} offers")
-    _check_radius(radius_km)
     one = offers.take(np.array([index]))
-    lat, lon = _nan_if_none(lat), _nan_if_none(lon)
-    distances = _distances(one, lat, lon)
-    masks = _rule_masks(
-        one,
-        age=_nan_if_none(age),
-        disability=bool(disability),
-        lat=lat,
-        lon=lon,
-        radius_km=float(radius_km),
-        at=int(at),
-        distances=distances,
-    )
+    masks, distances = _person_masks(one, age, disability, lat, lon, radius_km, at, None)
     context = {
         "age": _nan_if_none(age),
         "radius_km": float(radius_km),
