@@ -42,7 +42,6 @@ from recsys.schema import Profile, Quiz
 from serving.engine import Engine
 from serving.process import running_servers
 from serving.schemas import RankRequest
-from serving.scorer import LightFMScorer
 from serving.settings import Settings
 
 TRAIN_OFFERS = 2000
@@ -243,12 +242,12 @@ def numpy_floor(
     """One product of the catalog's item embeddings with a user vector, then argpartition."""
     slot = engine.state.model
     assert slot is not None and slot.prepared is not None and engine.state.catalog is not None
-    learned = slot.prepared.get("learned", slot.prepared)
-    if "item_embedding" not in learned:  # the generic scorer: prepare LightFM's arrays here
-        bundle = slot.loaded.bundle
-        inner = getattr(bundle.model, "learned", bundle.model)
-        learned = LightFMScorer(inner, bundle.offer_encoder).prepare(engine.state.catalog)
-    embeddings, biases = learned["item_embedding"], learned["item_bias"]
+    prepared = slot.prepared.offers
+    embeddings, biases = prepared.find("item_embedding"), prepared.find("item_bias")
+    if embeddings is None or biases is None:
+        raise SystemExit(
+            f"the floor needs item embeddings; {slot.loaded.bundle.model_name} has none"
+        )
     vectors = iter(rng.normal(size=(n_requests, embeddings.shape[1])))
 
     def floor() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,7 @@ class OfferArrays:
 
     def take(self, index: np.ndarray) -> OfferArrays:
         """A subset (or reordering) of the offers, every array indexed alike."""
-        return OfferArrays(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return take_rows(self, index)
 
 
 def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
@@ -182,7 +183,31 @@ class ProfileArrays:
 
     def take(self, index: np.ndarray) -> ProfileArrays:
         """A subset (or reordering) of the profiles, every array indexed alike."""
-        return ProfileArrays(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return take_rows(self, index)
+
+
+Rows = TypeVar("Rows", OfferArrays, ProfileArrays)
+
+
+def take_rows(arrays: Rows, index: np.ndarray) -> Rows:
+    """Rows `index` (positions or a boolean mask) of every column of `arrays`.
+
+    `np.take` rather than fancy indexing: several times faster on the 2-D and object columns,
+    and the service gathers candidate rows on every request.
+    """
+    index = np.asarray(index)
+    if index.dtype == bool:
+        index = np.flatnonzero(index)
+    return type(arrays)(
+        **{f.name: np.take(getattr(arrays, f.name), index, axis=0) for f in fields(arrays)}
+    )
+
+
+def concat_rows(parts: list[Rows]) -> Rows:
+    """The rows of `parts` one after the other, column by column."""
+    return type(parts[0])(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(parts[0])}
+    )
 
 
 def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:

@@ -8,13 +8,13 @@ and geography), so a model can score users or offers it never saw in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.arrays import OfferArrays, ProfileArrays, concat_rows
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,15 @@ class OfferBatch:
         """A subset of the offers, ids, features and arrays indexed alike."""
         return OfferBatch(self.ids[index], self.features[index], self.arrays.take(index))
 
+    @staticmethod
+    def concat(parts: list[OfferBatch]) -> OfferBatch:
+        """The offers of `parts` one after the other: ids, features and arrays alike."""
+        return OfferBatch(
+            np.concatenate([p.ids for p in parts]),
+            sp.vstack([p.features for p in parts], format="csr"),
+            concat_rows([p.arrays for p in parts]),
+        )
+
 
 @dataclass(frozen=True)
 class UserBatch:
@@ -47,6 +56,57 @@ class UserBatch:
     def take(self, index: np.ndarray) -> UserBatch:
         """A subset of the users, ids, features and arrays indexed alike."""
         return UserBatch(self.ids[index], self.features[index], self.arrays.take(index))
+
+    @staticmethod
+    def concat(parts: list[UserBatch]) -> UserBatch:
+        """The users of `parts` one after the other: ids, features and arrays alike."""
+        return UserBatch(
+            np.concatenate([p.ids for p in parts]),
+            sp.vstack([p.features for p in parts], format="csr"),
+            concat_rows([p.arrays for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedOffers:
+    """Offers with what a model derives from them alone (`Recommender.prepare_offers`).
+
+    Serving prepares its whole catalog once, then scores every request against a few of its
+    rows (`Recommender.score_prepared`); an offline batch prepares and scores at once. Every
+    value of `arrays` has one row per offer (first axis); `inner` is the part a composite
+    model's inner model prepared.
+    """
+
+    offers: OfferBatch
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    inner: PreparedOffers | None = None
+
+    def __len__(self) -> int:
+        return len(self.offers)
+
+    def find(self, key: str) -> np.ndarray | None:
+        """`arrays[key]` here or in the inner parts, None when no part prepared it."""
+        if key in self.arrays:
+            return self.arrays[key]
+        return self.inner.find(key) if self.inner is not None else None
+
+    def take(self, index: np.ndarray) -> PreparedOffers:
+        """The prepared rows `index`, as if only those offers had been prepared."""
+        return PreparedOffers(
+            self.offers.take(index),
+            {key: np.take(value, index, axis=0) for key, value in self.arrays.items()},
+            self.inner.take(index) if self.inner is not None else None,
+        )
+
+    @staticmethod
+    def concat(parts: list[PreparedOffers]) -> PreparedOffers:
+        """The prepared offers of `parts` one after the other (a catalog update)."""
+        inner = [p.inner for p in parts]
+        return PreparedOffers(
+            OfferBatch.concat([p.offers for p in parts]),
+            {key: np.concatenate([p.arrays[key] for p in parts]) for key in parts[0].arrays},
+            None if inner[0] is None else PreparedOffers.concat(inner),  # type: ignore[arg-type]
+        )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Column names follow the national engagement API (camelCase) so that real exports load
 without renaming. Every stage exchanges these tables as Parquet files whose Arrow schema is
-declared here; `conform` casts a DataFrame to it and fails loudly on a missing column.
+declared here; `conform` casts a DataFrame to it and fails loudly on a missing column
+(`OPTIONAL_COLUMNS` aside: those come as nulls).
 
 Offers (`offers.parquet`), one row per offer, key `id`:
     id, clientId, publisherId, publisherName, organizationName: string
@@ -26,6 +27,15 @@ Events (`events.parquet`), one row per diffusion signal, key `id`:
     clickId, requestId, clientEventId: string; isBot: bool
     status: string (apply only); position: int16 (rank on the page, prints and clicks)
     candidateAge: int16; candidatePostalCode: string (apply customAttributes)
+    candidateAgeBand: string (one of CANDIDATE_AGE_BANDS; optional, see below)
+
+    Platform exports carry the candidate's exact age (`candidateAge`, kept as exported: raw
+    data is immutable) and no band. The service's event store keeps no exact age (personal
+    data of mostly young, often minor, visitors): its export has `candidateAge` null and the
+    band in `candidateAgeBand`. A separate column rather than a band's representative value
+    in `candidateAge`, so that no reader can take a band for an age (a 17-year-old exported
+    as 16 would fail the Réserve opérationnelle's 17-72 rule); `candidate_age_band` puts an
+    exact age on the same scale when both sources are read together.
 
 Profiles (`profiles.parquet`), one row per known visitor, key `userId`:
     userId: string; age: int16 (null = unknown); lat, lon: float64; postalCode, departmentCode,
@@ -36,8 +46,11 @@ Profiles (`profiles.parquet`), one row per known visitor, key `userId`:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -109,8 +122,29 @@ EVENT_SCHEMA = pa.schema(
         ("position", pa.int16()),
         ("candidateAge", pa.int16()),
         ("candidatePostalCode", pa.string()),
+        ("candidateAgeBand", pa.string()),
     ]
 )
+
+# Columns added to a schema after tables were first written with it: `conform` fills them
+# with nulls when a frame lacks them (a stored table, or a writer, from before the column).
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("candidateAgeBand",)}
+
+# Lower bounds of the candidate age bands after the first: <16, 16-17, 18-20, 21-25, 26-30,
+# 31+. The edges of the programmes' age rules that concern the platform's young audience
+# (16 Service Civique and minors' bénévolat, 18 adults and `openToMinors`, 25/30 the end of
+# Service Civique without/with a disability) are band edges, and the bands are those through
+# which the user encoder reads a profile's age (`encoding.UserEncoderConfig.age_band_edges`);
+# no feature or model reads `candidateAge`. Not kept: 15 (SNU) and 17 (Réserve
+# opérationnelle), whose one-year bands would be exact ages, and the 67/72 upper limits,
+# inside 31+.
+CANDIDATE_AGE_BAND_EDGES: tuple[int, ...] = (16, 18, 21, 26, 31)
+CANDIDATE_AGE_BANDS: tuple[str, ...] = (
+    f"<{CANDIDATE_AGE_BAND_EDGES[0]}",
+    *(f"{low}-{high - 1}" for low, high in itertools.pairwise(CANDIDATE_AGE_BAND_EDGES)),
+    f"{CANDIDATE_AGE_BAND_EDGES[-1]}+",
+)
+MAX_AGE = 120  # the bound of a candidate age in years (as `Profile.age`)
 
 PROFILE_SCHEMA = pa.schema(
     [
@@ -146,11 +180,15 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
         ValueError: naming the missing columns, or the column that cannot be cast.
     """
     schema = SCHEMAS[kind]
-    missing = [name for name in schema.names if name not in frame.columns]
+    optional = OPTIONAL_COLUMNS.get(kind, ())
+    missing = [name for name in schema.names if name not in frame.columns and name not in optional]
     if missing:
         raise ValueError(f"{kind} table is missing columns: {', '.join(missing)}")
     arrays = []
     for field in schema:
+        if field.name not in frame.columns:
+            arrays.append(pa.nulls(len(frame), type=field.type))
+            continue
         try:
             arrays.append(pa.array(frame[field.name], type=field.type, from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
@@ -158,6 +196,20 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
                 f"{kind}.{field.name}: cannot cast to {field.type}: {error}"
             ) from error
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def candidate_age_band(age: int | None) -> str | None:
+    """The band (`CANDIDATE_AGE_BANDS`) of an age in completed years; None stays None.
+
+    Raises:
+        ValueError: naming candidateAge, for anything but a whole number of years in 0-120
+            (the message does not repeat the value: it may be a real age).
+    """
+    if age is None:
+        return None
+    if isinstance(age, bool) or not isinstance(age, int | np.integer) or not 0 <= age <= MAX_AGE:
+        raise ValueError(f"candidateAge: expected whole years in 0-{MAX_AGE}")
+    return CANDIDATE_AGE_BANDS[bisect.bisect_right(CANDIDATE_AGE_BAND_EDGES, int(age))]
 
 
 def write_table(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"], path) -> None:

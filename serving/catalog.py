@@ -24,7 +24,7 @@ import hashlib
 import logging
 import math
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,9 +32,17 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema, taxonomy
-from recsys.arrays import NEVER_DELETED, NO_END, OfferArrays, offer_arrays, to_epoch_seconds
+from recsys.arrays import (
+    NEVER_DELETED,
+    NO_END,
+    OfferArrays,
+    concat_rows,
+    offer_arrays,
+    to_epoch_seconds,
+)
 from recsys.eligibility import eligible
 from recsys.geo import EARTH_RADIUS_KM
+from recsys.models.incumbent import offer_tags
 
 logger = logging.getLogger(__name__)
 
@@ -109,20 +117,6 @@ def attribute_vectors(arrays: OfferArrays) -> np.ndarray:
     return blocks / np.where(norms > 0, norms, 1.0)
 
 
-def take_offers(arrays: OfferArrays, rows: np.ndarray) -> OfferArrays:
-    """`arrays.take(rows)` with `np.take`, several times faster on 2-D and object columns
-    than the fancy indexing of `OfferArrays.take` (which the result equals)."""
-    return OfferArrays(
-        **{f.name: np.take(getattr(arrays, f.name), rows, axis=0) for f in fields(OfferArrays)}
-    )
-
-
-def _concat_arrays(parts: list[OfferArrays]) -> OfferArrays:
-    return OfferArrays(
-        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(OfferArrays)}
-    )
-
-
 def _fingerprint(offers: pd.DataFrame) -> str:
     """A short content hash: what changes when an offer is added, removed or updated."""
     keys = offers[["id", "updatedAt", "statusCode", "endAt", "deletedAt", "places"]]
@@ -163,9 +157,7 @@ class Catalog:
     publisher_code: np.ndarray = field(repr=False)  # int64 group codes for diversity
     programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
-    # `arrays` with row numbers in place of the (object) id columns, which scoring functions
-    # (rules, geography) never read and which are the slowest columns to gather per request.
-    scoring_arrays: OfferArrays = field(repr=False)
+    rule_tags: np.ndarray = field(repr=False)  # float32 `incumbent.offer_tags`, rules fallback
     # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
     # One tuple read at once, so a request never mixes one window's bounds with another's masks.
     _cache: tuple[int, int, dict[tuple[int, bool], np.ndarray]] = field(
@@ -225,7 +217,7 @@ class Catalog:
         untouched = ~pd.Index(old_ids).isin(frame["id"].astype(str)) & still_open
         kept_rows = np.flatnonzero(untouched)
         offers = pd.concat([self.offers.iloc[kept_rows], frame.iloc[open_new]], ignore_index=True)
-        arrays = _concat_arrays([self.arrays.take(kept_rows), new_arrays.take(open_new)])
+        arrays = concat_rows([self.arrays.take(kept_rows), new_arrays.take(open_new)])
         catalog = self._assemble(offers, arrays, source)
         change = CatalogChange(
             kept_rows=kept_rows,
@@ -256,9 +248,7 @@ class Catalog:
             publisher_code=publisher_code.astype(np.int64),
             programme_code=programme_code.astype(np.int64),
             attributes=attribute_vectors(arrays),
-            scoring_arrays=replace(
-                arrays, ids=np.arange(len(ids)), publisher_ids=np.arange(len(ids))
-            ),
+            rule_tags=offer_tags(arrays),
         )
         logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
         return catalog

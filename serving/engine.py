@@ -42,10 +42,10 @@ import numpy as np
 from recsys import taxonomy
 from recsys.arrays import ProfileArrays
 from recsys.geo import haversine_km
-from recsys.models.incumbent import incumbent_scores
+from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
-from serving.catalog import Catalog, CatalogError, read_offers, take_offers
-from serving.events import Ranking
+from serving.catalog import Catalog, CatalogError, read_offers
+from serving.events import Ranking, pseudonym
 from serving.loading import LoadedModel, ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, request_row, row_arrays
 from serving.schemas import (
@@ -59,7 +59,7 @@ from serving.schemas import (
     Status,
     Strategy,
 )
-from serving.scorer import Prepared, Scorer, UserQuery, check_against_model, scorer_for
+from serving.scorer import Prepared, Scorer, UserQuery
 from serving.settings import Settings, group_cap
 
 logger = logging.getLogger(__name__)
@@ -143,20 +143,10 @@ def _standardised(values: np.ndarray) -> np.ndarray:
 
 
 def _slot(loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
-    """The model's scorer and its arrays for `catalog`, checked against `model.score`."""
+    """The model's scorer and, when there is a catalog, the model's preparation of it."""
     bundle = loaded.bundle
-    try:
-        scorer = scorer_for(bundle.model, bundle.offer_encoder)
-        prepared = scorer.prepare(catalog) if catalog is not None else None
-        problem = None
-        if catalog is not None and prepared is not None:
-            problem = check_against_model(scorer, catalog, prepared, bundle.user_encoder)
-    except Exception as error:  # a model whose arrays the fast scorer does not know
-        problem = f"{type(error).__name__}: {error}"
-    if problem is not None:
-        logger.warning("exact generic scoring used instead of the prepared one: %s", problem)
-        scorer = Scorer(bundle.model, bundle.offer_encoder)
-        prepared = scorer.prepare(catalog) if catalog is not None else None
+    scorer = Scorer(bundle.model, bundle.offer_encoder)
+    prepared = scorer.prepare(catalog) if catalog is not None else None
     return ModelSlot(loaded, scorer, FeatureColumns(bundle.user_encoder), prepared)
 
 
@@ -273,9 +263,13 @@ class Engine:
         return np.flatnonzero(mask)
 
     def _rules(self, catalog: Catalog, person: ProfileArrays, rows: np.ndarray) -> np.ndarray:
-        return incumbent_scores(
-            person, take_offers(catalog.scoring_arrays, rows), self.settings.rules_remote_overrides
-        )[0]
+        """The incumbent engine's scores of `rows`, from the catalog's prepared rule tags."""
+        a = catalog.arrays
+        remote = a.remote[rows]
+        distance = distances_km(person, a.lat[rows], a.lon[rows])
+        tags = np.take(catalog.rule_tags, rows, axis=0)
+        overrides = self.settings.rules_remote_overrides
+        return rule_scores(person, tags, remote, distance, overrides)[0]
 
     def _score(
         self,
@@ -289,10 +283,9 @@ class Engine:
         model = state.model
         if model is None or model.prepared is None:
             return "rules_fallback", self._rules(catalog, person, rows), None
-        user = UserQuery(
-            row["userId"], person, model.features.columns(row), model.features.n_features
-        )
-        learned = model.scorer.score(user, model.prepared, catalog, rows)
+        user_id = self._model_user_id(model.scorer, row["userId"])
+        user = UserQuery(user_id, person, model.features.columns(row), model.features.n_features)
+        learned = model.scorer.score(user, model.prepared, rows)
         learned_z = _standardised(learned)
         if model.scorer.knows(user.user_id):
             return "personalized", learned, learned_z
@@ -301,6 +294,17 @@ class Engine:
         weight = self.settings.cold_start_rules_weight
         rules_z = _standardised(self._rules(catalog, person, rows)) if weight > 0 else 0.0
         return "cold_start", (1.0 - weight) * learned_z + weight * rules_z, learned_z
+
+    def _model_user_id(self, scorer: Scorer, user_id: str | None) -> str | None:
+        """The id the model knows this visitor by: as given, or as the event store keeps it.
+
+        A model trained on the store's exported events knows visitors by their pseudonyms
+        (`serving.events.pseudonym`, keyed by RECSYS_ID_SALT) while the front sends raw ids.
+        """
+        if user_id is None or scorer.knows(user_id):
+            return user_id
+        hashed = pseudonym(user_id, self.settings.id_salt or "")
+        return hashed if scorer.knows(hashed) else user_id
 
     def _order(self, catalog: Catalog, rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         """Positions (into `rows`) of the k offers to show, best first, diversified."""
@@ -383,8 +387,8 @@ class Engine:
             )
         at = state.now() if at is None else at
         if state.model is not None and state.model.prepared is not None:
-            vectors = state.model.prepared["similarity"]
-            method = state.model.scorer.similarity_method
+            vectors = state.model.prepared.similarity
+            method = state.model.prepared.similarity_method
         else:
             vectors, method = catalog.attributes, "offer_attributes"
         if hasattr(vectors, "toarray"):  # sparse encoded features
@@ -433,7 +437,11 @@ class Engine:
             ready=catalog is not None,
             model_version=state.model_version,
             model_name=state.model.loaded.bundle.model_name if state.model else None,
-            scorer=type(state.model.scorer).__name__ if state.model else None,
+            similarity_method=(
+                state.model.prepared.similarity_method
+                if state.model is not None and state.model.prepared is not None
+                else None
+            ),
             model_uri=state.model_uri,
             model_error=state.model_error,
             strategies=self.strategies(),

@@ -2,9 +2,10 @@
 
 Three tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 
-* `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns, camelCase, key
-  `id`) plus `receivedAt`; inserts are idempotent (`INSERT ... ON CONFLICT (id) DO NOTHING`),
-  so a front that resends a batch after a timeout stores nothing twice;
+* `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns but
+  `candidateAge`, camelCase, key `id`) plus `receivedAt`; inserts are idempotent
+  (`INSERT ... ON CONFLICT (id) DO NOTHING`), so a front that resends a batch after a timeout
+  stores nothing twice;
 * `rank_requests` and `rank_items`: every ranking served (request id, time, model and catalog
   versions, strategy, person; then each offer with its position and score), so that a print
   tagged with a `requestId` joins to the list and position it came from.
@@ -15,8 +16,12 @@ PostgreSQL is chosen by the URL.
 Personal data: visitor ids (`userId`, `user`, and the visitor of a logged list) are stored as
 salted hashes (HMAC-SHA256 with RECSYS_ID_SALT, `pseudonym`), so one visitor keeps one id
 across their events (what the models learn from) but the store does not hold the id the
-front knows; the request models admit no IP address, user agent or birth date (only an age
-in years), and SQL errors are logged without their parameters.
+front knows. A candidate's age (years, from the API) is replaced by its band
+(`schema.candidate_age_band`: <16, 16-17, 18-20, 21-25, 26-30, 31+) before a row leaves
+`event_rows` or enters `add_events`: the table has no `candidateAge` column, only
+`candidateAgeBand`, and a table from before the bands is upgraded when the store opens (its
+ages banded, the column dropped). The request models admit no IP address, user agent or birth
+date, and SQL errors are logged without their parameters.
 
 Rankings are written by a background thread in small batches (`RankLog`), off the request
 path. `export_events` writes the events back as the canonical Parquet table that the feature
@@ -45,11 +50,12 @@ from recsys import schema
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = tuple(schema.EVENT_SCHEMA.names)
+EXACT_AGE, AGE_BAND = "candidateAge", "candidateAgeBand"
+STORED_COLUMNS = tuple(name for name in EVENT_COLUMNS if name != EXACT_AGE)
 _TYPES: dict[str, sa.types.TypeEngine] = {
     "createdAt": sa.DateTime(timezone=True),
     "isBot": sa.Boolean(),
     "position": sa.SmallInteger(),
-    "candidateAge": sa.SmallInteger(),
 }
 # API field (snake_case) -> canonical column (camelCase).
 API_TO_COLUMN = {
@@ -88,6 +94,26 @@ def pseudonym(value: str | None, salt: str) -> str | None:
     return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
+def without_exact_age(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with `candidateAge` replaced by its band (`candidateAgeBand`).
+
+    An age given wins over a band given with it; a band alone must be one of
+    `schema.CANDIDATE_AGE_BANDS`.
+
+    Raises:
+        ValueError: naming candidateAge or candidateAgeBand (never repeating an age).
+    """
+    banded = {name: value for name, value in row.items() if name != EXACT_AGE}
+    age = row.get(EXACT_AGE)
+    if age is not None:
+        banded[AGE_BAND] = schema.candidate_age_band(age)
+    elif banded.setdefault(AGE_BAND, None) not in (None, *schema.CANDIDATE_AGE_BANDS):
+        raise ValueError(
+            f"candidateAgeBand: expected one of {', '.join(schema.CANDIDATE_AGE_BANDS)}"
+        )
+    return banded
+
+
 @dataclass(frozen=True)
 class Ranking:
     """One served list, as logged."""
@@ -120,7 +146,9 @@ class EventStore:
         """Connect, and create the schema and tables unless `create` is False.
 
         Raises:
-            ValueError: a schema on SQLite, or (with `create` False) a missing SQLite file.
+            ValueError: a schema on SQLite, or (with `create` False) a missing SQLite file or
+                an events table from before the age bands (opening it with `create` upgrades
+                it).
         """
         self.url = url
         self.id_salt = id_salt
@@ -137,7 +165,7 @@ class EventStore:
             metadata,
             *[
                 sa.Column(name, _TYPES.get(name, sa.String()), primary_key=name == "id")
-                for name in EVENT_COLUMNS
+                for name in STORED_COLUMNS
             ],
             sa.Column("receivedAt", sa.DateTime(timezone=True), nullable=False),
         )
@@ -165,6 +193,67 @@ class EventStore:
                 if db_schema:
                     connection.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
                 metadata.create_all(connection)
+            self._band_stored_ages()
+        elif EXACT_AGE in self._stored_columns():
+            where = parsed.render_as_string(hide_password=True)
+            raise ValueError(
+                f"event store at {where} still holds exact candidate ages: start the service "
+                "on it once, which replaces them by their bands"
+            )
+
+    def _stored_columns(self) -> set[str]:
+        """The columns the events table has in the database (none when it does not exist)."""
+        inspector = sa.inspect(self.engine)
+        name, db_schema = self.events.name, self.events.schema
+        if not inspector.has_table(name, schema=db_schema):
+            return set()
+        return {column["name"] for column in inspector.get_columns(name, schema=db_schema)}
+
+    def _band_stored_ages(self) -> None:
+        """Upgrade an events table from before the age bands: band its ages, drop the column.
+
+        Every step is idempotent, so a crash midway is finished at the next start; when
+        another process upgrading the same table at the same time makes a step fail, the
+        table is checked again and the failure ignored if the ages are gone.
+        """
+        columns = self._stored_columns()
+        if EXACT_AGE not in columns:
+            return
+        legacy = sa.Table(
+            self.events.name,
+            sa.MetaData(schema=self.events.schema),
+            sa.Column(EXACT_AGE, sa.SmallInteger()),
+            sa.Column(AGE_BAND, sa.String()),
+        )
+        age = legacy.c[EXACT_AGE]
+        band = sa.case(
+            *[
+                (age < edge, label)
+                for edge, label in zip(
+                    schema.CANDIDATE_AGE_BAND_EDGES, schema.CANDIDATE_AGE_BANDS[:-1], strict=True
+                )
+            ],
+            else_=schema.CANDIDATE_AGE_BANDS[-1],
+        )
+        quote = self.engine.dialect.identifier_preparer
+        table = quote.format_table(self.events)
+        try:
+            with self.engine.begin() as connection:
+                if AGE_BAND not in columns:
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {table} ADD COLUMN {quote.quote(AGE_BAND)} VARCHAR"
+                    )
+                banded = connection.execute(
+                    sa.update(legacy).where(age.is_not(None)).values({AGE_BAND: band})
+                ).rowcount
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table} DROP COLUMN {quote.quote(EXACT_AGE)}"
+                )
+        except sa.exc.DBAPIError:
+            if EXACT_AGE in self._stored_columns():
+                raise
+            return
+        logger.warning("event store upgraded: %d exact candidate ages replaced by bands", banded)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
@@ -179,13 +268,17 @@ class EventStore:
         """Insert canonical event rows; returns the ids stored (the others already were).
 
         An id repeated within `rows` is stored once, from its first row; visitor ids are
-        stored as `pseudonym`s.
+        stored as `pseudonym`s and a `candidateAge` as its band (`without_exact_age`).
+
+        Raises:
+            ValueError: a row's age or band is not one (nothing is stored).
         """
         received = datetime.now(UTC)
         unique: dict[str, dict[str, Any]] = {}
         for row in rows:
             hashed = {name: pseudonym(row.get(name), self.id_salt) for name in PSEUDONYMISED}
-            unique.setdefault(row["id"], {**row, **hashed, "receivedAt": received})
+            stored = {**without_exact_age(row), **hashed, "receivedAt": received}
+            unique.setdefault(row["id"], stored)
         if not unique:
             return []
         statement = (
@@ -233,16 +326,20 @@ class EventStore:
                 )
 
     def read_events(self) -> pd.DataFrame:
-        """Every stored event as the canonical events table (UTC timestamps), by `createdAt`."""
-        columns = [self.events.c[name] for name in EVENT_COLUMNS]
+        """Every stored event as the canonical events table (UTC timestamps), by `createdAt`.
+
+        `candidateAge` is null throughout (the store keeps none), `candidateAgeBand` holds
+        what is known of the age.
+        """
+        columns = [self.events.c[name] for name in STORED_COLUMNS]
         statement = sa.select(*columns).order_by(self.events.c.createdAt, self.events.c.id)
         with self.engine.connect() as connection:
-            frame = pd.DataFrame(connection.execute(statement).all(), columns=list(EVENT_COLUMNS))
+            frame = pd.DataFrame(connection.execute(statement).all(), columns=list(STORED_COLUMNS))
         frame["createdAt"] = _utc(frame["createdAt"]).dt.floor("ms")  # the canonical unit
-        for name in ("position", "candidateAge"):
-            frame[name] = pd.array(frame[name].tolist(), dtype="Int16")
+        frame["position"] = pd.array(frame["position"].tolist(), dtype="Int16")
+        frame[EXACT_AGE] = pd.array([None] * len(frame), dtype="Int16")
         frame["isBot"] = frame["isBot"].astype("boolean")
-        return frame
+        return frame[list(EVENT_COLUMNS)]
 
     def read_rankings(self) -> pd.DataFrame:
         """Every logged list item: requestId, createdAt, modelVersion, catalogVersion, strategy,
@@ -307,9 +404,10 @@ def _engine(url: str) -> Engine:
 
 
 def event_rows(events: Iterable[Any], catalog_publishers: dict[str, str] | None = None) -> list:
-    """API events (pydantic `serving.schemas.Event`) as canonical rows.
+    """API events (pydantic `serving.schemas.Event`) as canonical rows, ready to store.
 
-    `toPublisherId` is filled from the catalog when the front left it out.
+    `toPublisherId` is filled from the catalog when the front left it out; a candidate's age
+    becomes its band here (`without_exact_age`), so that no row carries it further.
     """
     now = datetime.now(UTC)
     rows = []
@@ -321,7 +419,7 @@ def event_rows(events: Iterable[Any], catalog_publishers: dict[str, str] | None 
         row["createdAt"] = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
         if row["toPublisherId"] is None and catalog_publishers and row["missionId"]:
             row["toPublisherId"] = catalog_publishers.get(row["missionId"])
-        rows.append(row)
+        rows.append(without_exact_age(row))
     return rows
 
 
@@ -411,7 +509,10 @@ def export_events(
 ) -> int:
     """Write the stored events as the canonical events table (Parquet); returns the count.
 
-    Visitor ids are exported as stored: their salted hashes.
+    Visitor ids are exported as stored: their salted hashes. Ages too: `candidateAge` is null
+    and `candidateAgeBand` gives the band (a column of its own rather than a band's
+    representative age in `candidateAge`, which readers would take for an exact age; see
+    `recsys.schema`).
 
     `rankings_out`, when given, also receives the logged lists (`EventStore.read_rankings`).
     """

@@ -133,7 +133,9 @@ class Event(_Strict):
     client_event_id: str | None = Field(default=None, max_length=128)
     is_bot: bool = False
     status: ApplyStatus | None = None
-    candidate_age: int | None = Field(default=None, ge=0, le=120)
+    candidate_age: int | None = Field(
+        default=None, ge=0, le=120, description="age in years; only its band is stored"
+    )
     candidate_postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
 
     @field_validator("*")
@@ -182,9 +184,8 @@ class Status(BaseModel):
     ready: bool
     model_version: str
     model_name: str | None
-    scorer: str | None = Field(
-        description="how the model is scored: LightFMScorer/HybridScorer (prepared arrays) "
-        "or Scorer (the model's own score, exact but slower)"
+    similarity_method: str | None = Field(
+        description="what /similar compares: item_embeddings (the model's) or offer_features"
     )
     model_uri: str
     model_error: str | None = Field(description="why the model is not served, if it is not")

@@ -22,15 +22,13 @@ Class attributes state what the model promises, and the mixin holds it to that:
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from recsys.dataset import OfferBatch, UserBatch
+from recsys.dataset import OfferBatch, PreparedOffers, UserBatch
 from recsys.models import create_model, model_class
 from recsys.models.base import ARRAYS_FILE, CONFIG_FILE, Recommender
 from tests.fixtures import (
@@ -40,25 +38,6 @@ from tests.fixtures import (
     random_data,
     stranger_users,
 )
-
-
-def _concat_arrays(first: Any, second: Any) -> Any:
-    """Two OfferArrays (or ProfileArrays) one after the other."""
-    return type(first)(
-        **{
-            f.name: np.concatenate([getattr(first, f.name), getattr(second, f.name)])
-            for f in fields(first)
-        }
-    )
-
-
-def _concat(first: Any, second: Any) -> Any:
-    """Two OfferBatch (or UserBatch) one after the other: ids, features and arrays alike."""
-    return type(first)(
-        np.concatenate([first.ids, second.ids]),
-        sp.vstack([first.features, second.features]).tocsr(),
-        _concat_arrays(first.arrays, second.arrays),
-    )
 
 
 class ModelTests:
@@ -88,12 +67,12 @@ class ModelTests:
     @pytest.fixture(scope="class")
     def all_users(self, board: Checkerboard) -> UserBatch:
         """Training users followed by the strangers."""
-        return _concat(board.data.users, stranger_users())
+        return UserBatch.concat([board.data.users, stranger_users()])
 
     @pytest.fixture(scope="class")
     def all_offers(self, board: Checkerboard) -> OfferBatch:
         """Training offers followed by the new offers."""
-        return _concat(board.data.offers, new_offers())
+        return OfferBatch.concat([board.data.offers, new_offers()])
 
     def test_registered_under_its_name(self, trained: Recommender) -> None:
         assert type(trained) is model_class(self.model_name)
@@ -113,6 +92,29 @@ class ModelTests:
             assert np.isfinite(scores).all()
         else:
             assert np.isnan(scores).all()
+
+    @pytest.mark.parametrize("which", ["few", "most", "all"])
+    def test_prepared_scores_equal_score(
+        self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch, which: str
+    ) -> None:
+        """What the service computes (prepare once, score candidate rows) is `score`."""
+        n = len(all_offers)
+        rows = {"few": np.array([n - 1, 0]), "most": np.arange(n)[::-1], "all": None}[which]
+        expected = trained.score(all_users, all_offers if rows is None else all_offers.take(rows))
+        found = trained.score_prepared(all_users, trained.prepare_offers(all_offers), rows)
+        np.testing.assert_allclose(found, expected, rtol=self.rtol, atol=1e-12, equal_nan=True)
+
+    def test_prepared_parts_concatenate(
+        self, trained: Recommender, board: Checkerboard, all_users: UserBatch
+    ) -> None:
+        """A catalog update prepares the new offers only and appends them: same scores."""
+        parts = [board.data.offers, new_offers()]
+        joined = PreparedOffers.concat([trained.prepare_offers(part) for part in parts])
+        taken = trained.prepare_offers(OfferBatch.concat(parts)).take(np.arange(len(joined)))
+        expected = trained.score(all_users, OfferBatch.concat(parts))
+        for prepared in (joined, taken):
+            found = trained.score_prepared(all_users, prepared)
+            np.testing.assert_allclose(found, expected, rtol=self.rtol, atol=1e-12, equal_nan=True)
 
     def test_new_offers(self, trained: Recommender, board: Checkerboard) -> None:
         fresh = new_offers()

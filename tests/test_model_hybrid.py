@@ -14,6 +14,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.models import create_model
 from recsys.models.hybrid import (
     HybridConfig,
@@ -23,7 +24,7 @@ from recsys.models.hybrid import (
     history_location,
     history_weight,
 )
-from recsys.models.incumbent import incumbent_scores
+from recsys.models.incumbent import distances_km, incumbent_scores
 from tests.fixtures import (
     LYON,
     PARIS,
@@ -88,6 +89,11 @@ def test_history_weight_by_hand() -> None:
     np.testing.assert_allclose(history_weight(np.array([0, 3]), 3.0, floor=0.2), [0.2, 0.6])
 
 
+def _affinity(profiles: ProfileArrays, offers: OfferArrays, share: float = 0.5) -> np.ndarray:
+    distance = distances_km(profiles, offers.lat, offers.lon)
+    return geo_affinity(profiles, offers.remote, distance, share)
+
+
 def test_geo_affinity_by_hand() -> None:
     strangers = stranger_users()  # row 0 in Paris, radius 20 km (the default)
     offers = offer_batch(
@@ -98,7 +104,7 @@ def test_geo_affinity_by_hand() -> None:
             lon=[np.nan, PARIS[1], LYON[1], LYON[1]],
         )
     )
-    affinity = geo_affinity(strangers.arrays, offers.arrays, remote_distance_share=0.25)
+    affinity = _affinity(strangers.arrays, offers.arrays, 0.25)
     paris_lyon_km = 391.5  # great-circle distance between the fixtures' two points, ±1 km
     on_site_lyon = -np.log1p(paris_lyon_km / 20.0)
     assert affinity[0, 0] == pytest.approx(-np.log(2.0))  # no coordinates: at the radius
@@ -189,7 +195,7 @@ def test_geography_applies_to_everyone(trained: HybridModel) -> None:
             blend = trained.score(users, offers)
         with _configured(trained, **{**NO_EXTRAS, "geo_weight": 2.0}):
             with_geo = trained.score(users, offers)
-        geo = geo_affinity(users.arrays, offers.arrays, trained.config.remote_distance_share)
+        geo = _affinity(users.arrays, offers.arrays, trained.config.remote_distance_share)
         np.testing.assert_allclose(with_geo - blend, 2.0 * geo, rtol=1e-9, atol=1e-9)
 
 
@@ -241,7 +247,7 @@ def test_unlocated_user_is_placed_at_their_history() -> None:
     home_lat, home_lon = history_location(data.interactions, data.offers.arrays)
     assert home_lat[0] == pytest.approx(PARIS[0], abs=0.05)
     placed = replace(users.arrays, lat=home_lat, lon=home_lon)
-    expected = geo_affinity(placed, data.offers.arrays) + model.score(users, data.offers)
+    expected = _affinity(placed, data.offers.arrays) + model.score(users, data.offers)
     np.testing.assert_allclose(with_geo, expected, atol=1e-9)
 
 

@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 
 from recsys import taxonomy
-from recsys.arrays import offer_arrays, profile_arrays
+from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.geo import EARTH_RADIUS_KM
 from recsys.models import create_model
-from recsys.models.incumbent import geo_scores, incumbent_scores, taxonomy_scores
+from recsys.models.incumbent import (
+    distances_km,
+    geo_scores,
+    incumbent_scores,
+    offer_tags,
+    taxonomy_scores,
+)
 from tests.fixtures import PARIS, make_offers_frame, make_profiles_frame, offer_batch, user_batch
 from tests.model_mixin import ModelTests
 
@@ -70,11 +76,20 @@ GEO = np.array([0.5, 0.9, 0.95])
 GEO_LOCAL = np.array([0.5, 0.1, 0.0])
 
 
+def _taxonomy(profiles: ProfileArrays, offers: OfferArrays) -> np.ndarray:
+    return taxonomy_scores(profiles, offer_tags(offers))
+
+
+def _geo(profiles: ProfileArrays, offers: OfferArrays, remote_overrides: bool = True) -> np.ndarray:
+    distance = distances_km(profiles, offers.lat, offers.lon)
+    return geo_scores(profiles, offers.remote, distance, remote_overrides)
+
+
 def test_hand_computed_engine_scores() -> None:
     profiles = profile_arrays(_profile())
     offers = offer_arrays(_three_offers())
-    np.testing.assert_allclose(taxonomy_scores(profiles, offers)[0], TAXONOMY)
-    np.testing.assert_allclose(geo_scores(profiles, offers)[0], GEO)
+    np.testing.assert_allclose(_taxonomy(profiles, offers)[0], TAXONOMY)
+    np.testing.assert_allclose(_geo(profiles, offers)[0], GEO)
     total = incumbent_scores(profiles, offers)[0]
     # (0.3·taxonomy + 0.3·geo) / 0.6: A 0.705357, B 0.744643, C 0.885714.
     assert total == pytest.approx((TAXONOMY + GEO) / 2)
@@ -98,8 +113,8 @@ def test_full_remote_offer_with_coordinates_is_scored_by_distance_without_overri
     offers = offer_arrays(
         make_offers_frame(1, remote="full", lat=PARIS[0] + 2 / KM_PER_DEGREE_LAT, lon=PARIS[1])
     )
-    assert geo_scores(profiles, offers, remote_overrides=True)[0, 0] == pytest.approx(0.9)
-    assert geo_scores(profiles, offers, remote_overrides=False)[0, 0] == pytest.approx(0.8)
+    assert _geo(profiles, offers, remote_overrides=True)[0, 0] == pytest.approx(0.9)
+    assert _geo(profiles, offers, remote_overrides=False)[0, 0] == pytest.approx(0.8)
 
 
 def test_without_quiz_the_taxonomy_part_is_neutral() -> None:
@@ -107,7 +122,7 @@ def test_without_quiz_the_taxonomy_part_is_neutral() -> None:
         _profile(hasQuiz=False, quizDomains=[], quizActivities=[], quizRhythm=None)
     )
     offers = offer_arrays(_three_offers())
-    np.testing.assert_array_equal(taxonomy_scores(profiles, offers)[0], [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(_taxonomy(profiles, offers)[0], [0.5, 0.5, 0.5])
 
 
 def test_dont_know_skips_the_taxonomy_and_motivations_count() -> None:
@@ -123,14 +138,14 @@ def test_dont_know_skips_the_taxonomy_and_motivations_count() -> None:
         make_offers_frame(2, compensationAmount=[620.0, None], type=taxonomy.SERVICE_CIVIQUE)
     )
     # Only motivations are answered, and only indemnisation is observable: paid 1, unpaid 0.5.
-    np.testing.assert_allclose(taxonomy_scores(profiles, offers)[0], [1.0, 0.5])
+    np.testing.assert_allclose(_taxonomy(profiles, offers)[0], [1.0, 0.5])
 
 
 def test_visitor_without_coordinates_gets_the_no_location_score() -> None:
     profiles = profile_arrays(_profile(lat=None, lon=None, postalCode=None, departmentCode=None))
     offers = offer_arrays(_three_offers())
-    np.testing.assert_allclose(geo_scores(profiles, offers)[0], [0.1, 0.9, 0.95])
-    np.testing.assert_allclose(geo_scores(profiles, offers, False)[0], [0.1, 0.1, 0.1])
+    np.testing.assert_allclose(_geo(profiles, offers)[0], [0.1, 0.9, 0.95])
+    np.testing.assert_allclose(_geo(profiles, offers, False)[0], [0.1, 0.1, 0.1])
 
 
 def test_chunked_scores_equal_one_block() -> None:

@@ -1,8 +1,8 @@
 """Data protection against a real server: many visitors are minors.
 
-The event store keeps visitor ids only as salted hashes (RECSYS_ID_SALT), and no IP address,
-user agent or birth date; admin endpoints refuse without the token; the server log holds no
-visitor id or postal code, even for refused requests.
+The event store keeps visitor ids only as salted hashes (RECSYS_ID_SALT), a candidate's age
+only as its band, and no IP address, user agent or birth date; admin endpoints refuse without
+the token; the server log holds no visitor id or postal code, even for refused requests.
 """
 
 from __future__ import annotations
@@ -148,7 +148,12 @@ def test_the_store_holds_no_raw_id_ip_agent_or_birth_date(
     with sqlite3.connect(folder / "events.db") as connection:
         columns = {row[1].lower() for row in connection.execute("PRAGMA table_info(events)")}
     assert not columns & {"ip", "ipaddress", "useragent", "birthdate", "birthday", "dateofbirth"}
-    assert "candidateage" in columns  # an age in years, no date
+    assert "candidateage" not in columns and "candidateageband" in columns  # a band, no age
+    with sqlite3.connect(folder / "events.db") as connection:
+        connection.row_factory = sqlite3.Row
+        apply = dict(connection.execute("SELECT * FROM events WHERE id = 'ev-apply'").fetchone())
+    assert apply["candidateAgeBand"] == "16-17"  # posted with candidate_age 17
+    assert 17 not in apply.values() and "17" not in apply.values()
 
 
 def test_export_gives_the_hashed_ids(
@@ -159,7 +164,8 @@ def test_export_gives_the_hashed_ids(
     assert export_events(f"sqlite:///{folder / 'events.db'}", out) == 2
     exported = pd.read_parquet(out).set_index("id")
     assert exported.loc["ev-apply", "userId"] == hashed(VISITOR)
-    assert exported.loc["ev-apply", "candidateAge"] == 17
+    assert exported.loc["ev-apply", "candidateAgeBand"] == "16-17"  # posted with age 17
+    assert exported["candidateAge"].isna().all()
 
 
 @pytest.mark.parametrize("path", ["/admin/catalog", "/admin/reload"])
@@ -184,3 +190,6 @@ def test_the_log_holds_no_personal_data(
     assert "/rank" in log and "/events" in log and "status=400" in log  # the log is captured
     for secret in (VISITOR, ANONYMOUS, POSTAL, AGENT, ADDRESS, "2010-05-17"):
         assert secret not in log, secret
+    # Ages (17, and the refused -1) appear neither as request fields nor as echoed input.
+    for echo in ("input_value", '"candidate_age": 17', "'candidate_age': 17", "candidate_age=17"):
+        assert echo not in log, echo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ from recsys.encoding import UserEncoder
 from recsys.ranking import diversify
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
-from serving.engine import Engine, UnknownOffer, capped, reasons
+from serving.engine import Engine, UnknownOffer, _slot, capped, reasons
+from serving.events import pseudonym
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
-from serving.scorer import LightFMScorer, UserQuery, scorer_for
+from serving.scorer import Scorer, UserQuery
 from serving.settings import Settings, group_cap
 from tests.fixtures import LYON, PARIS, make_offers_frame, make_profiles_frame
 from tests.service_fixtures import (
@@ -255,7 +257,7 @@ def _people() -> list[tuple[str | None, Profile | None]]:
 def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
     model, feature_set = trained
     catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
-    scorer = scorer_for(model, feature_set.offer_encoder)
+    scorer = Scorer(model, feature_set.offer_encoder)
     prepared = scorer.prepare(catalog)
     columns = FeatureColumns(feature_set.user_encoder)
     store = ProfileStore(training_profiles())
@@ -274,10 +276,10 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
         )
         expected = model.score(users, batch)[0]
         query = UserQuery(user_id, row_arrays(row), columns.columns(row), columns.n_features)
-        found = scorer.score(query, prepared, catalog, np.arange(len(catalog)))
+        found = scorer.score(query, prepared, np.arange(len(catalog)))
         np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(
-            scorer.score(query, prepared, catalog, rows), expected[rows], rtol=1e-6, atol=1e-9
+            scorer.score(query, prepared, rows), expected[rows], rtol=1e-6, atol=1e-9
         )
     assert scorer.knows("sport-lyon-0") == (model.name != "popularity")
     assert not scorer.knows("stranger") and not scorer.knows(None)
@@ -286,28 +288,24 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
 def test_scorer_update_equals_prepare_on_the_merged_catalog(trained: tuple[Any, Any]) -> None:
     model, feature_set = trained
     catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
-    scorer = scorer_for(model, feature_set.offer_encoder)
+    scorer = Scorer(model, feature_set.offer_encoder)
     merged, change = catalog.merged(new_offer(now=NOW), "update", at=AT)
     updated = scorer.update(scorer.prepare(catalog), merged, change)
     fresh = scorer.prepare(merged)
-    for key in ("item_bias", "item_embedding", "popularity"):
-        if key in fresh:
-            np.testing.assert_allclose(updated[key], fresh[key], rtol=1e-12)
-    np.testing.assert_allclose(updated["features"].toarray(), fresh["features"].toarray())
-
-
-def test_lightfm_user_vector_is_the_mean_of_its_rows() -> None:
-    """Identity plus three feature columns: each weighs a quarter (hand-built arrays)."""
-    model, feature_set = train("lightfm", {"embedding_size": 2, "epochs": 1})
-    scorer = LightFMScorer(model, feature_set.offer_encoder)
-    scorer._user_index = {"u": 1}
-    scorer._n_identity = 2
-    scorer._user_embeddings = np.array([[9.0, 9.0], [1.0, 2.0], [3.0, 0.0], [0.0, 4.0], [4, 2]])
-    scorer._user_biases = np.array([9.0, 1.0, 2.0, 3.0, 2.0])
-    query = UserQuery("u", row_arrays(empty_row()), np.array([0, 1, 2]), 3)
-    bias, vector = scorer.user_vector(query)
-    assert bias == pytest.approx((1 + 2 + 3 + 2) / 4)
-    np.testing.assert_allclose(vector, [(1 + 3 + 0 + 4) / 4, (2 + 0 + 4 + 2) / 4])
+    for key in ("item_bias", "item_embedding", "popularity", "rule_tags"):
+        if fresh.offers.find(key) is not None:
+            np.testing.assert_allclose(updated.offers.find(key), fresh.offers.find(key), rtol=1e-12)
+    similarity = (updated.similarity, fresh.similarity)
+    if hasattr(fresh.similarity, "toarray"):
+        similarity = (updated.similarity.toarray(), fresh.similarity.toarray())
+    np.testing.assert_allclose(*similarity, rtol=1e-6)
+    columns = FeatureColumns(feature_set.user_encoder)
+    row = request_row(Profile(age=19, lat=LYON[0], lon=LYON[1]), None, None)
+    query = UserQuery(None, row_arrays(row), columns.columns(row), columns.n_features)
+    every = np.arange(len(merged))
+    np.testing.assert_allclose(
+        scorer.score(query, updated, every), scorer.score(query, fresh, every), rtol=1e-12
+    )
 
 
 # --- Engine: strategies, eligibility, diversity, reasons, admin --------------------------------
@@ -383,6 +381,32 @@ def test_known_users_get_their_history_and_strangers_their_quiz(engine: Engine) 
     assert [i.domain for i in anonymous.items] == ["culture-loisirs"] * 3
     assert log.offer_ids == [i.offer_id for i in anonymous.items] and log.user_id is None
     assert anonymous.model_version == "local:bundle"
+
+
+def test_a_model_trained_on_stored_events_knows_visitors_by_their_pseudonym(
+    world: dict[str, Path],
+) -> None:
+    """The store keeps HMAC pseudonyms, so a model trained on its export knows those: a raw
+    id from the front is still recognised through the configured salt, and only with it."""
+    lists = {}
+    for salt in ("pepper", "another-salt"):
+        settings_ = Settings(
+            model_uri=str(world["bundle"]),
+            catalog=world["catalog"],
+            profiles=world["profiles"],
+            id_salt=salt,
+        )
+        engine = Engine.start(settings_)
+        loaded = engine.state.model.loaded
+        arrays = loaded.bundle.model.get_arrays()
+        for key in ("hybrid.user_ids", "learned.user_ids"):  # as trained on the store's export
+            arrays[key] = np.array([pseudonym(u, "pepper") for u in arrays[key]])
+        loaded.bundle.model.set_arrays(arrays)
+        engine.state = replace(engine.state, model=_slot(loaded, engine.state.catalog))
+        lists[salt] = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)[0]
+    assert lists["pepper"].strategy == "personalized"
+    assert [i.offer_id.rsplit("-", 1)[0] for i in lists["pepper"].items] == ["lyon-sport"] * 3
+    assert lists["another-salt"].strategy == "cold_start"
 
 
 def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path]) -> None:

@@ -1,4 +1,5 @@
-"""The event store: idempotent inserts, logged rankings, export as the canonical table.
+"""The event store: idempotent inserts, logged rankings, age bands instead of ages, export as
+the canonical table.
 
 Run on SQLite always and on PostgreSQL (marked `postgres`, a fresh schema per run, dropped
 afterwards; skipped only when the server does not answer).
@@ -13,12 +14,23 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from recsys import schema
+from recsys.encoding import UserEncoderConfig
+from recsys.loaders.events import load_events
+from recsys.loaders.store import store as store_events
 from serving.cli import app
-from serving.events import EventStore, Ranking, RankLog, event_rows, export_events
+from serving.events import (
+    EventStore,
+    Ranking,
+    RankLog,
+    event_rows,
+    export_events,
+    without_exact_age,
+)
 from serving.schemas import Event, EventsRequest
 from tests.service_fixtures import POSTGRES_URL, postgres_available, postgres_schema
 
@@ -75,20 +87,28 @@ def _ranking(request_id: str, offers: list[str]) -> Ranking:
 def _check_store(store: EventStore) -> None:
     rows = event_rows(_events(), {"o1": "pub-1"})
     assert rows[0]["toPublisherId"] == "pub-1" and rows[3]["toPublisherId"] is None
+    assert all("candidateAge" not in row for row in rows)  # banded before it reaches the store
+    assert [row["candidateAgeBand"] for row in rows] == [None, None, "18-20", None]
     assert store.add_events(rows) == ["e1", "e2", "e3"]
     assert store.add_events(rows) == []  # a resent batch stores nothing
     assert store.add_events(event_rows([Event(id="e4", type="account")])) == ["e4"]
     frame = store.read_events()
     assert frame["id"].tolist() == ["e1", "e2", "e3", "e4"]  # by time, then id
+    assert frame.columns.tolist() == schema.EVENT_SCHEMA.names
     first = frame.set_index("id").loc["e1"]
     assert (first["missionId"], first["requestId"], first["position"]) == ("o1", "r1", 1)
     assert first["createdAt"] == pd.Timestamp(WHEN)
     apply = frame.set_index("id").loc["e3"]
-    assert (apply["status"], apply["candidateAge"], apply["candidatePostalCode"]) == (
+    assert (apply["status"], apply["candidateAgeBand"], apply["candidatePostalCode"]) == (
         "PENDING",
-        19,
+        "18-20",
         "75011",
     )
+    assert frame["candidateAge"].isna().all() and str(frame["candidateAge"].dtype) == "Int16"
+    assert "candidateAge" not in _stored_columns(store)
+    direct = {"id": "e5", "type": "apply", "missionId": "o1", "createdAt": WHEN}
+    assert store.add_events([{**direct, "candidateAge": 17}]) == ["e5"]  # a canonical row too
+    assert store.read_events().set_index("id").loc["e5", "candidateAgeBand"] == "16-17"
     store.log_rankings([_ranking("r1", ["o1", "o2"]), _ranking("r2", [])])
     store.log_rankings([_ranking("r1", ["o1", "o2"])])  # idempotent
     rankings = store.read_rankings()
@@ -110,8 +130,10 @@ def test_sqlite_store_is_idempotent_and_exports_the_canonical_table(tmp_path: Pa
         url, tmp_path / "out" / "events.parquet", rankings_out=tmp_path / "out" / "rankings.parquet"
     )
     table = pq.read_table(tmp_path / "out" / "events.parquet")
-    assert count == 4 and table.schema.equals(schema.EVENT_SCHEMA)
+    assert count == 5 and table.schema.equals(schema.EVENT_SCHEMA)
     exported = table.to_pandas().set_index("id")
+    assert exported["candidateAge"].isna().all()
+    assert exported["candidateAgeBand"].dropna().to_dict() == {"e3": "18-20", "e5": "16-17"}
     assert exported.loc["e2", "clickId"] == "c1" and exported.loc["e2", "position"] == 1
     assert pd.isna(exported.loc["e4", "missionId"])
     assert len(pd.read_parquet(tmp_path / "out" / "rankings.parquet")) == 2
@@ -133,8 +155,159 @@ def test_postgres_store_is_idempotent_and_exports(pg_schema: str, tmp_path: Path
     count = export_events(
         POSTGRES_URL, tmp_path / "events.parquet", db_schema=pg_schema, prefix="t_"
     )
-    assert count == 4
-    assert pq.read_table(tmp_path / "events.parquet").schema.equals(schema.EVENT_SCHEMA)
+    assert count == 5
+    table = pq.read_table(tmp_path / "events.parquet")
+    assert table.schema.equals(schema.EVENT_SCHEMA)
+    bands = table.to_pandas().set_index("id")["candidateAgeBand"]
+    assert (bands["e3"], bands["e5"]) == ("18-20", "16-17")
+
+
+def _stored_columns(store: EventStore) -> set[str]:
+    """The events table's columns as the database has them."""
+    inspector = sa.inspect(store.engine)
+    return {c["name"] for c in inspector.get_columns(store.events.name, store.events.schema)}
+
+
+def test_age_bands_keep_the_edges_of_the_age_rules_and_of_the_encoder() -> None:
+    band = schema.candidate_age_band
+    assert [band(age) for age in (0, 15, 16, 17, 18, 20, 21, 25, 26, 30, 31, 120)] == [
+        "<16",
+        "<16",
+        "16-17",
+        "16-17",
+        "18-20",
+        "18-20",
+        "21-25",
+        "21-25",
+        "26-30",
+        "26-30",
+        "31+",
+        "31+",
+    ]
+    assert band(None) is None
+    # The encoder reads ages through these bands: drifting apart would need a decision.
+    assert UserEncoderConfig().age_band_edges == schema.CANDIDATE_AGE_BAND_EDGES
+    for bad in (-1, 121, 17.5, True, "17"):
+        with pytest.raises(ValueError) as caught:
+            band(bad)  # type: ignore[arg-type]
+        # Names the field, does not repeat the value (it may be a real age).
+        assert str(caught.value) == "candidateAge: expected whole years in 0-120"
+
+
+def test_rows_keep_a_band_never_the_age() -> None:
+    row = {"id": "x", "candidateAge": 29, "candidateAgeBand": "<16"}
+    assert without_exact_age(row) == {"id": "x", "candidateAgeBand": "26-30"}  # the age wins
+    assert without_exact_age({"id": "x", "candidateAgeBand": "31+"})["candidateAgeBand"] == "31+"
+    assert without_exact_age({"id": "x"}) == {"id": "x", "candidateAgeBand": None}
+    with pytest.raises(ValueError, match="candidateAgeBand"):
+        without_exact_age({"id": "x", "candidateAgeBand": "17"})
+
+
+def test_a_bad_age_stores_nothing(tmp_path: Path) -> None:
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    good = {"id": "a", "type": "apply", "missionId": "o1", "createdAt": WHEN, "candidateAge": 20}
+    with pytest.raises(ValueError, match="candidateAge"):
+        store.add_events([good, {**good, "id": "b", "candidateAge": 130}])
+    assert store.read_events().empty
+    store.close()
+
+
+def _legacy_store(url: str, db_schema: str | None = None) -> None:
+    """An events table as written before the age bands, holding exact ages."""
+    metadata = sa.MetaData(schema=db_schema)
+    names = [name for name in schema.EVENT_SCHEMA.names if name != "candidateAgeBand"]
+    types = {"createdAt": sa.DateTime(timezone=True), "candidateAge": sa.SmallInteger()}
+    table = sa.Table(
+        "events",
+        metadata,
+        *[
+            sa.Column(name, types.get(name, sa.String()), primary_key=name == "id")
+            for name in names
+        ],
+        sa.Column("receivedAt", sa.DateTime(timezone=True), nullable=False),
+    )
+    ages = {"a15": 15, "a17": 17, "a25": 25, "a30": 30, "a44": 44, "none": None}
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        connection.execute(
+            table.insert(),
+            [
+                {
+                    "id": key,
+                    "type": "apply",
+                    "createdAt": WHEN,
+                    "receivedAt": WHEN,
+                    "candidateAge": age,
+                }
+                for key, age in ages.items()
+            ],
+        )
+    engine.dispose()
+
+
+def _check_upgrade(url: str, db_schema: str | None = None) -> None:
+    _legacy_store(url, db_schema)
+    with pytest.raises(ValueError, match="still holds exact candidate ages"):
+        EventStore(url, db_schema=db_schema, create=False)  # an export does not upgrade
+    for _ in range(2):  # the second opening finds nothing left to do
+        store = EventStore(url, db_schema=db_schema)
+        assert "candidateAge" not in _stored_columns(store)
+        bands = store.read_events().set_index("id")["candidateAgeBand"]
+        assert len(bands) == 6 and bands.dropna().to_dict() == {
+            "a15": "<16",
+            "a17": "16-17",
+            "a25": "21-25",
+            "a30": "26-30",
+            "a44": "31+",
+        }
+        store.close()
+    EventStore(url, db_schema=db_schema, create=False).close()  # now readable for export
+
+
+def test_a_store_from_before_the_bands_is_upgraded(tmp_path: Path) -> None:
+    _check_upgrade(f"sqlite:///{tmp_path / 'events.db'}")
+
+
+@pytest.mark.postgres
+def test_a_postgres_store_from_before_the_bands_is_upgraded(pg_schema: str) -> None:
+    _check_upgrade(POSTGRES_URL, pg_schema)
+
+
+def test_an_export_ingested_back_keeps_the_bands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    store.add_events(event_rows(_events()))
+    store.close()
+    export_events(url, tmp_path / "export.parquet")
+    loaded = load_events(tmp_path / "export.parquet")
+    assert loaded.rejects.empty and not loaded.warnings
+    table = loaded.table.set_index("id")
+    assert table.loc["e3", "candidateAgeBand"] == "18-20" and table["candidateAge"].isna().all()
+    # Into a raw table written before the column: its rows read as having no band.
+    old = schema.conform(_platform_apply(), "events").drop_columns(["candidateAgeBand"])
+    (tmp_path / "raw").mkdir()
+    pq.write_table(old, tmp_path / "raw" / "events.parquet")
+    report = store_events(loaded, tmp_path / "raw")
+    merged = pd.read_parquet(report.table_path).set_index("id")
+    assert report.added == 3 and report.total == 4
+    assert (merged.loc["p1", "candidateAge"], merged.loc["e3", "candidateAgeBand"]) == (22, "18-20")
+    assert pd.isna(merged.loc["p1", "candidateAgeBand"])
+    # A band outside the list is dropped with a warning, the event kept.
+    tampered = pd.read_parquet(tmp_path / "export.parquet")
+    tampered.loc[tampered["id"] == "e3", "candidateAgeBand"] = "17"
+    tampered.to_parquet(tmp_path / "tampered.parquet")
+    reloaded = load_events(tmp_path / "tampered.parquet")
+    assert reloaded.warnings == {"invalid_candidate_age_band": 1}
+    assert reloaded.table["candidateAgeBand"].isna().all() and len(reloaded.table) == 3
+
+
+def _platform_apply() -> pd.DataFrame:
+    """One apply as a platform export gives it: an exact age, no band."""
+    row = {name: None for name in schema.EVENT_SCHEMA.names}
+    row.update(id="p1", type="apply", createdAt=pd.Timestamp(WHEN), missionId="o9", isBot=False)
+    row.update(candidateAge=22)
+    return pd.DataFrame([row])
 
 
 def test_rank_log_writes_in_the_background_and_survives_a_broken_store(tmp_path: Path) -> None:

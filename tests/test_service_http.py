@@ -138,7 +138,7 @@ def test_health_readiness_metrics_and_status(served: Server) -> None:
     posted = served.post("/status").json()
     for status in (got, posted):
         assert status["ready"] and status["model_version"] == "local:bundle"
-        assert status["model_name"] == "hybrid" and status["scorer"] in ("HybridScorer", "Scorer")
+        assert status["model_name"] == "hybrid" and status["similarity_method"] == "item_embeddings"
         assert status["strategies"] == ["personalized", "cold_start"]
         assert status["catalog_size"] == 22 and status["known_profiles"] == 12  # 2 closed out
         assert status["catalog_available"] == 20  # `future` is not posted, `full` is full

@@ -39,7 +39,7 @@ from recsys.loaders.values import (
     as_timestamp,
     in_vocabulary,
 )
-from recsys.schema import EVENT_SCHEMA
+from recsys.schema import CANDIDATE_AGE_BANDS, EVENT_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,12 @@ def _validate(
     postal_code, bad = as_postal_code(custom["candidatePostalCode"])
     _warn(warnings, "invalid_candidate_postal_code", bad)
     out["candidatePostalCode"] = postal_code.mask(bad)
+    # Only the service's store export has a band (`schema.EVENT_SCHEMA`); platform exports
+    # give the exact age above.
+    band, bad = as_text(_column(frame, "candidateAgeBand"))
+    bad |= in_vocabulary(band, CANDIDATE_AGE_BANDS)
+    _warn(warnings, "invalid_candidate_age_band", bad)
+    out["candidateAgeBand"] = band.mask(bad)
     return out
 
 

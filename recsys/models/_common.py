@@ -5,6 +5,7 @@ Kept private to `recsys.models` so that each model file reads as its maths only.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,11 +31,34 @@ def unicode_ids(ids: np.ndarray) -> np.ndarray:
     return values.astype(str).to_numpy(dtype=str)
 
 
+# {id: position} of the id arrays looked up, by id(array), dropped when the array is collected.
+_POSITIONS: dict[int, tuple[weakref.ref, dict[Any, int]]] = {}
+
+
+def _positions(known: np.ndarray) -> dict[Any, int]:
+    """{id: position in `known`}, built once per array: a model looks up the same state
+    arrays on every request, and building the table costs far more than looking up the one
+    visitor of a request (a dict, not a pd.Index: pandas converts the query for each call,
+    which alone costs more than the lookup). A model's state arrays are never modified after
+    training or loading."""
+    key = id(known)
+    entry = _POSITIONS.get(key)
+    if entry is not None and entry[0]() is known:
+        return entry[1]
+    positions = {value: i for i, value in reversed(list(enumerate(known.tolist())))}
+    _POSITIONS[key] = (weakref.ref(known, lambda _: _POSITIONS.pop(key, None)), positions)
+    return positions
+
+
 def lookup(known: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Position of each `query` id in `known`, -1 where unknown (None and NaN included)."""
-    if len(known) == 0:
-        return np.full(len(query), -1, dtype=np.int64)
-    return pd.Index(known).get_indexer(pd.Index(np.asarray(query, dtype=object)))
+    """Position of each `query` id in `known` (the first, if repeated), -1 where unknown
+    (None and NaN included)."""
+    positions = _positions(np.asarray(known))
+    return np.fromiter(
+        (positions.get(value, -1) for value in np.asarray(query, dtype=object).tolist()),
+        dtype=np.int64,
+        count=len(query),
+    )
 
 
 def sparse_to_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:

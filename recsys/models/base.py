@@ -2,6 +2,10 @@
 
 Candidate selection (eligibility, geography, already-applied) and ranking live elsewhere
 (`recsys.candidates`, `recsys.ranking`); a model only turns (users, offers) into scores.
+`score` is the whole protocol; `prepare_offers` / `score_prepared` split it for callers that
+score many small batches against one set of offers (the service), and models with per-offer
+work (LightFM's item representations, the hybrid's rule tags) implement `score` through them,
+so both paths run the same code.
 Artefacts are explicit arrays (`arrays.npz`, loaded with allow_pickle=False) plus a JSON
 config, never a bare pickle.
 """
@@ -16,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
 
 CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.npz"
@@ -80,6 +84,22 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
         """Scores of shape (len(users), len(offers))."""
+
+    def prepare_offers(self, offers: OfferBatch) -> PreparedOffers:
+        """What scoring derives from the offers alone, computed once for many `score_prepared`.
+
+        The service prepares its catalog at load and scores each request against the
+        candidate rows only. Models without such work keep the batch as it is.
+        """
+        return PreparedOffers(offers)
+
+    def score_prepared(
+        self, users: UserBatch, prepared: PreparedOffers, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`score(users, offers.take(rows))` from prepared offers (all of them when `rows` is
+        None), shape (len(users), len(rows)); models that prepare override it."""
+        offers = prepared.offers if rows is None else prepared.offers.take(rows)
+        return self.score(users, offers)
 
     @abstractmethod
     def get_arrays(self) -> dict[str, np.ndarray]:

@@ -62,12 +62,17 @@ import scipy.sparse as sp
 
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
-from recsys.dataset import OfferBatch, TrainingData, UserBatch
-from recsys.geo import haversine_km
+from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
 from recsys.models import MODEL_CLASSES, create_model, model_class
 from recsys.models._common import lookup, require_trained, row_chunks, unicode_ids
 from recsys.models.base import ModelConfig, Recommender
-from recsys.models.incumbent import incumbent_scores
+from recsys.models.incumbent import (
+    distances_km,
+    incumbent_scores,
+    offer_tags,
+    rule_scores,
+    search_radius_km,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,23 +136,20 @@ def history_weight(n_interactions: np.ndarray, halfpoint: float, floor: float = 
 
 
 def geo_affinity(
-    profiles: ProfileArrays, offers: OfferArrays, remote_distance_share: float = 0.5
+    profiles: ProfileArrays,
+    remote: np.ndarray,
+    distance: np.ndarray,
+    remote_distance_share: float = 0.5,
 ) -> np.ndarray:
     """Gravity decay −log(1 + d / radius) per (visitor, offer), remote-aware (module docstring).
 
+    `distance` comes from `incumbent.distances_km`, `remote` is the offers' remote codes.
     Fully remote offers and unknown distances score −log 2, as at the visitor's radius.
     """
-    radius = np.where(
-        np.isfinite(profiles.radius_km) & (profiles.radius_km > 0),
-        profiles.radius_km,
-        taxonomy.DEFAULT_RADIUS_KM,
-    )
-    distance = haversine_km(
-        profiles.lat[:, None], profiles.lon[:, None], offers.lat[None, :], offers.lon[None, :]
-    )
-    unknown = np.isnan(distance) | (offers.remote == _FULL)[None, :]
+    radius = search_radius_km(profiles)
+    unknown = np.isnan(distance) | (remote == _FULL)[None, :]
     affinity = -np.log1p(np.where(unknown, 1.0, distance / radius[:, None]))
-    partly_remote = (offers.remote == _POSSIBLE)[None, :] & ~unknown
+    partly_remote = (remote == _POSSIBLE)[None, :] & ~unknown
     return np.where(partly_remote, remote_distance_share * affinity, affinity)
 
 
@@ -291,21 +293,55 @@ class HybridModel(Recommender):
 
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
         """The blend of the module docstring, (n_users, n_offers), finite everywhere."""
+        return self.score_prepared(users, self.prepare_offers(offers))
+
+    def prepare_offers(self, offers: OfferBatch) -> PreparedOffers:
+        """The blend's offer-only terms: rule tags, weighted popularity and freshness, and
+        the learned model's own preparation (`inner`)."""
         require_trained(self._state, self.name)
         state, config = self._state, self.config
-        rows = lookup(state.user_ids, users.ids)
-        known = rows >= 0
-        profiles = self._located(users, rows)
-        rules = incumbent_scores(profiles, offers.arrays, remote_overrides=False)
+        cutoff = int(state.cutoff)
+        offer_rows = lookup(state.offer_ids, offers.ids)
+        unseen = (offer_rows < 0) | (offers.arrays.posted_at >= cutoff)
+        popularity = np.where(unseen, 0.0, state.popularity[offer_rows])
+        fresh = freshness(offers.arrays.posted_at, cutoff, config.freshness_days)
+        return PreparedOffers(
+            offers,
+            {
+                "rule_tags": offer_tags(offers.arrays),
+                "popularity": config.popularity_weight * popularity,
+                "freshness": config.freshness_weight * fresh,
+            },
+            inner=self.learned.prepare_offers(offers),
+        )
+
+    def score_prepared(
+        self, users: UserBatch, prepared: PreparedOffers, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The blend against the prepared offers `rows` (module docstring)."""
+        require_trained(self._state, self.name)
+        state, config = self._state, self.config
+
+        def column(values: np.ndarray) -> np.ndarray:
+            return values if rows is None else np.take(values, rows, axis=0)
+
+        offers = prepared.offers.arrays
+        remote = column(offers.remote)
+        user_rows = lookup(state.user_ids, users.ids)
+        known = user_rows >= 0
+        profiles = self._located(users, user_rows)
+        distance = distances_km(profiles, column(offers.lat), column(offers.lon))
+        tags = column(prepared.arrays["rule_tags"])
+        rules = rule_scores(profiles, tags, remote, distance, remote_overrides=False)
         out = (rules - state.rules_stats[0]) / state.rules_stats[1]
 
-        history = np.where(known, state.history[rows], 0.0)
+        history = np.where(known, state.history[user_rows], 0.0)
         w = history_weight(history, config.blend_halfpoint, config.cold_weight)
         blended = np.flatnonzero(w > 0)
         if len(blended):
-            learned = self.learned.score(users.take(blended), offers)
-            mean = np.where(known, state.learned_mean[rows], state.cold_learned_stats[0])
-            std = np.where(known, state.learned_std[rows], state.cold_learned_stats[1])
+            learned = self.learned.score_prepared(users.take(blended), prepared.inner, rows)
+            mean = np.where(known, state.learned_mean[user_rows], state.cold_learned_stats[0])
+            std = np.where(known, state.learned_std[user_rows], state.cold_learned_stats[1])
             learned_z = (learned - mean[blended, None]) / std[blended, None]
             # A pair the learned model cannot score (NaN) counts as the user's average.
             learned_z = np.nan_to_num(learned_z, nan=0.0)
@@ -313,18 +349,11 @@ class HybridModel(Recommender):
             out[blended] = (1.0 - weight) * out[blended] + weight * learned_z
 
         if config.geo_weight > 0:
-            geo = geo_affinity(profiles, offers.arrays, config.remote_distance_share)
+            geo = geo_affinity(profiles, remote, distance, config.remote_distance_share)
             out += config.geo_weight * geo
-        cutoff = int(state.cutoff)
-        if config.popularity_weight > 0:
-            offer_rows = lookup(state.offer_ids, offers.ids)
-            unseen = (offer_rows < 0) | (offers.arrays.posted_at >= cutoff)
-            popularity = np.where(unseen, 0.0, state.popularity[offer_rows])
-            out += config.popularity_weight * popularity[None, :]
-        if config.freshness_weight > 0:
-            located = np.isfinite(profiles.lat) & np.isfinite(profiles.lon)
-            fresh = freshness(offers.arrays.posted_at, cutoff, config.freshness_days)
-            out[located] += config.freshness_weight * fresh[None, :]
+        out += column(prepared.arrays["popularity"])[None, :]
+        located = np.isfinite(profiles.lat) & np.isfinite(profiles.lon)
+        out[located] += column(prepared.arrays["freshness"])[None, :]
         return out
 
     def get_arrays(self) -> dict[str, np.ndarray]:

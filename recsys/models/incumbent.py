@@ -64,18 +64,19 @@ _OBSERVABLE_MOTIVATIONS = [
 ]
 
 
-def _taxonomy_match(user: np.ndarray, offer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per (user, offer) score of one taxonomy, and which users answered it.
+def _blocks() -> list[tuple[float, slice]]:
+    """(weight, columns) of each taxonomy in the tag matrices, in `offer_tags`' order."""
+    widths = [
+        (DOMAIN_WEIGHT, len(taxonomy.QUIZ_DOMAINS)),
+        (ACTIVITY_WEIGHT, len(taxonomy.QUIZ_ACTIVITIES)),
+        (RHYTHM_WEIGHT, len(taxonomy.RHYTHMS)),
+        (MOTIVATION_WEIGHT, len(_OBSERVABLE_MOTIVATIONS)),
+    ]
+    ends = np.cumsum([width for _, width in widths])
+    return [(w, slice(end - width, end)) for (w, width), end in zip(widths, ends, strict=True)]
 
-    Args:
-        user: bool (n_users, n_values), the values the visitor chose.
-        offer: bool (n_offers, n_values), the values the offer is tagged with.
-    """
-    chosen = user.sum(axis=1).astype(float)
-    answered = chosen > 0
-    overlap = user.astype(float) @ offer.astype(float).T
-    ratio = np.minimum(overlap / np.where(answered, chosen, 1.0)[:, None], 1.0)
-    return TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio, answered
+
+_TAG_BLOCKS = _blocks()
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
@@ -85,23 +86,54 @@ def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def taxonomy_scores(profiles: ProfileArrays, offers: OfferArrays) -> np.ndarray:
-    """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1]."""
-    offer_motivations = np.column_stack([offers.paid, np.isin(offers.remote, [_POSSIBLE, _FULL])])
-    parts = [
-        (DOMAIN_WEIGHT, profiles.quiz_domains, offers.quiz_domains),
-        (ACTIVITY_WEIGHT, profiles.quiz_activities, offers.quiz_activities),
-        (
-            RHYTHM_WEIGHT,
-            _one_hot(profiles.rhythm, len(taxonomy.RHYTHMS)),
+def offer_tags(offers: OfferArrays) -> np.ndarray:
+    """Each offer's values in the matched taxonomies side by side, float32 0/1 (n_offers, n_tags).
+
+    Quiz domains, activity types, rhythm (one-hot) and the two observable motivations
+    (paid; remote possible or full). It depends on the offer alone, so the service computes
+    it once per catalog and a visitor's match is then one product.
+    """
+    motivations = np.column_stack([offers.paid, np.isin(offers.remote, [_POSSIBLE, _FULL])])
+    return np.column_stack(
+        [
+            offers.quiz_domains,
+            offers.quiz_activities,
             _one_hot(offers.rhythm, len(taxonomy.RHYTHMS)),
-        ),
-        (MOTIVATION_WEIGHT, profiles.motivations[:, _OBSERVABLE_MOTIVATIONS], offer_motivations),
-    ]
-    weighted = np.zeros((len(profiles), len(offers)))
+            motivations,
+        ]
+    ).astype(np.float32)
+
+
+def _profile_tags(profiles: ProfileArrays) -> np.ndarray:
+    """The visitors' chosen values, columns as `offer_tags` (float32 0/1)."""
+    return np.column_stack(
+        [
+            profiles.quiz_domains,
+            profiles.quiz_activities,
+            _one_hot(profiles.rhythm, len(taxonomy.RHYTHMS)),
+            profiles.motivations[:, _OBSERVABLE_MOTIVATIONS],
+        ]
+    ).astype(np.float32)
+
+
+def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
+    """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1].
+
+    Args:
+        profiles: the visitors.
+        tags: `offer_tags` of the offers.
+    """
+    user_tags = _profile_tags(profiles)
+    weighted = np.zeros((len(profiles), len(tags)))
     total_weight = np.zeros(len(profiles))
-    for weight, user, offer in parts:
-        score, answered = _taxonomy_match(user, offer)
+    for weight, block in _TAG_BLOCKS:
+        user = user_tags[:, block]
+        chosen = user.sum(axis=1).astype(float)
+        answered = chosen > 0
+        # Counts of shared values: small integers, exact in float32.
+        overlap = (user @ tags[:, block].T).astype(float)
+        ratio = np.minimum(overlap / np.where(answered, chosen, 1.0)[:, None], 1.0)
+        score = TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio
         weighted += np.where(answered[:, None], weight * score, 0.0)
         total_weight += weight * answered
     has_answer = total_weight > 0
@@ -109,29 +141,55 @@ def taxonomy_scores(profiles: ProfileArrays, offers: OfferArrays) -> np.ndarray:
     return np.where(has_answer[:, None], mean, TAXONOMY_BASE)
 
 
-def geo_scores(
-    profiles: ProfileArrays, offers: OfferArrays, remote_overrides: bool = True
-) -> np.ndarray:
-    """The engine's geographic part, shape (n_users, n_offers), in [0, 1].
+def distances_km(profiles: ProfileArrays, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Great-circle distance of every (visitor, offer) pair, NaN where either is unplaced."""
+    return haversine_km(profiles.lat[:, None], profiles.lon[:, None], lat[None, :], lon[None, :])
 
-    `max(0, 1 − d / radius)`; NO_LOCATION_SCORE where either side has no coordinates; with
-    `remote_overrides`, full-remote offers score REMOTE_FULL_SCORE and local ones
-    REMOTE_LOCAL_SCORE whatever the distance.
-    """
-    radius = np.where(
+
+def search_radius_km(profiles: ProfileArrays) -> np.ndarray:
+    """The visitors' radius, `taxonomy.DEFAULT_RADIUS_KM` where missing or not positive."""
+    return np.where(
         np.isfinite(profiles.radius_km) & (profiles.radius_km > 0),
         profiles.radius_km,
         taxonomy.DEFAULT_RADIUS_KM,
     )
-    distance = haversine_km(
-        profiles.lat[:, None], profiles.lon[:, None], offers.lat[None, :], offers.lon[None, :]
-    )
+
+
+def geo_scores(
+    profiles: ProfileArrays,
+    remote: np.ndarray,
+    distance: np.ndarray,
+    remote_overrides: bool = True,
+) -> np.ndarray:
+    """The engine's geographic part, shape (n_users, n_offers), in [0, 1].
+
+    `max(0, 1 − d / radius)` with `distance` from `distances_km`; NO_LOCATION_SCORE where
+    either side has no coordinates; with `remote_overrides`, full-remote offers (`remote`,
+    the offers' `OfferArrays.remote`) score REMOTE_FULL_SCORE and local ones
+    REMOTE_LOCAL_SCORE whatever the distance.
+    """
+    radius = search_radius_km(profiles)
     score = np.maximum(0.0, 1.0 - distance / radius[:, None])
     score = np.where(np.isnan(distance), NO_LOCATION_SCORE, score)
     if remote_overrides:
-        score = np.where((offers.remote == _FULL)[None, :], REMOTE_FULL_SCORE, score)
-        score = np.where((offers.remote == _LOCAL)[None, :], REMOTE_LOCAL_SCORE, score)
+        score = np.where((remote == _FULL)[None, :], REMOTE_FULL_SCORE, score)
+        score = np.where((remote == _LOCAL)[None, :], REMOTE_LOCAL_SCORE, score)
     return score
+
+
+def rule_scores(
+    profiles: ProfileArrays,
+    tags: np.ndarray,
+    remote: np.ndarray,
+    distance: np.ndarray,
+    remote_overrides: bool = True,
+) -> np.ndarray:
+    """The engine's total `(0.3·taxonomy + 0.3·geography) / 0.6` from the offers' prepared
+    parts (`offer_tags`, remote codes, `distances_km`), (n_users, n_offers)."""
+    return (
+        TAXONOMY_SHARE * taxonomy_scores(profiles, tags)
+        + GEO_SHARE * geo_scores(profiles, remote, distance, remote_overrides)
+    ) / (TAXONOMY_SHARE + GEO_SHARE)
 
 
 def incumbent_scores(
@@ -140,19 +198,17 @@ def incumbent_scores(
     remote_overrides: bool = True,
     max_cells: int = CHUNK_CELLS,
 ) -> np.ndarray:
-    """The engine's total score `(0.3·taxonomy + 0.3·geography) / 0.6`, (n_users, n_offers).
+    """`rule_scores` of every (visitor, offer), shape (n_users, n_offers).
 
     Computed in user chunks of at most `max_cells` (user, offer) pairs so that thousands of
-    users × tens of thousands of offers stay within a bounded memory; also the service's
-    rules fallback.
+    users × tens of thousands of offers stay within a bounded memory.
     """
+    tags = offer_tags(offers)
     out = np.empty((len(profiles), len(offers)))
     for rows in row_chunks(len(profiles), len(offers), max_cells):
         chunk = profiles.take(np.arange(rows.start, rows.stop))
-        out[rows] = (
-            TAXONOMY_SHARE * taxonomy_scores(chunk, offers)
-            + GEO_SHARE * geo_scores(chunk, offers, remote_overrides)
-        ) / (TAXONOMY_SHARE + GEO_SHARE)
+        distance = distances_km(chunk, offers.lat, offers.lon)
+        out[rows] = rule_scores(chunk, tags, offers.remote, distance, remote_overrides)
     return out
 
 
