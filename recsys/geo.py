@@ -75,6 +75,27 @@ def haversine_km(
     return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
+def unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 3) points on the unit sphere for coordinates in degrees; NaN rows where unknown."""
+    phi, lam = np.radians(np.asarray(lat, dtype=float)), np.radians(np.asarray(lon, dtype=float))
+    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+
+
+def pairwise_km(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Great-circle distances (m, n) between unit vectors (m, 3) and (n, 3); NaN if unknown.
+
+    The haversine formula in vector form, 2R·asin(|a − b| / 2): a few arithmetic passes
+    instead of haversine's dozen transcendental ones, so it pays wherever one side's vectors
+    are prepared once (catalog offers). The chord is summed coordinate by coordinate, not
+    as 2 − 2 a·b by a matrix product, so that nearby points keep their precision and a
+    distance does not depend on the other rows of the batch.
+    """
+    squared = np.zeros((len(first), len(second)))
+    for axis in range(3):
+        squared += np.square(first[:, axis, None] - second[None, :, axis])
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(np.sqrt(squared) / 2.0, 1.0))
+
+
 @cache
 def departments() -> pd.DataFrame:
     """The 101 departments: code, name, region_code, region_name, lat, lon (prefecture).

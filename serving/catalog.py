@@ -41,7 +41,7 @@ from recsys.arrays import (
     to_epoch_seconds,
 )
 from recsys.eligibility import eligible
-from recsys.geo import EARTH_RADIUS_KM
+from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models.incumbent import offer_tags
 
 logger = logging.getLogger(__name__)
@@ -85,12 +85,6 @@ def read_offers(path: Path | str) -> tuple[pd.DataFrame, int]:
     except LoadError as error:
         raise CatalogError(f"catalog: {error}") from error
     return result.table, result.rejected
-
-
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """(n, 3) points on the unit sphere; NaN rows where a coordinate is unknown."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
@@ -157,7 +151,7 @@ class Catalog:
     publisher_code: np.ndarray = field(repr=False)  # int64 group codes for diversity
     programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
-    rule_tags: np.ndarray = field(repr=False)  # float32 `incumbent.offer_tags`, rules fallback
+    rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
     # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
     # One tuple read at once, so a request never mixes one window's bounds with another's masks.
     _cache: tuple[int, int, dict[tuple[int, bool], np.ndarray]] = field(
@@ -240,7 +234,7 @@ class Catalog:
             version=_fingerprint(offers) if len(offers) else "empty",
             loaded_at=datetime.now(UTC),
             row={offer_id: i for i, offer_id in enumerate(ids)},
-            xyz=_unit_vectors(arrays.lat, arrays.lon),
+            xyz=unit_vectors(arrays.lat, arrays.lon),
             remote_anywhere=_REMOTE_ANYWHERE[np.clip(arrays.remote, 0, None)]
             & (arrays.remote >= 0),
             programme=PROGRAMME_NAMES[arrays.programme],
@@ -300,7 +294,7 @@ class Catalog:
         """The geography rule for a person at (lat, lon); None when it excludes nothing."""
         if math.isnan(lat) or math.isnan(lon) or radius_km * 1.0 / EARTH_RADIUS_KM >= math.pi:
             return None
-        point = _unit_vectors(np.array([lat]), np.array([lon]))[0]
+        point = unit_vectors(np.array([lat]), np.array([lon]))[0]
         threshold = math.cos(radius_km / EARTH_RADIUS_KM)
         with np.errstate(invalid="ignore"):
             within = self.xyz @ point >= threshold  # NaN (no coordinates) compares False

@@ -266,7 +266,7 @@ class Engine:
         """The incumbent engine's scores of `rows`, from the catalog's prepared rule tags."""
         a = catalog.arrays
         remote = a.remote[rows]
-        distance = distances_km(person, a.lat[rows], a.lon[rows])
+        distance = distances_km(person, np.take(catalog.xyz, rows, axis=0))
         tags = np.take(catalog.rule_tags, rows, axis=0)
         overrides = self.settings.rules_remote_overrides
         return rule_scores(person, tags, remote, distance, overrides)[0]

@@ -37,6 +37,35 @@ def test_haversine_broadcasts_and_propagates_nan() -> None:
     assert np.isnan(geo.haversine_km(math.nan, 2.0, 48.0, 2.0))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-90, 90), st.floats(-180, 180)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.floats(0, 0.01),  # a few metres to a kilometre away
+)
+def test_pairwise_km_is_haversine(points: list[tuple[float, float]], offset: float) -> None:
+    """The vector form agrees with haversine, near points and far."""
+    lat, lon = np.array(points).T
+    near_lat = np.clip(lat + offset, -90, 90)
+    km = geo.pairwise_km(geo.unit_vectors(lat, lon), geo.unit_vectors(near_lat, lon))
+    expected = geo.haversine_km(lat[:, None], lon[:, None], near_lat[None, :], lon[None, :])
+    np.testing.assert_allclose(km, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_pairwise_km_by_hand_and_with_unknown_places() -> None:
+    quarter = geo.pairwise_km(geo.unit_vectors([0.0], [0.0]), geo.unit_vectors([0.0], [90.0]))
+    assert quarter[0, 0] == pytest.approx(math.pi * geo.EARTH_RADIUS_KM / 2, rel=1e-12)
+    opposite = geo.pairwise_km(geo.unit_vectors([0.0], [0.0]), geo.unit_vectors([0.0], [180.0]))
+    assert opposite[0, 0] == pytest.approx(math.pi * geo.EARTH_RADIUS_KM, rel=1e-9)
+    unknown = geo.pairwise_km(
+        geo.unit_vectors([np.nan], [2.0]), geo.unit_vectors(*np.array([PARIS]).T)
+    )
+    assert np.isnan(unknown).all()
+
+
 @pytest.mark.parametrize(
     ("postal_code", "department"),
     [

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.geo import unit_vectors
 from recsys.models import create_model
 from recsys.models.hybrid import (
     HybridConfig,
@@ -90,7 +91,7 @@ def test_history_weight_by_hand() -> None:
 
 
 def _affinity(profiles: ProfileArrays, offers: OfferArrays, share: float = 0.5) -> np.ndarray:
-    distance = distances_km(profiles, offers.lat, offers.lon)
+    distance = distances_km(profiles, unit_vectors(offers.lat, offers.lon))
     return geo_affinity(profiles, offers.remote, distance, share)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
-from recsys.geo import EARTH_RADIUS_KM
+from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import create_model
 from recsys.models.incumbent import (
     distances_km,
@@ -81,7 +81,7 @@ def _taxonomy(profiles: ProfileArrays, offers: OfferArrays) -> np.ndarray:
 
 
 def _geo(profiles: ProfileArrays, offers: OfferArrays, remote_overrides: bool = True) -> np.ndarray:
-    distance = distances_km(profiles, offers.lat, offers.lon)
+    distance = distances_km(profiles, unit_vectors(offers.lat, offers.lon))
     return geo_scores(profiles, offers.remote, distance, remote_overrides)
 
 

@@ -63,6 +63,7 @@ import scipy.sparse as sp
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
+from recsys.geo import unit_vectors
 from recsys.models import MODEL_CLASSES, create_model, model_class
 from recsys.models._common import lookup, require_trained, row_chunks, unicode_ids
 from recsys.models.base import ModelConfig, Recommender
@@ -309,6 +310,7 @@ class HybridModel(Recommender):
             offers,
             {
                 "rule_tags": offer_tags(offers.arrays),
+                "xyz": unit_vectors(offers.arrays.lat, offers.arrays.lon),
                 "popularity": config.popularity_weight * popularity,
                 "freshness": config.freshness_weight * fresh,
             },
@@ -330,7 +332,7 @@ class HybridModel(Recommender):
         user_rows = lookup(state.user_ids, users.ids)
         known = user_rows >= 0
         profiles = self._located(users, user_rows)
-        distance = distances_km(profiles, column(offers.lat), column(offers.lon))
+        distance = distances_km(profiles, column(prepared.arrays["xyz"]))
         tags = column(prepared.arrays["rule_tags"])
         rules = rule_scores(profiles, tags, remote, distance, remote_overrides=False)
         out = (rules - state.rules_stats[0]) / state.rules_stats[1]

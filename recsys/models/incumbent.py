@@ -39,7 +39,7 @@ import numpy as np
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
-from recsys.geo import haversine_km
+from recsys.geo import pairwise_km, unit_vectors
 from recsys.models._common import CHUNK_CELLS, row_chunks
 from recsys.models.base import ModelConfig, Recommender
 
@@ -64,8 +64,8 @@ _OBSERVABLE_MOTIVATIONS = [
 ]
 
 
-def _blocks() -> list[tuple[float, slice]]:
-    """(weight, columns) of each taxonomy in the tag matrices, in `offer_tags`' order."""
+def _blocks() -> list[tuple[float, int]]:
+    """(weight, bit mask) of each taxonomy in the packed tags, in `_tag_matrix`' order."""
     widths = [
         (DOMAIN_WEIGHT, len(taxonomy.QUIZ_DOMAINS)),
         (ACTIVITY_WEIGHT, len(taxonomy.QUIZ_ACTIVITIES)),
@@ -73,7 +73,12 @@ def _blocks() -> list[tuple[float, slice]]:
         (MOTIVATION_WEIGHT, len(_OBSERVABLE_MOTIVATIONS)),
     ]
     ends = np.cumsum([width for _, width in widths])
-    return [(w, slice(end - width, end)) for (w, width), end in zip(widths, ends, strict=True)]
+    if ends[-1] > 32:
+        raise ValueError(f"taxonomy tags: {ends[-1]} values do not fit the 32 bits of a tag")
+    return [
+        (weight, ((1 << width) - 1) << int(end - width))
+        for (weight, width), end in zip(widths, ends, strict=True)
+    ]
 
 
 _TAG_BLOCKS = _blocks()
@@ -86,34 +91,41 @@ def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def _packed(columns: list[np.ndarray]) -> np.ndarray:
+    """Bool columns side by side, packed into one uint32 per row (column i is bit i)."""
+    matrix = np.column_stack(columns).astype(np.uint32)
+    return np.bitwise_or.reduce(matrix << np.arange(matrix.shape[1], dtype=np.uint32), axis=1)
+
+
 def offer_tags(offers: OfferArrays) -> np.ndarray:
-    """Each offer's values in the matched taxonomies side by side, float32 0/1 (n_offers, n_tags).
+    """Each offer's values in the matched taxonomies as bits of one uint32 (n_offers,).
 
     Quiz domains, activity types, rhythm (one-hot) and the two observable motivations
-    (paid; remote possible or full). It depends on the offer alone, so the service computes
-    it once per catalog and a visitor's match is then one product.
+    (paid; remote possible or full), in `_TAG_BLOCKS`' order. It depends on the offer alone,
+    so the service packs it once per catalog; a request then reads 4 bytes per candidate
+    and counts shared values with `np.bitwise_count`.
     """
-    motivations = np.column_stack([offers.paid, np.isin(offers.remote, [_POSSIBLE, _FULL])])
-    return np.column_stack(
+    motivations = [offers.paid, np.isin(offers.remote, [_POSSIBLE, _FULL])]
+    return _packed(
         [
             offers.quiz_domains,
             offers.quiz_activities,
             _one_hot(offers.rhythm, len(taxonomy.RHYTHMS)),
-            motivations,
+            *motivations,
         ]
-    ).astype(np.float32)
+    )
 
 
 def _profile_tags(profiles: ProfileArrays) -> np.ndarray:
-    """The visitors' chosen values, columns as `offer_tags` (float32 0/1)."""
-    return np.column_stack(
+    """The visitors' chosen values, packed as `offer_tags`."""
+    return _packed(
         [
             profiles.quiz_domains,
             profiles.quiz_activities,
             _one_hot(profiles.rhythm, len(taxonomy.RHYTHMS)),
             profiles.motivations[:, _OBSERVABLE_MOTIVATIONS],
         ]
-    ).astype(np.float32)
+    )
 
 
 def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
@@ -127,11 +139,10 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     weighted = np.zeros((len(profiles), len(tags)))
     total_weight = np.zeros(len(profiles))
     for weight, block in _TAG_BLOCKS:
-        user = user_tags[:, block]
-        chosen = user.sum(axis=1).astype(float)
+        chosen_bits = user_tags & np.uint32(block)
+        chosen = np.bitwise_count(chosen_bits).astype(float)
         answered = chosen > 0
-        # Counts of shared values: small integers, exact in float32.
-        overlap = (user @ tags[:, block].T).astype(float)
+        overlap = np.bitwise_count(tags[None, :] & chosen_bits[:, None]).astype(float)
         ratio = np.minimum(overlap / np.where(answered, chosen, 1.0)[:, None], 1.0)
         score = TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio
         weighted += np.where(answered[:, None], weight * score, 0.0)
@@ -141,9 +152,12 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     return np.where(has_answer[:, None], mean, TAXONOMY_BASE)
 
 
-def distances_km(profiles: ProfileArrays, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Great-circle distance of every (visitor, offer) pair, NaN where either is unplaced."""
-    return haversine_km(profiles.lat[:, None], profiles.lon[:, None], lat[None, :], lon[None, :])
+def distances_km(profiles: ProfileArrays, offer_xyz: np.ndarray) -> np.ndarray:
+    """Great-circle distance of every (visitor, offer) pair, NaN where either is unplaced.
+
+    `offer_xyz` are the offers' `geo.unit_vectors`, prepared once per set of offers.
+    """
+    return pairwise_km(unit_vectors(profiles.lat, profiles.lon), offer_xyz)
 
 
 def search_radius_km(profiles: ProfileArrays) -> np.ndarray:
@@ -203,11 +217,11 @@ def incumbent_scores(
     Computed in user chunks of at most `max_cells` (user, offer) pairs so that thousands of
     users × tens of thousands of offers stay within a bounded memory.
     """
-    tags = offer_tags(offers)
+    tags, xyz = offer_tags(offers), unit_vectors(offers.lat, offers.lon)
     out = np.empty((len(profiles), len(offers)))
     for rows in row_chunks(len(profiles), len(offers), max_cells):
         chunk = profiles.take(np.arange(rows.start, rows.stop))
-        distance = distances_km(chunk, offers.lat, offers.lon)
+        distance = distances_km(chunk, xyz)
         out[rows] = rule_scores(chunk, tags, offers.remote, distance, remote_overrides)
     return out
 
