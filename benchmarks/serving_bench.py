@@ -33,7 +33,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import schema, taxonomy
-from recsys.arrays import offer_arrays, profile_arrays
 from recsys.bundle import save_bundle
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
@@ -163,16 +162,8 @@ def write_bundle(folder: Path, model_name: str, rng: np.random.Generator) -> Pat
     matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(TRAIN_USERS, TRAIN_OFFERS))
     matrix.data[:] = 1.0
     data = TrainingData(
-        users=UserBatch(
-            profiles["userId"].to_numpy(dtype=object),
-            user_encoder.transform(profiles),
-            profile_arrays(profiles),
-        ),
-        offers=OfferBatch(
-            offers["id"].to_numpy(dtype=object),
-            offer_encoder.transform(offers),
-            offer_arrays(offers),
-        ),
+        users=UserBatch.encode(profiles, user_encoder),
+        offers=OfferBatch.encode(offers, offer_encoder),
         interactions=matrix,
         applies=matrix,
         cutoff=pd.Timestamp.now(tz="UTC"),

@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 from recsys import taxonomy
-from recsys.encoding import DictConfig, OfferEncoderConfig, UserEncoderConfig
+from recsys.encoding import OfferEncoderConfig, UserEncoderConfig
+from recsys.typed_config import DictConfig
 
 
 @dataclass

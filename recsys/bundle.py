@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import schema
-from recsys.arrays import offer_arrays, profile_arrays, to_epoch_seconds
+from recsys.arrays import to_epoch_seconds
 from recsys.candidates import candidate_mask
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
@@ -90,21 +90,11 @@ class RankerBundle:
 
     def offer_batch(self, offers: pd.DataFrame | None = None) -> OfferBatch:
         """Offers (the catalog snapshot by default) encoded with the bundle's encoder."""
-        offers = self.catalog if offers is None else offers.reset_index(drop=True)
-        return OfferBatch(
-            offers["id"].astype(str).to_numpy(dtype=object),
-            self.offer_encoder.transform(offers),
-            offer_arrays(offers),
-        )
+        return OfferBatch.encode(self.catalog if offers is None else offers, self.offer_encoder)
 
     def user_batch(self, profiles: pd.DataFrame) -> UserBatch:
         """Profiles (any subset of the canonical columns) encoded with the bundle's encoder."""
-        frame = profiles_frame(profiles)
-        return UserBatch(
-            frame["userId"].to_numpy(dtype=object),
-            self.user_encoder.transform(frame),
-            profile_arrays(frame),
-        )
+        return UserBatch.encode(profiles_frame(profiles), self.user_encoder)
 
     def recommend(
         self,

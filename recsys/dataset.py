@@ -9,12 +9,25 @@ and geography), so a model can score users or offers it never saw in training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.arrays import OfferArrays, ProfileArrays, concat_rows
+from recsys.arrays import (
+    OfferArrays,
+    ProfileArrays,
+    concat_rows,
+    offer_arrays,
+    profile_arrays,
+)
+
+
+class FrameEncoder(Protocol):
+    """What turns a canonical table into feature rows (`recsys.encoding`'s encoders)."""
+
+    def transform(self, frame: pd.DataFrame) -> sp.csr_matrix: ...
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,13 @@ class OfferBatch:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @classmethod
+    def encode(cls, offers: pd.DataFrame, encoder: FrameEncoder) -> OfferBatch:
+        """The offers of a canonical table: ids, `encoder`'s features and column arrays."""
+        offers = offers.reset_index(drop=True)
+        ids = offers["id"].astype(str).to_numpy(dtype=object)
+        return cls(ids, encoder.transform(offers), offer_arrays(offers))
 
     def take(self, index: np.ndarray) -> OfferBatch:
         """A subset of the offers, ids, features and arrays indexed alike."""
@@ -52,6 +72,13 @@ class UserBatch:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @classmethod
+    def encode(cls, profiles: pd.DataFrame, encoder: FrameEncoder) -> UserBatch:
+        """The people of a canonical profiles table (userId None for anonymous ones)."""
+        profiles = profiles.reset_index(drop=True)
+        ids = profiles["userId"].to_numpy(dtype=object)
+        return cls(ids, encoder.transform(profiles), profile_arrays(profiles))
 
     def take(self, index: np.ndarray) -> UserBatch:
         """A subset of the users, ids, features and arrays indexed alike."""

@@ -31,7 +31,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import taxonomy
-from recsys.arrays import offer_arrays, profile_arrays
 from recsys.bundle import save_bundle
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, OfferEncoderConfig, UserEncoder
@@ -213,16 +212,8 @@ def train(model_name: str, params: dict[str, Any]) -> tuple[Recommender, SimpleN
     user_encoder = UserEncoder().fit(profiles)
     weights = interactions(profiles, offers)
     data = TrainingData(
-        users=UserBatch(
-            profiles["userId"].to_numpy(dtype=object),
-            user_encoder.transform(profiles),
-            profile_arrays(profiles),
-        ),
-        offers=OfferBatch(
-            offers["id"].to_numpy(dtype=object),
-            offer_encoder.transform(offers),
-            offer_arrays(offers),
-        ),
+        users=UserBatch.encode(profiles, user_encoder),
+        offers=OfferBatch.encode(offers, offer_encoder),
         interactions=sp.csr_matrix(weights),
         applies=sp.csr_matrix(weights),
         cutoff=_now(),

@@ -262,18 +262,12 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
     columns = FeatureColumns(feature_set.user_encoder)
     store = ProfileStore(training_profiles())
     offers = catalog.offers
-    batch = OfferBatch(
-        catalog.arrays.ids, feature_set.offer_encoder.transform(offers), offer_arrays(offers)
-    )
+    batch = OfferBatch.encode(offers, feature_set.offer_encoder)
     rows = np.array([0, 3, 5, 8, 9, 13, len(catalog) - 1])
     for user_id, profile in _people():
         row = request_row(profile, user_id, store.get(user_id))
         frame = _frame(row)
-        users = UserBatch(
-            frame["userId"].to_numpy(dtype=object),
-            feature_set.user_encoder.transform(frame),
-            profile_arrays(frame),
-        )
+        users = UserBatch.encode(frame, feature_set.user_encoder)
         expected = model.score(users, batch)[0]
         query = UserQuery(user_id, row_arrays(row), columns.columns(row), columns.n_features)
         found = scorer.score(query, prepared, np.arange(len(catalog)))

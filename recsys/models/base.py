@@ -14,53 +14,24 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 
 from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
+from recsys.typed_config import DictConfig
 
 CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.npz"
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Base of every model's typed config; round-trips to a plain dict (logged as params)."""
 
     seed: int = 42
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Self:
-        """Build from a plain dict, refusing unknown keys and wrong types with a clear message."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__}: unknown parameter(s) {unknown}; expected any of {sorted(known)}"
-            )
-        checked: dict[str, Any] = {}
-        for name, value in values.items():
-            default = getattr(cls(), name)
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{cls.__name__}.{name}: expected true/false, got {value!r}")
-            elif isinstance(default, int | float) and not isinstance(value, bool):
-                if not isinstance(value, int | float):
-                    raise ValueError(f"{cls.__name__}.{name}: expected a number, got {value!r}")
-                value = type(default)(value) if isinstance(default, float) else value
-                if isinstance(default, int) and not float(value).is_integer():
-                    raise ValueError(f"{cls.__name__}.{name}: expected an integer, got {value!r}")
-                value = int(value) if isinstance(default, int) else value
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ValueError(f"{cls.__name__}.{name}: expected a string, got {value!r}")
-            checked[name] = value
-        return cls(**checked)
 
 
 class Recommender(ABC):
