@@ -194,12 +194,18 @@ def _answer_kind(status: int, content: bytes, k: int) -> str:
     return "malformed"
 
 
-async def drive(base: str, bodies: list[dict[str, Any]], concurrency: int) -> LoadResult:
-    """Send every body once, from `concurrency` clients with a connection each; time each
-    answer from just before the request is written to the end of its body."""
+async def drive(
+    base: str, bodies: list[dict[str, Any]], concurrency: int, path: str = "/rank"
+) -> LoadResult:
+    """Send every body once to `path`, from `concurrency` clients with a connection each;
+    time each answer from just before the request is written to the end of its body.
+
+    A body with `k` is a /rank request, whose answer must be a well-formed list; any other
+    counts as answered by its status alone (the trivial endpoint of `serving_bench.py`).
+    """
     url = urlsplit(base)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    work = [(json.dumps(body).encode(), int(body["k"])) for body in bodies]
+    work = [(json.dumps(body).encode(), body.get("k")) for body in bodies]
     queue = iter(work)  # shared: each client takes the next body when it is free
     timings: list[float] = []
     kinds: Counter = Counter()
@@ -210,8 +216,8 @@ async def drive(base: str, bodies: list[dict[str, Any]], concurrency: int) -> Lo
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    status, content = await connection.post("/rank", payload)
-                kind = _answer_kind(status, content, k)
+                    status, content = await connection.post(path, payload)
+                kind = str(status) if k is None else _answer_kind(status, content, int(k))
             except (OSError, EOFError) as error:  # resets, refusals, timeouts, cut answers
                 kind = type(error).__name__
             except (ValueError, asyncio.LimitOverrunError):  # not HTTP as this client reads it

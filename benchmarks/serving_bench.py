@@ -4,8 +4,8 @@
    catalogs of 1k, 10k and 100k offers, next to the raw numpy floor over the same arrays (one
    product of the item embeddings with a user vector, plus `argpartition` for the top 10).
 2. Over HTTP: a real `bentoml serve` on loopback, a bounded load generator (a fixed number of
-   requests, asyncio + httpx) at 1, 8 and 32 concurrent clients, /rank next to the service's
-   trivial endpoint (POST /status) on the same server, for 10k and 100k offers.
+   requests, the asyncio client of load_test.py) at 1, 8 and 32 concurrent clients, /rank next
+   to the service's trivial endpoint (POST /status) on the same server, for 10k and 100k offers.
 
 Targets (2 cores): in-process p99 ≤ 5 ms at 100k offers and within 3× the numpy floor; over
 HTTP at 10k offers ≥ 0.7× the trivial endpoint's throughput at 8 and 32 clients, at 100k and
@@ -31,6 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from load_test import drive  # the generator next door (benchmarks/ is on sys.path)
 
 from recsys import schema, taxonomy
 from recsys.bundle import save_bundle
@@ -248,35 +249,14 @@ def numpy_floor(
     return _timed(floor, n_requests)
 
 
-async def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[float, ...]:
-    """Send every body once with `concurrency` clients; (requests/s, p50 ms, p99 ms, errors)."""
-    import httpx
+def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[float, ...]:
+    """Send every body once with `concurrency` clients; (requests/s, p50 ms, p99 ms, errors).
 
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    timings: list[float] = []
-    errors = 0
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal errors
-        while True:
-            try:
-                body = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            response = await http.post(path, json=body)
-            timings.append(time.perf_counter() - started)
-            errors += response.status_code != 200
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    p50, p99 = percentiles(timings)
-    return len(bodies) / elapsed, p50, p99, errors
+    The generator of `load_test.py`: one connection per client and a client light enough
+    (about 0.15 ms of CPU per request) not to take the 2 cores from the server it measures.
+    """
+    result = asyncio.run(drive(base, bodies, concurrency, path))
+    return result.throughput, result.p50_ms, result.p99_ms, result.errors
 
 
 def http_bench(paths: dict[str, Path], catalog: Path, n_requests: int, rng: np.random.Generator):
@@ -290,10 +270,10 @@ def http_bench(paths: dict[str, Path], catalog: Path, n_requests: int, rng: np.r
     rows = []
     log = catalog.parent / f"server-{catalog.stem}.log"
     with running_servers([(env, log)]) as (base,):
-        asyncio.run(load(base, "/rank", bodies[:50], 4))  # warm-up
+        load(base, "/rank", bodies[:50], 4)  # warm-up
         for concurrency in (1, 8, 32):
-            rank = asyncio.run(load(base, "/rank", bodies, concurrency))
-            trivial = asyncio.run(load(base, "/status", [{}] * n_requests, concurrency))
+            rank = load(base, "/rank", bodies, concurrency)
+            trivial = load(base, "/status", [{}] * n_requests, concurrency)
             rows.append((concurrency, rank, trivial))
     return rows
 
