@@ -123,6 +123,13 @@ def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
     return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
 
 
+def _require_columns(offers: pd.DataFrame) -> None:
+    """Raise CatalogError naming the offer columns `offers` lacks."""
+    missing = [name for name in schema.OFFER_SCHEMA.names if name not in offers.columns]
+    if missing:
+        raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
+
+
 @dataclass(frozen=True)
 class CatalogChange:
     """What a catalog update did: rows of the old catalog kept (in order) and counts."""
@@ -173,9 +180,7 @@ class Catalog:
         Raises:
             CatalogError: when a column is missing.
         """
-        missing = [name for name in schema.OFFER_SCHEMA.names if name not in offers.columns]
-        if missing:
-            raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
+        _require_columns(offers)
         at = _now() if at is None else at
         frame = offers.drop_duplicates("id", keep="last").reset_index(drop=True)
         arrays = offer_arrays(frame)
@@ -198,9 +203,7 @@ class Catalog:
         Only the updated offers are turned into arrays; the others are reused. An update
         that closes an offer (refused, deleted, ended) removes it.
         """
-        missing = [name for name in schema.OFFER_SCHEMA.names if name not in update.columns]
-        if missing:
-            raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
+        _require_columns(update)
         at = _now() if at is None else at
         frame = update.drop_duplicates("id", keep="last").reset_index(drop=True)
         new_arrays = offer_arrays(frame)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from recsys import config
-from serving.process import SERVICE
+from serving.process import serve_command
 
 app = typer.Typer(no_args_is_help=True)
 events_app = typer.Typer(no_args_is_help=True, help="The event store of the ranking service.")
@@ -61,19 +60,7 @@ def serve(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--working-dir",
-        str(config.PROJECT_ROOT),
-    ]
+    command = serve_command(host, port)
     try:
         code = subprocess.call(command, env=env, cwd=config.PROJECT_ROOT)
     except KeyboardInterrupt:

@@ -22,6 +22,23 @@ from recsys import config
 SERVICE = "serving.service:RankingService"
 
 
+def serve_command(host: str, port: int) -> list[str]:
+    """`bentoml serve` of the ranking service on host:port, from the project root."""
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--working-dir",
+        str(config.PROJECT_ROOT),
+    ]
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -39,19 +56,7 @@ def start_server(
     `port` defaults to a free one; give the old port to restart a server in its place.
     """
     port = free_port() if port is None else port
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        SERVICE,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--working-dir",
-        str(config.PROJECT_ROOT),
-    ]
+    command = serve_command("127.0.0.1", port)
     environment = {
         **os.environ,
         "OPENBLAS_NUM_THREADS": "1",

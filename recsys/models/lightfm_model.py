@@ -128,6 +128,7 @@ class LightFMModel(Recommender):
     def __init__(self, config: LightFMConfig | None = None) -> None:
         super().__init__(config)
         self._state: _Embeddings | None = None
+        self._wide: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         """Fit on `data.interactions` with the users' and offers' encoded features.
@@ -183,15 +184,17 @@ class LightFMModel(Recommender):
             raise ValueError(
                 "lightfm: training diverged (non-finite embeddings); lower learning_rate"
             )
-        self._state = _Embeddings(
-            user_ids=unicode_ids(data.users.ids[user_identity >= 0]),
-            item_ids=unicode_ids(data.offers.ids[item_identity >= 0]),
-            user_embeddings=model.user_embeddings,
-            user_biases=model.user_biases,
-            item_embeddings=model.item_embeddings,
-            item_biases=model.item_biases,
-            n_user_features=data.users.features.shape[1],
-            n_item_features=data.offers.features.shape[1],
+        self._set_state(
+            _Embeddings(
+                user_ids=unicode_ids(data.users.ids[user_identity >= 0]),
+                item_ids=unicode_ids(data.offers.ids[item_identity >= 0]),
+                user_embeddings=model.user_embeddings,
+                user_biases=model.user_biases,
+                item_embeddings=model.item_embeddings,
+                item_biases=model.item_biases,
+                n_user_features=data.users.features.shape[1],
+                n_item_features=data.offers.features.shape[1],
+            )
         )
         logger.info(
             "fitted lightfm on %d positives (%d identity users, %d identity offers) in %.1fs",
@@ -203,29 +206,33 @@ class LightFMModel(Recommender):
 
     def user_representations(self, users: UserBatch) -> tuple[np.ndarray, np.ndarray]:
         """(biases, embeddings) of users in float64: identity where known, features always."""
-        require_trained(self._state, self.name)
-        state = self._state
-        check_width(users.features, state.n_user_features, "users.features")
-        matrix = feature_matrix(
-            users.features, lookup(state.user_ids, users.ids), len(state.user_ids)
-        )
-        return (
-            matrix @ state.user_biases.astype(np.float64),
-            matrix @ state.user_embeddings.astype(np.float64),
-        )
+        return self._representations(users.features, users.ids, "user")
 
     def item_representations(self, offers: OfferBatch) -> tuple[np.ndarray, np.ndarray]:
         """(biases, embeddings) of offers in float64: identity where known, features always."""
+        return self._representations(offers.features, offers.ids, "item")
+
+    def _representations(
+        self, features: sp.spmatrix, ids: np.ndarray, side: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         require_trained(self._state, self.name)
         state = self._state
-        check_width(offers.features, state.n_item_features, "offers.features")
-        matrix = feature_matrix(
-            offers.features, lookup(state.item_ids, offers.ids), len(state.item_ids)
-        )
-        return (
-            matrix @ state.item_biases.astype(np.float64),
-            matrix @ state.item_embeddings.astype(np.float64),
-        )
+        check_width(features, getattr(state, f"n_{side}_features"), f"{side}s.features")
+        known = getattr(state, f"{side}_ids")
+        matrix = feature_matrix(features, lookup(known, ids), len(known))
+        biases, embeddings = self._wide[side]
+        return matrix @ biases, matrix @ embeddings
+
+    def _set_state(self, state: _Embeddings) -> None:
+        """Keep the fitted state, and its parameters in float64 once (not on every request)."""
+        self._state = state
+        self._wide = {
+            side: (
+                getattr(state, f"{side}_biases").astype(np.float64),
+                getattr(state, f"{side}_embeddings").astype(np.float64),
+            )
+            for side in ("user", "item")
+        }
 
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
         """What `LightFM.predict` gives for every pair, computed as one matrix product."""
@@ -266,7 +273,7 @@ class LightFMModel(Recommender):
         values = {f.name: arrays[f.name] for f in fields(_Embeddings)}
         values["n_user_features"] = int(values["n_user_features"])
         values["n_item_features"] = int(values["n_item_features"])
-        self._state = _Embeddings(**values)
+        self._set_state(_Embeddings(**values))
 
 
 def _identity_columns(n: int, interacted: np.ndarray, enabled: bool) -> np.ndarray:
