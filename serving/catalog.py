@@ -12,9 +12,10 @@ Eligibility is the core's (`recsys.eligibility`), split in two for speed:
   through the offers' dates, so it is cached per (age, disability) until the next instant
   at which an offer opens, ends or is deleted: exact, and a dictionary look-up per request.
 * `geography_mask(lat, lon, radius)`: the geography rule of `recsys.eligibility` (remote
-  offers anywhere; on-site ones within the radius; unknown place keeps everything), with the
-  great-circle test done on unit vectors: d ≤ r ⇔ p·q ≥ cos(r / R), one (n, 3) product
-  instead of a haversine over the whole catalog. Distances themselves are computed with
+  offers anywhere; on-site ones within the radius; unknown place keeps everything) for the
+  people of a batch of requests at once, with the great-circle test done on unit vectors:
+  d ≤ r ⇔ p·q ≥ cos(r / R), one (n, 3) × (3, people) product instead of a haversine over the
+  whole catalog. Distances themselves are computed with
   `recsys.geo.haversine_km` for the k offers returned only.
 """
 
@@ -293,15 +294,23 @@ class Catalog:
             masks[key] = mask
         return mask
 
-    def geography_mask(self, lat: float, lon: float, radius_km: float) -> np.ndarray | None:
-        """The geography rule for a person at (lat, lon); None when it excludes nothing."""
-        if math.isnan(lat) or math.isnan(lon) or radius_km * 1.0 / EARTH_RADIUS_KM >= math.pi:
-            return None
-        point = unit_vectors(np.array([lat]), np.array([lon]))[0]
-        threshold = math.cos(radius_km / EARTH_RADIUS_KM)
-        with np.errstate(invalid="ignore"):
-            within = self.xyz @ point >= threshold  # NaN (no coordinates) compares False
-        return within | self.remote_anywhere
+    def geography_mask(self, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray) -> np.ndarray:
+        """The geography rule for people at (lat, lon), (n_people, n_offers) bool.
+
+        A person without a place, or whose radius spans the Earth, keeps every offer.
+        """
+        out = np.ones((len(lat), len(self)), dtype=bool)
+        placed = np.flatnonzero(
+            np.isfinite(lat) & np.isfinite(lon) & (radius_km / EARTH_RADIUS_KM < math.pi)
+        )
+        if len(placed):
+            points = unit_vectors(lat[placed], lon[placed])
+            threshold = np.cos(radius_km[placed] / EARTH_RADIUS_KM)
+            cosines = (self.xyz @ points.T).T  # the catalog's contiguous rows: one product
+            with np.errstate(invalid="ignore"):  # NaN (no coordinates) compares False
+                within = cosines >= threshold[:, None]
+            out[placed] = within | self.remote_anywhere
+        return out
 
     def available_count(self, at: int) -> int:
         """Offers open now for someone whose age and place are unknown."""

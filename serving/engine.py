@@ -5,13 +5,14 @@ single reference. A request reads the reference once and works on that state to 
 admin action builds a complete new state, then replaces the reference, so a request never
 sees half an update and a failed update leaves the previous state serving.
 
-The hot path of `rank` (numpy over prepared arrays only, no pandas, no disk):
+The hot path of `rank_batch` (numpy over prepared arrays only, no pandas, no disk), for
+the requests that arrived together (one or many, `serving.batching`):
 
-1. the person: stored profile (known `user_id`) with the request's fields over it, as arrays
+1. the people: stored profile (known `user_id`) with the request's fields over it, as arrays
    and encoder columns (`serving.profiles`);
-2. candidates: the core's eligibility (`Catalog.base_mask` ∧ `Catalog.geography_mask`),
-   request filters and exclusions;
-3. scores over the candidates only, by strategy:
+2. candidates, one row per request: the core's eligibility (`Catalog.base_mask` ∧
+   `Catalog.geography_mask`), request filters and exclusions;
+3. scores of the offers someone in the batch may get, one product for all, by strategy:
    * `personalized` (the model learned about this person): the model's score;
    * `cold_start` (unknown or anonymous person): the model's score from profile features
      blended with the rules engine. The hybrid blends the rules itself (its score for a
@@ -20,7 +21,7 @@ The hot path of `rank` (numpy over prepared arrays only, no pandas, no disk):
      a = RECSYS_COLD_START_RULES_WEIGHT;
    * `rules_fallback` (no model could be loaded): the incumbent rules engine alone
      (`recsys.models.incumbent`, without its remote overrides unless configured);
-4. `recsys.ranking.top_k` over a pool of candidates, then the greedy caps of
+4. `recsys.ranking.top_k` over a pool of each person's candidates, then the greedy caps of
    `recsys.ranking.diversify` twice (publisher cap, then programme cap: the programme cap
    holds exactly, the publisher cap as far as the programme cap allows), k offers kept;
 5. distances and reasons for those k only.
@@ -33,6 +34,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from recsys import taxonomy
-from recsys.arrays import ProfileArrays
+from recsys.arrays import ProfileArrays, concat_rows
+from recsys.dataset import UserBatch
 from recsys.geo import haversine_km
 from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
@@ -59,7 +62,7 @@ from serving.schemas import (
     Status,
     Strategy,
 )
-from serving.scorer import Prepared, Scorer, UserQuery
+from serving.scorer import Prepared, Scorer
 from serving.settings import Settings, group_cap
 
 logger = logging.getLogger(__name__)
@@ -131,15 +134,21 @@ def _now() -> int:
     return int(time.time())
 
 
-def _standardised(values: np.ndarray) -> np.ndarray:
-    """(x − mean) / std over the finite values; NaN becomes 0 (the mean)."""
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros_like(values, dtype=float)
-    mean = float(values[finite].mean())
-    std = float(values[finite].std())
-    out = (values - mean) / (std if std > 1e-12 else 1.0)
-    return np.where(finite, out, 0.0)
+def _pool_size(k: int) -> int:
+    """Candidates kept before diversity re-ranking for a list of k."""
+    return max(POOL_FACTOR * k, MIN_POOL)
+
+
+def _standardised(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(x − mean) / std of each row over its finite values where `mask` holds; elsewhere 0
+    (a NaN counts as the mean). Rows are independent: a batch standardises as one row would.
+    """
+    counted = np.isfinite(values) & mask
+    n = np.maximum(counted.sum(axis=1), 1)[:, None]
+    mean = np.where(counted, values, 0.0).sum(axis=1, keepdims=True) / n
+    centred = np.where(counted, values - mean, 0.0)
+    std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / n)
+    return centred / np.where(std > 1e-12, std, 1.0)
 
 
 def _slot(loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
@@ -193,7 +202,22 @@ class Engine:
     # --- Ranking -----------------------------------------------------------------------------
 
     def rank(self, request: RankRequest, at: int | None = None) -> tuple[RankResponse, Ranking]:
-        """A ranked list for the request, and its log entry.
+        """A ranked list for the request, and its log entry: `rank_batch` of one.
+
+        Raises:
+            NotReady: no catalog is loaded.
+        """
+        return self.rank_batch([request], at)[0]
+
+    def rank_batch(
+        self, requests: Sequence[RankRequest], at: int | None = None
+    ) -> list[tuple[RankResponse, Ranking]]:
+        """Ranked lists for requests that arrived together, each as `rank` gives it alone.
+
+        Eligibility and scoring run once for the whole batch, over the offers any of its
+        people may get (`serving.batching` gathers the requests): per request, numpy's call
+        overheads cost more than the arithmetic below a few tens of thousands of offers, and
+        the learned part is then one matrix product instead of one per person.
 
         Raises:
             NotReady: no catalog is loaded.
@@ -203,97 +227,117 @@ class Engine:
         if catalog is None:
             raise NotReady(f"no catalog loaded: {state.catalog_error}")
         at = state.now() if at is None else at
-        row = request_row(request.profile, request.user_id, self.profiles.get(request.user_id))
-        person = row_arrays(row)
-        rows = self._candidates(catalog, person, request, at)
-        strategy, scores, learned_z = self._score(state, catalog, row, person, rows)
-        chosen = self._order(catalog, rows, scores, request.k)
-        items = self._items(
-            catalog,
-            person,
-            rows[chosen],
-            scores[chosen],
-            strategy,
-            at,
-            None if learned_z is None else learned_z[chosen],
-        )
-        request_id = uuid.uuid4().hex
-        response = RankResponse(
-            request_id=request_id,
-            model_version=state.model_version,
-            catalog_version=catalog.version,
-            strategy=strategy,
-            items=items,
-        )
-        ranking = Ranking(
-            request_id=request_id,
-            created_at=datetime.now(UTC),
-            model_version=state.model_version,
-            catalog_version=catalog.version,
-            strategy=strategy,
-            user_id=request.user_id,
-            offer_ids=[item.offer_id for item in items],
-            scores=[item.score for item in items],
-        )
-        return response, ranking
+        rows = [request_row(r.profile, r.user_id, self.profiles.get(r.user_id)) for r in requests]
+        persons = [row_arrays(row) for row in rows]
+        people = concat_rows(persons)
+        masks = self._candidates(catalog, people, requests, at)
+        columns = np.flatnonzero(masks.any(axis=0))
+        masks = masks[:, columns]
+        strategies, scores, learned_z = self._score(state, catalog, rows, people, columns, masks)
+        pool_size = min(len(columns), max(_pool_size(r.k) for r in requests))
+        pools = top_k(scores, pool_size, masks)
+        created_at = datetime.now(UTC)
+        out = []
+        for i, request in enumerate(requests):
+            pool = pools[i, : _pool_size(request.k)]
+            chosen = self._order(catalog, columns, pool[pool != PAD], request.k)
+            items = self._items(
+                catalog,
+                persons[i],
+                columns[chosen],
+                scores[i, chosen],
+                strategies[i],
+                at,
+                None if learned_z is None else learned_z[i, chosen],
+            )
+            request_id = uuid.uuid4().hex
+            response = RankResponse(
+                request_id=request_id,
+                model_version=state.model_version,
+                catalog_version=catalog.version,
+                strategy=strategies[i],
+                items=items,
+            )
+            ranking = Ranking(
+                request_id=request_id,
+                created_at=created_at,
+                model_version=state.model_version,
+                catalog_version=catalog.version,
+                strategy=strategies[i],
+                user_id=request.user_id,
+                offer_ids=[item.offer_id for item in items],
+                scores=[item.score for item in items],
+            )
+            out.append((response, ranking))
+        return out
 
     def _candidates(
-        self, catalog: Catalog, person: ProfileArrays, request: RankRequest, at: int
+        self,
+        catalog: Catalog,
+        people: ProfileArrays,
+        requests: Sequence[RankRequest],
+        at: int,
     ) -> np.ndarray:
-        """Catalog rows the person may be recommended, after the request's filters."""
-        mask = catalog.base_mask(float(person.age[0]), bool(person.disability[0]), at)
-        geography = catalog.geography_mask(
-            float(person.lat[0]), float(person.lon[0]), float(person.radius_km[0])
-        )
-        mask = mask & geography if geography is not None else mask.copy()
-        filters = request.filters
-        if filters is not None:
-            a = catalog.arrays
-            for values, codes, column in (
-                (filters.types, _PROGRAMME_CODE, a.programme),
-                (filters.domains, _DOMAIN_CODE, a.domain),
-                (filters.remote, _REMOTE_CODE, a.remote),
-            ):
-                if values:
-                    mask &= np.isin(column, [codes[v] for v in values])
-        for offer_id in request.exclude_offer_ids:
-            row = catalog.row.get(offer_id)
-            if row is not None:
-                mask[row] = False
-        return np.flatnonzero(mask)
-
-    def _rules(self, catalog: Catalog, person: ProfileArrays, rows: np.ndarray) -> np.ndarray:
-        """The incumbent engine's scores of `rows`, from the catalog's prepared rule tags."""
+        """(n_requests, n_offers) bool: the offers each person may be recommended, after
+        their request's filters."""
+        mask = catalog.geography_mask(people.lat, people.lon, people.radius_km)
+        for i, (age, disability) in enumerate(
+            zip(people.age.tolist(), people.disability.tolist(), strict=True)
+        ):
+            mask[i] &= catalog.base_mask(age, disability, at)
         a = catalog.arrays
-        remote = a.remote[rows]
-        distance = distances_km(person, np.take(catalog.xyz, rows, axis=0))
-        tags = np.take(catalog.rule_tags, rows, axis=0)
+        for i, request in enumerate(requests):
+            filters = request.filters
+            if filters is not None:
+                for values, codes, column in (
+                    (filters.types, _PROGRAMME_CODE, a.programme),
+                    (filters.domains, _DOMAIN_CODE, a.domain),
+                    (filters.remote, _REMOTE_CODE, a.remote),
+                ):
+                    if values:
+                        mask[i] &= np.isin(column, [codes[v] for v in values])
+            for offer_id in request.exclude_offer_ids:
+                row = catalog.row.get(offer_id)
+                if row is not None:
+                    mask[i, row] = False
+        return mask
+
+    def _rules(self, catalog: Catalog, people: ProfileArrays, columns: np.ndarray) -> np.ndarray:
+        """The incumbent engine's scores of catalog rows `columns`, from the catalog's
+        prepared rule tags, (n_people, n_columns)."""
+        remote = catalog.arrays.remote[columns]
+        distance = distances_km(people, np.take(catalog.xyz, columns, axis=0))
+        tags = np.take(catalog.rule_tags, columns, axis=0)
         overrides = self.settings.rules_remote_overrides
-        return rule_scores(person, tags, remote, distance, overrides)[0]
+        return rule_scores(people, tags, remote, distance, overrides)
 
     def _score(
         self,
         state: ServingState,
         catalog: Catalog,
-        row: dict,
-        person: ProfileArrays,
-        rows: np.ndarray,
-    ) -> tuple[Strategy, np.ndarray, np.ndarray | None]:
-        """(strategy, scores of `rows`, standardised model scores or None)."""
+        rows: list[dict],
+        people: ProfileArrays,
+        columns: np.ndarray,
+        masks: np.ndarray,
+    ) -> tuple[list[Strategy], np.ndarray, np.ndarray | None]:
+        """(strategy of each person, scores of catalog rows `columns`, the model's scores
+        standardised over each person's candidates `masks`, or None without a model)."""
         model = state.model
         if model is None or model.prepared is None:
-            return "rules_fallback", self._rules(catalog, person, rows), None
-        user_id = self._model_user_id(model.scorer, row["userId"])
-        user = UserQuery(user_id, person, model.features.columns(row), model.features.n_features)
-        learned = model.scorer.score(user, model.prepared, rows)
-        learned_z = _standardised(learned)
-        if model.scorer.knows(user.user_id):
-            return "personalized", learned, learned_z
-        if model.scorer.blends_rules:  # the model's own cold-start blend, as evaluated
-            return "cold_start", learned, learned_z
+            return ["rules_fallback"] * len(rows), self._rules(catalog, people, columns), None
+        scorer = model.scorer
+        ids = [self._model_user_id(scorer, row["userId"]) for row in rows]
+        users = UserBatch(np.array(ids, dtype=object), model.features.matrix(rows), people)
+        learned = scorer.score(users, model.prepared, columns)
+        learned_z = _standardised(learned, masks)
+        known = np.array([scorer.knows(user_id) for user_id in ids])
+        strategies: list[Strategy] = ["personalized" if k else "cold_start" for k in known]
+        if scorer.blends_rules or known.all():  # the hybrid's own cold-start blend, as evaluated
+            return strategies, learned, learned_z
         weight = self.settings.cold_start_rules_weight
-        rules_z = _standardised(self._rules(catalog, person, rows)) if weight > 0 else 0.0
-        return "cold_start", (1.0 - weight) * learned_z + weight * rules_z, learned_z
+        rules_z = _standardised(self._rules(catalog, people, columns), masks) if weight > 0 else 0.0
+        blended = (1.0 - weight) * learned_z + weight * rules_z
+        return strategies, np.where(known[:, None], learned, blended), learned_z
 
     def _model_user_id(self, scorer: Scorer, user_id: str | None) -> str | None:
         """The id the model knows this visitor by: as given, or as the event store keeps it.
@@ -306,13 +350,12 @@ class Engine:
         hashed = pseudonym(user_id, self.settings.id_salt or "")
         return hashed if scorer.knows(hashed) else user_id
 
-    def _order(self, catalog: Catalog, rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-        """Positions (into `rows`) of the k offers to show, best first, diversified."""
-        pool = top_k(scores, min(len(rows), max(POOL_FACTOR * k, MIN_POOL)))
-        pool = pool[pool != PAD]
+    def _order(self, catalog: Catalog, columns: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+        """Positions (into `columns`) of the k offers to show, best first, diversified from
+        the `pool` of best candidates (positions into `columns` too)."""
         if len(pool) == 0:
             return pool
-        offers = rows[pool]
+        offers = columns[pool]
         by_publisher = capped(
             np.arange(len(pool)),
             catalog.publisher_code[offers],

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import geo, schema, taxonomy
 from recsys.arrays import ProfileArrays
@@ -202,6 +203,16 @@ class FeatureColumns:
                 names.append(flag)
         found = {self._column[name] for name in names if name in self._column}
         return np.array(sorted(found), dtype=np.int64)
+
+    def matrix(self, rows: list[dict[str, Any]]) -> sp.csr_matrix:
+        """The encoded features of canonical rows, (n_rows, n_features), as `transform` gives."""
+        columns = [self.columns(row) for row in rows]
+        indptr = np.cumsum([0, *(len(c) for c in columns)])
+        indices = np.concatenate(columns) if columns else np.zeros(0, np.int64)
+        return sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr),
+            shape=(len(rows), self.n_features),
+        )
 
 
 class ProfileStore:

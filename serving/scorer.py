@@ -17,31 +17,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from recsys.arrays import ProfileArrays
 from recsys.dataset import OfferBatch, PreparedOffers, UserBatch
 from recsys.encoding import OfferEncoder
 from recsys.models.base import Recommender
 from serving.catalog import Catalog, CatalogChange
 
 SimilarityMethod = Literal["item_embeddings", "offer_features"]
-
-
-@dataclass(frozen=True)
-class UserQuery:
-    """One person as scoring sees them: id (None when anonymous), arrays, feature columns."""
-
-    user_id: str | None
-    arrays: ProfileArrays  # one row
-    columns: np.ndarray  # int64 encoder columns set to 1
-    n_features: int
-
-    def batch(self) -> UserBatch:
-        """The person as a one-row `UserBatch`."""
-        features = sp.csr_matrix(
-            (np.ones(len(self.columns), np.float32), self.columns, [0, len(self.columns)]),
-            shape=(1, self.n_features),
-        )
-        return UserBatch(np.array([self.user_id], dtype=object), features, self.arrays)
 
 
 @dataclass(frozen=True)
@@ -109,7 +90,7 @@ class Scorer:
         offers = PreparedOffers.concat([prepared.offers.take(change.kept_rows), fresh.offers])
         return Prepared(offers, similarity, fresh.similarity_method)
 
-    def score(self, user: UserQuery, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
-        """Scores of `rows` (catalog rows) for `user`, float64; NaN where the model cannot."""
-        scores = self.model.score_prepared(user.batch(), prepared.offers, rows)
-        return np.asarray(scores, dtype=float)[0]
+    def score(self, users: UserBatch, prepared: Prepared, rows: np.ndarray) -> np.ndarray:
+        """Scores of `rows` (catalog rows) for each of `users`, (n_users, n_rows) float64;
+        NaN where the model cannot score."""
+        return np.asarray(self.model.score_prepared(users, prepared.offers, rows), dtype=float)

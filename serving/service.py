@@ -18,10 +18,12 @@ the previous state keeps serving.
 Run with `recsys serve` or `bentoml serve serving.service:RankingService` (configuration by
 environment variables, `serving.settings`).
 
-Throughput (docs/operations.md, "Load"): /rank and /similar are `async` and rank on the event
-loop. They are short and CPU-bound, and BentoML runs a sync API on a pool of one thread
-(`threads: 1`), so the thread bought no parallelism, while handing each request to it and back
-cost a third of the server's CPU per request. /events (database writes) and the admin calls
+Throughput (docs/operations.md, "Load"): /rank and /similar are `async`. /rank hands its
+request to `serving.batching.Batcher`, which ranks the requests waiting together on one thread
+(RECSYS_MAX_BATCH at most; the batch sizes are the `rank_batch_size` histogram of /metrics);
+/similar is short and ranks on the event loop. BentoML would run a sync API on a pool of one
+thread (`threads: 1`), handing each request to it and back, a third of the server's CPU per
+request before batching. /events (database writes) and the admin calls
 (seconds) stay off the loop. The state loaded at start-up is frozen out of the garbage
 collector (`_settle_heap`): each full collection walked its few hundred thousand long-lived
 objects, a 100-250 ms pause of every request every second or two under load, and full
@@ -30,6 +32,7 @@ collections are made rarer (`GC_THRESHOLDS`).
 
 from __future__ import annotations
 
+import functools
 import gc
 import hmac
 import json
@@ -43,8 +46,9 @@ from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
-from serving.events import EventStore, RankLog, event_rows
+from serving.events import EventStore, Ranking, RankLog, event_rows
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
@@ -156,7 +160,12 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
+        self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
         _settle_heap()
+
+    def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
+        _batch_sizes().observe(len(requests))
+        return self.engine.rank_batch(requests)
 
     def __is_ready__(self) -> bool:
         """Ready once a catalog is loaded: the model, or at least the rules, can rank it."""
@@ -166,7 +175,7 @@ class RankingService:
     async def rank(self, request: RankRequest, /) -> RankResponse:
         """The k best eligible offers for a known visitor or a profile, with reasons."""
         try:
-            response, ranking = self.engine.rank(request)
+            response, ranking = await self.batcher.submit(request)
         except NotReady as error:
             raise ServiceUnavailable(str(error)) from error
         if self.rank_log is not None:
@@ -254,10 +263,24 @@ class RankingService:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
+        self.batcher.close()
         if self.rank_log is not None:
             self.rank_log.close()
         if self.store is not None:
             self.store.close()
+
+
+@functools.cache
+def _batch_sizes() -> Any:
+    """The `rank_batch_size` histogram of /metrics, made in the worker process: BentoML sets
+    the multiprocess directory of prometheus_client there, after importing this module."""
+    import prometheus_client
+
+    return prometheus_client.Histogram(
+        "rank_batch_size",
+        "/rank requests ranked together (serving.batching)",
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    )
 
 
 def _settle_heap() -> None:

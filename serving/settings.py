@@ -18,7 +18,8 @@ is the bundle's snapshot), RECSYS_ID_SALT (secret salt of the visitor-id hashes 
 keeps; unset: hashed without a secret, with a warning), RECSYS_MAX_BODY_BYTES (1 MiB: larger
 request bodies are refused with 413 before they are parsed), RECSYS_WORKERS (1: worker
 processes, each with its own state), RECSYS_TRACE_RANK (false: /rank is left out of BentoML's
-OpenTelemetry tracing).
+OpenTelemetry tracing), RECSYS_MAX_BATCH (32: at most this many waiting /rank requests are
+ranked together, `serving.batching`).
 
 The last three shape the BentoML service itself, whose decorator BentoML reads when it imports
 `serving.service`, before `__init__` runs: `max_body_bytes()`, `workers()` and `trace_rank()`
@@ -40,6 +41,7 @@ DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
 DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_WORKERS = 1
+DEFAULT_MAX_BATCH = 32
 
 
 def _float(name: str, default: float, low: float, high: float) -> float:
@@ -120,6 +122,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = DEFAULT_WORKERS
     trace_rank: bool = False
+    max_batch: int = DEFAULT_MAX_BATCH
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -143,6 +146,7 @@ class Settings:
             max_body_bytes=max_body_bytes(),
             workers=workers(),
             trace_rank=trace_rank(),
+            max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
         )
 
 

@@ -33,7 +33,7 @@ from serving.events import pseudonym
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
-from serving.scorer import Scorer, UserQuery
+from serving.scorer import Scorer
 from serving.settings import Settings, group_cap
 from tests.fixtures import LYON, PARIS, make_offers_frame, make_profiles_frame
 from tests.service_fixtures import (
@@ -116,6 +116,17 @@ def test_feature_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: 
     np.testing.assert_array_equal(FeatureColumns(user_encoder).columns(row), expected)
 
 
+def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserEncoder) -> None:
+    rows = [
+        request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), None, None),
+        request_row(None, "x", None),
+        request_row(Profile(age=40, postal_code="75011", disability=True), None, None),
+    ]
+    expected = user_encoder.transform(profiles_frame(pd.DataFrame(rows))).toarray()
+    np.testing.assert_array_equal(FeatureColumns(user_encoder).matrix(rows).toarray(), expected)
+    assert FeatureColumns(user_encoder).matrix([]).shape == (0, user_encoder.n_features)
+
+
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
 def test_row_arrays_equal_profile_arrays(row: dict) -> None:
@@ -173,6 +184,7 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
     rng = np.random.default_rng(3)
     offers = _random_offers(rng, 400)
     catalog = Catalog._assemble(offers, offer_arrays(offers), "random")  # nothing pruned
+    people = []
     for _ in range(60):
         age = None if rng.random() < 0.2 else float(rng.integers(12, 80))
         disability = bool(rng.random() < 0.3)
@@ -187,13 +199,18 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
             radius_km=radius,
             at=AT,
         )
-        mask = catalog.base_mask(age, disability, AT).copy()
-        geography = catalog.geography_mask(
-            math.nan if lat is None else lat, math.nan if lon is None else lon, radius
+        place = [math.nan, math.nan] if lat is None else [lat, lon]
+        geography = catalog.geography_mask(*np.array([place]).T, np.array([radius]))
+        people.append((place, radius))
+        np.testing.assert_array_equal(
+            catalog.base_mask(age, disability, AT) & geography[0], expected
         )
-        if geography is not None:
-            mask &= geography
-        np.testing.assert_array_equal(mask, expected)
+    # Many people at once: each row is that person's mask alone.
+    places, radii = np.array([p for p, _ in people]), np.array([r for _, r in people])
+    together = catalog.geography_mask(places[:, 0], places[:, 1], radii)
+    for i, (place, radius) in enumerate(people):
+        alone = catalog.geography_mask(*np.array([place]).T, np.array([radius]))
+        np.testing.assert_array_equal(together[i], alone[0])
 
 
 def test_cached_masks_follow_the_clock() -> None:
@@ -254,6 +271,11 @@ def _people() -> list[tuple[str | None, Profile | None]]:
     ]
 
 
+def _query(user_id: str | None, row: dict, columns: FeatureColumns) -> UserBatch:
+    """One person as the engine hands them to the scorer."""
+    return UserBatch(np.array([user_id], dtype=object), columns.matrix([row]), row_arrays(row))
+
+
 def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
     model, feature_set = trained
     catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
@@ -269,11 +291,11 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
         frame = _frame(row)
         users = UserBatch.encode(frame, feature_set.user_encoder)
         expected = model.score(users, batch)[0]
-        query = UserQuery(user_id, row_arrays(row), columns.columns(row), columns.n_features)
-        found = scorer.score(query, prepared, np.arange(len(catalog)))
+        query = _query(user_id, row, columns)
+        found = scorer.score(query, prepared, np.arange(len(catalog)))[0]
         np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(
-            scorer.score(query, prepared, rows), expected[rows], rtol=1e-6, atol=1e-9
+            scorer.score(query, prepared, rows)[0], expected[rows], rtol=1e-6, atol=1e-9
         )
     assert scorer.knows("sport-lyon-0") == (model.name != "popularity")
     assert not scorer.knows("stranger") and not scorer.knows(None)
@@ -295,7 +317,7 @@ def test_scorer_update_equals_prepare_on_the_merged_catalog(trained: tuple[Any, 
     np.testing.assert_allclose(*similarity, rtol=1e-6)
     columns = FeatureColumns(feature_set.user_encoder)
     row = request_row(Profile(age=19, lat=LYON[0], lon=LYON[1]), None, None)
-    query = UserQuery(None, row_arrays(row), columns.columns(row), columns.n_features)
+    query = _query(None, row, columns)
     every = np.arange(len(merged))
     np.testing.assert_allclose(
         scorer.score(query, updated, every), scorer.score(query, fresh, every), rtol=1e-12
@@ -360,6 +382,56 @@ def test_lists_hold_exactly_the_eligible_offers(
     assert {item.offer_id for item in response.items} == expected
     assert expected_out.isdisjoint(expected)
     assert [item.rank for item in response.items] == list(range(1, len(expected) + 1))
+
+
+@pytest.fixture(scope="module", params=["hybrid", "lightfm", "rules"])
+def any_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """An engine serving the hybrid, LightFM (its cold start blends the rules in the engine)
+    or, without a model, the rules."""
+    model = "hybrid" if request.param == "rules" else request.param
+    paths = write_world(tmp_path_factory.mktemp(f"world-{request.param}"), model)
+    uri = "/no/such/model" if request.param == "rules" else str(paths["bundle"])
+    return Engine.start(
+        Settings(model_uri=uri, catalog=paths["catalog"], profiles=paths["profiles"])
+    )
+
+
+def test_a_batch_ranks_each_request_as_alone(any_engine: Engine) -> None:
+    """Requests ranked together (`serving.batching`) get the lists they get one by one."""
+    quiz = Quiz(domains=["art-culture"], activities=["transmettre-animer"])
+    batch = [
+        RankRequest(user_id="sport-lyon-0", k=3),
+        RankRequest(profile=Profile(age=20, lat=LYON[0], lon=LYON[1], quiz=quiz), k=10),
+        RankRequest(user_id="culture-paris-1", profile=Profile(age=22), k=5),
+        RankRequest(profile=Profile(age=17, postal_code="75011", radius_km=30), k=100),
+        RankRequest(profile=Profile(), k=4, filters=RankFilters(remote=["full", "possible"])),
+        RankRequest(
+            profile=Profile(age=28, lat=PARIS[0], lon=PARIS[1]),
+            k=6,
+            exclude_offer_ids=["paris-culture-0", "paris-sport-1"],
+        ),
+        RankRequest(profile=Profile(age=8), k=5),  # too young for anything: an empty list
+        RankRequest(user_id="stranger", k=1),
+    ]
+    together = any_engine.rank_batch(batch, at=AT)
+    assert len(together) == len(batch)
+    for request, (response, log) in zip(batch, together, strict=True):
+        alone, _ = any_engine.rank(request, at=AT)
+        assert response.strategy == alone.strategy
+        assert [i.offer_id for i in response.items] == [i.offer_id for i in alone.items]
+        assert [i.reasons for i in response.items] == [i.reasons for i in alone.items]
+        np.testing.assert_allclose(
+            [i.score for i in response.items], [i.score for i in alone.items], atol=2e-6
+        )
+        assert log.request_id == response.request_id
+        assert log.offer_ids == [i.offer_id for i in response.items]
+    strategies = [response.strategy for response, _ in together]
+    if any_engine.state.model is None:
+        assert set(strategies) == {"rules_fallback"}
+    else:
+        assert strategies[0] == "personalized" and strategies[1] == "cold_start"
+    assert together[6][0].items == [] and len(together[3][0].items) > 5  # k = 100: all eligible
+    assert len({response.request_id for response, _ in together}) == len(batch)
 
 
 def test_known_users_get_their_history_and_strangers_their_quiz(engine: Engine) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,42 @@ def test_anonymous_profiles_get_cold_start_lists(served: Server) -> None:
     first = answer["items"][0]
     assert first["rank"] == 1 and first["distance_km"] < 10
     assert "correspond à votre intérêt : culture et loisirs" in first["reasons"]
+
+
+def test_concurrent_requests_are_ranked_together_each_as_alone(served: Server) -> None:
+    """Requests sent at once are batched (`serving.batching`) and each gets its own list."""
+    bodies = [
+        {"user_id": "sport-lyon-0", "k": 3},
+        {"user_id": "culture-lyon-0", "k": 3},
+        {"profile": {"age": 20, "lat": LYON[0], "lon": LYON[1]}, "k": 5},
+        {"profile": {"age": 30, "lat": PARIS[0], "lon": PARIS[1]}, "k": 4},
+        {"profile": {"age": 8}, "k": 3},
+    ] * 8
+    alone = [served.post("/rank", body).json() for body in bodies[:5]]
+
+    def summary(answer: dict) -> tuple:
+        return answer["strategy"], [(i["offer_id"], i["reasons"]) for i in answer["items"]]
+
+    before = _batched_requests(served)
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: served.post("/rank", body), bodies))
+    assert all(answer.status_code == 200 for answer in answers)
+    for i, answer in enumerate(answers):
+        assert summary(answer.json()) == summary(alone[i % 5])
+    assert len({answer.json()["request_id"] for answer in answers}) == len(bodies)
+    after = _batched_requests(served)
+    batches, ranked = after[0] - before[0], after[1] - before[1]
+    assert ranked == len(bodies) and batches < len(bodies)  # some were ranked together
+
+
+def _batched_requests(served: Server) -> tuple[float, float]:
+    """(batches, requests) so far, from the `rank_batch_size` histogram of /metrics."""
+    values = {}
+    for line in served.client.get("/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("rank_batch_size_count", "rank_batch_size_sum"):
+            values[name] = float(value)
+    return values.get("rank_batch_size_count", 0.0), values.get("rank_batch_size_sum", 0.0)
 
 
 @pytest.mark.parametrize(
