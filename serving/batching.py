@@ -36,45 +36,50 @@ class Batcher(Generic[Item, Result]):
     items are processed one by one, so that one bad item fails its own request only.
     """
 
-    def __init__(self, process: Callable[[list[Item]], list[Result]], max_size: int) -> None:
+    def __init__(
+        self, process: Callable[[list[Item]], list[Result]], max_size: int, threads: int = 1
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size: expected at least 1, got {max_size}")
+        if threads < 1:
+            raise ValueError(f"threads: expected at least 1, got {threads}")
         self.process = process
         self.max_size = max_size
+        self.threads = threads
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._draining: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rank-batch")
+        self._draining: set[asyncio.Task[None]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank-batch")
 
     async def submit(self, item: Item) -> Result:
         """The item's result, computed in the next batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((item, future))
-        if self._draining is None:
-            self._draining = loop.create_task(self._drain())
+        if len(self._draining) < self.threads:
+            task = loop.create_task(self._drain())
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
         return await future
 
     async def _drain(self) -> None:
+        """Take batches from the waiting items until none waits (one per thread at a time)."""
         loop = asyncio.get_running_loop()
-        try:
-            while self._waiting:
-                batch = self._waiting[: self.max_size]
-                del self._waiting[: self.max_size]
-                items = [item for item, _ in batch]
-                try:
-                    results = await loop.run_in_executor(self._thread, self._outcomes, items)
-                except Exception as error:  # a broken `process`: fail the batch, not the loop
-                    logger.exception("a batch of %d failed", len(items))
-                    results = [error] * len(items)
-                for (_, future), outcome in zip(batch, results, strict=True):
-                    if future.done():  # the client went away meanwhile
-                        continue
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-        finally:
-            self._draining = None
+        while self._waiting:
+            batch = self._waiting[: self.max_size]
+            del self._waiting[: self.max_size]
+            items = [item for item, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._pool, self._outcomes, items)
+            except Exception as error:  # a broken `process`: fail the batch, not the loop
+                logger.exception("a batch of %d failed", len(items))
+                results = [error] * len(items)
+            for (_, future), outcome in zip(batch, results, strict=True):
+                if future.done():  # the client went away meanwhile
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
     def _outcomes(self, items: list[Item]) -> list[Result | Exception]:
         """The batch's results, or each item's own result or exception."""
@@ -90,5 +95,5 @@ class Batcher(Generic[Item, Result]):
         return list(results)
 
     def close(self) -> None:
-        """Stop the worker thread once the running batch is done."""
-        self._thread.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker threads once the running batches are done."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

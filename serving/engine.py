@@ -53,7 +53,6 @@ from serving.loading import LoadedModel, ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, request_row, row_arrays
 from serving.schemas import (
     AdminResult,
-    RankedItem,
     RankRequest,
     RankResponse,
     SimilarItem,
@@ -228,45 +227,57 @@ class Engine:
             raise NotReady(f"no catalog loaded: {state.catalog_error}")
         at = state.now() if at is None else at
         rows = [request_row(r.profile, r.user_id, self.profiles.get(r.user_id)) for r in requests]
-        persons = [row_arrays(row) for row in rows]
-        people = concat_rows(persons)
+        people = concat_rows([row_arrays(row) for row in rows])
         masks = self._candidates(catalog, people, requests, at)
         columns = np.flatnonzero(masks.any(axis=0))
         masks = masks[:, columns]
         strategies, scores, learned_z = self._score(state, catalog, rows, people, columns, masks)
         pool_size = min(len(columns), max(_pool_size(r.k) for r in requests))
         pools = top_k(scores, pool_size, masks)
+        chosen = []
+        for pool, request in zip(pools, requests, strict=True):
+            pool = pool[: _pool_size(request.k)]
+            chosen.append(self._order(catalog, columns, pool[pool != PAD], request.k))
+        lengths = np.array([len(positions) for positions in chosen], dtype=np.int64)
+        owner = np.repeat(np.arange(len(requests)), lengths)
+        positions = np.concatenate(chosen)
+        ends = np.cumsum(lengths)
+        items = self._items(
+            catalog,
+            people,
+            owner,
+            columns[positions],
+            np.arange(len(owner)) - np.repeat(ends - lengths, lengths) + 1,
+            scores[owner, positions],
+            [strategies[i] == "personalized" for i in owner.tolist()],
+            at,
+            None if learned_z is None else learned_z[owner, positions],
+        )
         created_at = datetime.now(UTC)
         out = []
-        for i, request in enumerate(requests):
-            pool = pools[i, : _pool_size(request.k)]
-            chosen = self._order(catalog, columns, pool[pool != PAD], request.k)
-            items = self._items(
-                catalog,
-                persons[i],
-                columns[chosen],
-                scores[i, chosen],
-                strategies[i],
-                at,
-                None if learned_z is None else learned_z[i, chosen],
-            )
+        for request, strategy, end, length in zip(
+            requests, strategies, ends.tolist(), lengths.tolist(), strict=True
+        ):
+            listed = items[end - length : end]
             request_id = uuid.uuid4().hex
-            response = RankResponse(
-                request_id=request_id,
-                model_version=state.model_version,
-                catalog_version=catalog.version,
-                strategy=strategies[i],
-                items=items,
+            response = RankResponse.model_validate(  # one pass in pydantic's core
+                {
+                    "request_id": request_id,
+                    "model_version": state.model_version,
+                    "catalog_version": catalog.version,
+                    "strategy": strategy,
+                    "items": listed,
+                }
             )
             ranking = Ranking(
                 request_id=request_id,
                 created_at=created_at,
                 model_version=state.model_version,
                 catalog_version=catalog.version,
-                strategy=strategies[i],
+                strategy=strategy,
                 user_id=request.user_id,
-                offer_ids=[item.offer_id for item in items],
-                scores=[item.score for item in items],
+                offer_ids=[item["offer_id"] for item in listed],
+                scores=[item["score"] for item in listed],
             )
             out.append((response, ranking))
         return out
@@ -373,39 +384,42 @@ class Engine:
     def _items(
         self,
         catalog: Catalog,
-        person: ProfileArrays,
-        chosen: np.ndarray,
+        people: ProfileArrays,
+        owner: np.ndarray,
+        rows: np.ndarray,
+        ranks: np.ndarray,
         scores: np.ndarray,
-        strategy: Strategy,
+        personalized: list[bool],
         at: int,
         learned_z: np.ndarray | None,
-    ) -> list[RankedItem]:
+    ) -> list[dict]:
+        """The `RankedItem` fields of every listed offer of the batch: item i is catalog row
+        `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`."""
         a = catalog.arrays
-        distances = haversine_km(person.lat[0], person.lon[0], a.lat[chosen], a.lon[chosen])
-        liked = np.zeros(len(chosen), dtype=bool)
-        if strategy == "personalized" and learned_z is not None:
-            liked = learned_z >= LIKED_Z
-        said = reasons(catalog, chosen, person, distances, liked, at)
+        distances = haversine_km(people.lat[owner], people.lon[owner], a.lat[rows], a.lon[rows])
+        liked = np.zeros(len(rows), dtype=bool)
+        if learned_z is not None:
+            liked = np.array(personalized, dtype=bool) & (learned_z >= LIKED_Z)
+        said = reasons(catalog, rows, people, owner, distances, liked, at)
         return [
-            RankedItem.model_construct(  # fields built here: no validation needed
-                offer_id=offer_id,
-                rank=position + 1,
-                score=round(score, 6),
-                programme=programme,
-                domain=domain,
-                distance_km=None if math.isnan(distance) else round(distance, 1),
-                reasons=why,
-            )
-            for position, (offer_id, score, programme, domain, distance, why) in enumerate(
-                zip(
-                    a.ids[chosen].tolist(),
-                    scores.astype(float).tolist(),
-                    catalog.programme[chosen].tolist(),
-                    catalog.domain[chosen].tolist(),
-                    distances.tolist(),
-                    said,
-                    strict=True,
-                )
+            {
+                "offer_id": offer_id,
+                "rank": rank,
+                "score": round(score, 6),
+                "programme": programme,
+                "domain": domain,
+                "distance_km": None if math.isnan(distance) else round(distance, 1),
+                "reasons": why,
+            }
+            for offer_id, rank, score, programme, domain, distance, why in zip(
+                a.ids[rows].tolist(),
+                ranks.tolist(),
+                scores.astype(float).tolist(),
+                catalog.programme[rows].tolist(),
+                catalog.domain[rows].tolist(),
+                distances.tolist(),
+                said,
+                strict=True,
             )
         ]
 
@@ -618,29 +632,31 @@ def capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray
 def reasons(
     catalog: Catalog,
     rows: np.ndarray,
-    person: ProfileArrays,
+    people: ProfileArrays,
+    owner: np.ndarray,
     distances: np.ndarray,
     liked: np.ndarray,
     at: int,
 ) -> list[list[str]]:
-    """Short French reasons for showing each offer of `rows` to this person, most telling
-    first (at most MAX_REASONS); tests in the numpy part, strings in the loop."""
+    """Short French reasons for showing offer `rows[i]` to person `owner[i]` of `people`,
+    most telling first (at most MAX_REASONS); tests in the numpy part, strings in the loop."""
     a = catalog.arrays
     remote = a.remote[rows]
     known = ~np.isnan(distances)
     with np.errstate(invalid="ignore"):
-        near = known & ((remote == _ON_SITE) | (distances <= person.radius_km[0]))
-    activities = a.quiz_activities[rows] & person.quiz_activities[0]
+        near = known & ((remote == _ON_SITE) | (distances <= people.radius_km[owner]))
+    activities = a.quiz_activities[rows] & people.quiz_activities[owner]
+    rhythm = people.rhythm[owner]
     age_seconds = at - a.posted_at[rows]
     columns = zip(
         near.tolist(),
         np.where(known, distances, 0.0).tolist(),
         remote.tolist(),
         catalog.domain[rows].tolist(),
-        (a.quiz_domains[rows] & person.quiz_domains[0]).any(axis=1).tolist(),
+        (a.quiz_domains[rows] & people.quiz_domains[owner]).any(axis=1).tolist(),
         np.where(activities.any(axis=1), activities.argmax(axis=1), -1).tolist(),
         liked.tolist(),
-        ((person.rhythm[0] >= 0) & (a.rhythm[rows] == person.rhythm[0])).tolist(),
+        ((rhythm >= 0) & (a.rhythm[rows] == rhythm)).tolist(),
         (a.programme[rows] == _SERVICE_CIVIQUE).tolist(),
         a.paid[rows].tolist(),
         ((age_seconds >= 0) & (age_seconds <= NEW_OFFER_DAYS * 86_400)).tolist(),

@@ -160,7 +160,9 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
-        self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
+        self.batcher = Batcher(
+            self._rank_batch, self.settings.max_batch, self.settings.batch_threads
+        )
         _settle_heap()
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:

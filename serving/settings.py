@@ -42,6 +42,7 @@ DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix(
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_BATCH = 32
+DEFAULT_BATCH_THREADS = 2
 
 
 def _float(name: str, default: float, low: float, high: float) -> float:
@@ -123,6 +124,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     trace_rank: bool = False
     max_batch: int = DEFAULT_MAX_BATCH
+    batch_threads: int = DEFAULT_BATCH_THREADS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -147,6 +149,7 @@ class Settings:
             workers=workers(),
             trace_rank=trace_rank(),
             max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
+            batch_threads=_int("RECSYS_BATCH_THREADS", DEFAULT_BATCH_THREADS, 1, 64),
         )
 
 

@@ -527,7 +527,8 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     # lyon-culture-1: Service Civique, paid, 0.02° north and east of Lyon's centre.
     distance = float(geo.haversine_km(LYON[0], LYON[1], LYON[0] + 0.02, LYON[1] + 0.02))
     assert round(distance) == 3
-    said = reasons(catalog, rows, person, np.array([distance, 280.0]), np.array([False, True]), AT)
+    distances, liked = np.array([distance, 280.0]), np.array([False, True])
+    said = reasons(catalog, rows, person, np.zeros(2, dtype=np.int64), distances, liked, AT)
     assert said == [
         [
             "près de chez vous : 3 km",
