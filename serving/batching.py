@@ -7,8 +7,11 @@ per request, where numpy's per-call overheads dominate at catalog sizes of tens 
 of offers. Nothing waits on purpose: a batch starts as soon as the previous one is done, so
 a lone request is ranked at once and a busy server ranks many at a time.
 
-Batches run on one worker thread, off the event loop: numpy releases the GIL on arrays of
-this size, so the loop keeps reading and answering requests on the other core meanwhile.
+Batches run on worker threads, off the event loop: numpy releases the GIL on arrays of this
+size, so the loop keeps reading and answering requests on the other core meanwhile. One
+thread suits catalogs of tens of thousands of offers, where a batch is mostly Python that a
+second thread would contend with for the GIL; at a hundred thousand offers a batch is mostly
+numpy, and two threads keep both cores busy (`serving.settings.batch_threads`).
 
 BentoML's own adaptive batching (`@bentoml.api(batchable=True)`) was not used: it batches an
 API whose input is a list, so the front would have to send lists, and it waits up to a
@@ -25,6 +28,7 @@ from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
+MAX_THREADS = 64
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -34,6 +38,7 @@ class Batcher(Generic[Item, Result]):
 
     `process(items)` returns one result per item, in order. When it raises on a batch, the
     items are processed one by one, so that one bad item fails its own request only.
+    `threads` batches run at once; it may be changed while serving (at most MAX_THREADS).
     """
 
     def __init__(
@@ -41,29 +46,46 @@ class Batcher(Generic[Item, Result]):
     ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size: expected at least 1, got {max_size}")
-        if threads < 1:
-            raise ValueError(f"threads: expected at least 1, got {threads}")
         self.process = process
         self.max_size = max_size
         self.threads = threads
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._draining: set[asyncio.Task[None]] = set()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank-batch")
+        self._drains = 0  # `_drain` tasks running, counted inside them (no await between)
+        self._tasks: set[asyncio.Task[None]] = set()  # references, so none is collected
+        # Threads start when first needed, so the pool's bound costs nothing until used.
+        self._pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="rank-batch")
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: int) -> None:
+        if not 1 <= value <= MAX_THREADS:
+            raise ValueError(f"threads: expected 1 to {MAX_THREADS}, got {value}")
+        self._threads = value
 
     async def submit(self, item: Item) -> Result:
         """The item's result, computed in the next batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
         self._waiting.append((item, future))
-        if len(self._draining) < self.threads:
+        if self._drains < self.threads:
+            self._drains += 1
             task = loop.create_task(self._drain())
-            self._draining.add(task)
-            task.add_done_callback(self._draining.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _drain(self) -> None:
         """Take batches from the waiting items until none waits (one per thread at a time)."""
         loop = asyncio.get_running_loop()
+        try:
+            await self._drain_waiting(loop)
+        finally:  # before any other item is submitted: the next one starts a drain
+            self._drains -= 1
+
+    async def _drain_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._waiting:
             batch = self._waiting[: self.max_size]
             del self._waiting[: self.max_size]

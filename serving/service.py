@@ -61,7 +61,7 @@ from serving.schemas import (
     SimilarResponse,
     Status,
 )
-from serving.settings import Settings, max_body_bytes, trace_rank, workers
+from serving.settings import Settings, batch_threads, max_body_bytes, trace_rank, workers
 
 logger = logging.getLogger(__name__)
 
@@ -160,10 +160,14 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
-        self.batcher = Batcher(
-            self._rank_batch, self.settings.max_batch, self.settings.batch_threads
-        )
+        self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
+        self._fit_batch_threads()
         _settle_heap()
+
+    def _fit_batch_threads(self) -> None:
+        catalog = self.engine.state.catalog
+        size = len(catalog) if catalog is not None else 0
+        self.batcher.threads = batch_threads(self.settings.batch_threads, size)
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
         _batch_sizes().observe(len(requests))
@@ -250,6 +254,7 @@ class RankingService:
         result = await anyio.to_thread.run_sync(
             _then_settle, self.engine.update_catalog, update.path, update.mode
         )
+        self._fit_batch_threads()
         if not result.ok:
             ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
         return result
@@ -259,6 +264,7 @@ class RankingService:
         """Load a model (default: RECSYS_MODEL_URI) and serve it (X-Admin-Token header)."""
         self._authorize(ctx)
         result = await anyio.to_thread.run_sync(_then_settle, self.engine.reload_model, reload.uri)
+        self._fit_batch_threads()
         if not result.ok:
             ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
         return result

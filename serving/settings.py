@@ -19,7 +19,8 @@ keeps; unset: hashed without a secret, with a warning), RECSYS_MAX_BODY_BYTES (1
 request bodies are refused with 413 before they are parsed), RECSYS_WORKERS (1: worker
 processes, each with its own state), RECSYS_TRACE_RANK (false: /rank is left out of BentoML's
 OpenTelemetry tracing), RECSYS_MAX_BATCH (32: at most this many waiting /rank requests are
-ranked together, `serving.batching`).
+ranked together, `serving.batching`), RECSYS_BATCH_THREADS (threads ranking batches, 1 to 64;
+unset or 0: `batch_threads`, by catalog size).
 
 The last three shape the BentoML service itself, whose decorator BentoML reads when it imports
 `serving.service`, before `__init__` runs: `max_body_bytes()`, `workers()` and `trace_rank()`
@@ -42,7 +43,7 @@ DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix(
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_BATCH = 32
-DEFAULT_BATCH_THREADS = 2
+LARGE_CATALOG = 50_000  # offers from which /rank batches run on two threads
 
 
 def _float(name: str, default: float, low: float, high: float) -> float:
@@ -124,7 +125,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     trace_rank: bool = False
     max_batch: int = DEFAULT_MAX_BATCH
-    batch_threads: int = DEFAULT_BATCH_THREADS
+    batch_threads: int | None = None  # None: `batch_threads(catalog size)`
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -149,7 +150,7 @@ class Settings:
             workers=workers(),
             trace_rank=trace_rank(),
             max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
-            batch_threads=_int("RECSYS_BATCH_THREADS", DEFAULT_BATCH_THREADS, 1, 64),
+            batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
         )
 
 
@@ -178,6 +179,14 @@ def trace_rank() -> bool:
     collector then walks through; nothing exports spans unless a tracing exporter is configured.
     """
     return _flag("RECSYS_TRACE_RANK", False)
+
+
+def batch_threads(setting: int | None, catalog_size: int) -> int:
+    """Threads ranking /rank batches: RECSYS_BATCH_THREADS, else 1, or 2 from LARGE_CATALOG
+    offers on (`serving.batching`: numpy dominates a batch there, Python below)."""
+    if setting is not None:
+        return setting
+    return 2 if catalog_size >= LARGE_CATALOG else 1
 
 
 def group_cap(share: float, k: int) -> int:

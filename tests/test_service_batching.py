@@ -34,6 +34,19 @@ def test_a_lone_item_is_processed_at_once() -> None:
     batcher.close()
 
 
+def test_an_item_submitted_as_the_last_batch_ends_is_processed() -> None:
+    """The waiter of a batch resumes before the finished drain's callbacks run: the next item
+    it submits then must still start a drain (it once waited forever)."""
+    batcher = Batcher(Recorder(), max_size=8)
+
+    async def one_after_another() -> list[int]:
+        return [await batcher.submit(i) for i in range(50)]
+
+    results = asyncio.run(asyncio.wait_for(one_after_another(), timeout=10))
+    assert results == [2 * i for i in range(50)]
+    batcher.close()
+
+
 def test_items_waiting_together_share_a_batch_up_to_max_size() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_size=4)
@@ -90,6 +103,28 @@ def test_a_caller_that_went_away_does_not_stop_the_others() -> None:
     batcher.close()
 
 
-def test_max_size_must_be_positive() -> None:
+def test_threads_rank_batches_side_by_side() -> None:
+    """With two threads, a batch starts while the first still runs."""
+    running = threading.Barrier(2, timeout=5)  # broken unless two batches run at once
+
+    def process(items: list[int]) -> list[int]:
+        running.wait()
+        return items
+
+    batcher = Batcher(process, max_size=1, threads=2)
+
+    async def scenario() -> list[int]:
+        return await asyncio.gather(batcher.submit(1), batcher.submit(2))
+
+    assert asyncio.run(scenario()) == [1, 2]
+    batcher.threads = 1
+    running = threading.Barrier(1)
+    assert asyncio.run(scenario()) == [1, 2]
+    batcher.close()
+
+
+def test_sizes_and_threads_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_size"):
         Batcher(Recorder(), max_size=0)
+    with pytest.raises(ValueError, match="threads: expected 1 to 64"):
+        Batcher(Recorder(), max_size=4, threads=0)

@@ -34,7 +34,7 @@ from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
-from serving.settings import Settings, group_cap
+from serving.settings import Settings, batch_threads, group_cap
 from tests.fixtures import LYON, PARIS, make_offers_frame, make_profiles_frame
 from tests.service_fixtures import (
     catalog_offers,
@@ -662,9 +662,22 @@ def test_settings_refuse_malformed_variables(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValueError, match="RECSYS_AS_OF: expected an ISO date or time"):
         Settings.from_env()
     monkeypatch.setenv("RECSYS_AS_OF", "2025-03-01T12:00:00")
+    for name, value in (("RECSYS_MAX_BATCH", "0"), ("RECSYS_BATCH_THREADS", "two")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=f"{name}: expected a whole number"):
+            Settings.from_env()
+        monkeypatch.delenv(name)
     loaded = Settings.from_env()
     assert loaded.max_per_programme == 0.4 and loaded.rules_remote_overrides is True
     assert loaded.as_of == epoch_seconds(pd.Timestamp("2025-03-01T12:00:00", tz="UTC"))
+    assert (loaded.max_batch, loaded.batch_threads) == (32, None)
+    monkeypatch.setenv("RECSYS_BATCH_THREADS", "3")
+    assert Settings.from_env().batch_threads == 3
+
+
+def test_batch_threads_follow_the_catalog_size_unless_set() -> None:
+    assert batch_threads(None, 10_000) == 1 and batch_threads(None, 100_000) == 2
+    assert batch_threads(3, 10_000) == 3 and batch_threads(1, 100_000) == 1
 
 
 def test_open_ended_offers_never_expire_from_the_cache() -> None:
