@@ -133,6 +133,14 @@ def _now() -> int:
     return int(time.time())
 
 
+def _one_of(column: np.ndarray, codes: list[int], n_codes: int) -> np.ndarray:
+    """`np.isin(column, codes)` for codes in [0, n_codes) and -1 (unknown, never chosen):
+    a look-up per offer where `isin` sorts, a tenth of the time per filtered request."""
+    allowed = np.zeros(n_codes + 1, dtype=bool)  # the last slot is -1's, False
+    allowed[codes] = True
+    return allowed[column]
+
+
 def _pool_size(k: int) -> int:
     """Candidates kept before diversity re-ranking for a list of k."""
     return max(POOL_FACTOR * k, MIN_POOL)
@@ -306,7 +314,7 @@ class Engine:
                     (filters.remote, _REMOTE_CODE, a.remote),
                 ):
                     if values:
-                        mask[i] &= np.isin(column, [codes[v] for v in values])
+                        mask[i] &= _one_of(column, [codes[v] for v in values], len(codes))
             for offer_id in request.exclude_offer_ids:
                 row = catalog.row.get(offer_id)
                 if row is not None:

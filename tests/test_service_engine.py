@@ -28,7 +28,7 @@ from recsys.encoding import UserEncoder
 from recsys.ranking import diversify
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
-from serving.engine import Engine, UnknownOffer, _slot, capped, reasons
+from serving.engine import Engine, UnknownOffer, _one_of, _slot, capped, reasons
 from serving.events import pseudonym
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
@@ -717,3 +717,13 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
     )
     assert past.rank(RankRequest(k=100))[0].items == []
     assert past.status().as_of == early.to_pydatetime()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    column=st.lists(st.integers(-1, 14), max_size=40),
+    codes=st.lists(st.integers(0, 14), max_size=5),
+)
+def test_one_of_equals_isin(column: list[int], codes: list[int]) -> None:
+    values = np.array(column, dtype=np.int16)
+    np.testing.assert_array_equal(_one_of(values, codes, 15), np.isin(values, codes))
