@@ -188,6 +188,9 @@ class EventStore:
             sa.Column("missionId", sa.String(), nullable=False),
             sa.Column("score", sa.Float(), nullable=False),
         )
+        # What SQLAlchemy would make of a timestamp for this driver (a string on SQLite).
+        processor = self.requests.c.createdAt.type.bind_processor(self.engine.dialect)
+        self._stamp = processor or (lambda value: value)
         if create:
             with self.engine.begin() as connection:
                 if db_schema:
@@ -291,39 +294,52 @@ class EventStore:
         return list(stored)
 
     def log_rankings(self, rankings: Iterable[Ranking]) -> None:
-        """Write served lists (idempotent on the request id)."""
+        """Write served lists (idempotent on the request id).
+
+        Plain tuples through the driver's `executemany` (`_insert_rows`): SQLAlchemy's
+        per-row processing of a Core insert took a tenth of the service's CPU under load.
+        """
         rankings = list(rankings)
         if not rankings:
             return
+        stamp = self._stamp
         requests = [
-            {
-                "requestId": r.request_id,
-                "createdAt": r.created_at,
-                "modelVersion": r.model_version,
-                "catalogVersion": r.catalog_version,
-                "strategy": r.strategy,
-                "userId": pseudonym(r.user_id, self.id_salt),
-                "nItems": len(r.offer_ids),
-            }
+            (
+                r.request_id,
+                stamp(r.created_at),
+                r.model_version,
+                r.catalog_version,
+                r.strategy,
+                pseudonym(r.user_id, self.id_salt),
+                len(r.offer_ids),
+            )
             for r in rankings
         ]
         items = [
-            {"requestId": r.request_id, "position": i + 1, "missionId": offer, "score": score}
+            (r.request_id, i + 1, offer, float(score))
             for r in rankings
             for i, (offer, score) in enumerate(zip(r.offer_ids, r.scores, strict=True))
         ]
         with self.engine.begin() as connection:
-            connection.execute(
-                self._insert(self.requests).on_conflict_do_nothing(index_elements=["requestId"]),
-                requests,
-            )
+            self._insert_rows(connection, self.requests, requests, ["requestId"])
             if items:
-                connection.execute(
-                    self._insert(self.items).on_conflict_do_nothing(
-                        index_elements=["requestId", "position"]
-                    ),
-                    items,
-                )
+                self._insert_rows(connection, self.items, items, ["requestId", "position"])
+
+    def _insert_rows(
+        self, connection: sa.Connection, table: sa.Table, rows: list[tuple], key: list[str]
+    ) -> None:
+        """`INSERT ... ON CONFLICT (key) DO NOTHING` of tuples in the table's column order,
+        already in the driver's form (the same statement on SQLite and PostgreSQL)."""
+        quote = self.engine.dialect.identifier_preparer
+        marker = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        columns = ", ".join(quote.quote(column.name) for column in table.columns)
+        markers = ", ".join([marker] * len(table.columns))
+        conflict = ", ".join(quote.quote(name) for name in key)
+        connection.exec_driver_sql(
+            f"INSERT INTO {quote.format_table(table)} ({columns}) VALUES ({markers}) "
+            f"ON CONFLICT ({conflict}) DO NOTHING",
+            rows,
+        )
 
     def read_events(self) -> pd.DataFrame:
         """Every stored event as the canonical events table (UTC timestamps), by `createdAt`.

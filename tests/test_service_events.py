@@ -8,6 +8,7 @@ afterwards; skipped only when the server does not answer).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from serving.events import (
     RankLog,
     event_rows,
     export_events,
+    pseudonym,
     without_exact_age,
 )
 from serving.schemas import Event, EventsRequest
@@ -109,14 +111,20 @@ def _check_store(store: EventStore) -> None:
     direct = {"id": "e5", "type": "apply", "missionId": "o1", "createdAt": WHEN}
     assert store.add_events([{**direct, "candidateAge": 17}]) == ["e5"]  # a canonical row too
     assert store.read_events().set_index("id").loc["e5", "candidateAgeBand"] == "16-17"
-    store.log_rankings([_ranking("r1", ["o1", "o2"]), _ranking("r2", [])])
+    visitor = replace(_ranking("r3", ["o2"]), user_id="visitor-7")
+    store.log_rankings([_ranking("r1", ["o1", "o2"]), _ranking("r2", []), visitor])
     store.log_rankings([_ranking("r1", ["o1", "o2"])])  # idempotent
     rankings = store.read_rankings()
     assert rankings[["requestId", "position", "missionId"]].values.tolist() == [
         ["r1", 1, "o1"],
         ["r1", 2, "o2"],
+        ["r3", 1, "o2"],
     ]
-    assert rankings["score"].tolist() == [1.0, 0.9] and rankings["strategy"].eq("cold_start").all()
+    assert rankings["score"].tolist() == [1.0, 0.9, 1.0]
+    assert rankings["strategy"].eq("cold_start").all() and rankings["modelVersion"].eq("m/v1").all()
+    assert (rankings["createdAt"] == pd.Timestamp(WHEN)).all()
+    assert rankings["userId"].iloc[:2].isna().all()
+    assert rankings["userId"].iloc[2] == pseudonym("visitor-7", store.id_salt)
 
 
 def test_sqlite_store_is_idempotent_and_exports_the_canonical_table(tmp_path: Path) -> None:
@@ -136,7 +144,7 @@ def test_sqlite_store_is_idempotent_and_exports_the_canonical_table(tmp_path: Pa
     assert exported["candidateAgeBand"].dropna().to_dict() == {"e3": "18-20", "e5": "16-17"}
     assert exported.loc["e2", "clickId"] == "c1" and exported.loc["e2", "position"] == 1
     assert pd.isna(exported.loc["e4", "missionId"])
-    assert len(pd.read_parquet(tmp_path / "out" / "rankings.parquet")) == 2
+    assert len(pd.read_parquet(tmp_path / "out" / "rankings.parquet")) == 3
 
 
 @pytest.fixture
