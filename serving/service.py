@@ -7,7 +7,8 @@ loaded: `__is_ready__`) and `/metrics` (Prometheus). `GET /status` comes from a 
 app mounted beside the APIs, because BentoML APIs answer POST only.
 
 Personal data stays out of the logs: refused values are not repeated in validation errors
-(`serving.schemas`), and the access log omits the client address (`HideClientAddress`).
+(`serving.schemas`), and the access log omits the client address (`AccessLogFilter`, which
+also keeps only failed requests and admin calls unless RECSYS_ACCESS_LOG_ALL is set).
 
 Errors: a body over RECSYS_MAX_BODY_BYTES is refused with a 413 before it is parsed; bad
 input is refused by pydantic with a 400 naming the field; an unknown offer in
@@ -61,7 +62,14 @@ from serving.schemas import (
     SimilarResponse,
     Status,
 )
-from serving.settings import Settings, batch_threads, max_body_bytes, trace_rank, workers
+from serving.settings import (
+    Settings,
+    access_log_all,
+    batch_threads,
+    max_body_bytes,
+    trace_rank,
+    workers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -313,22 +321,40 @@ def _then_settle(action: Any, *args: Any) -> Any:
         _settle_heap()
 
 
-class HideClientAddress(logging.Filter):
-    """Drops the client's IP address (the first argument) from BentoML's access-log lines.
+class AccessLogFilter(logging.Filter):
+    """BentoML's access-log lines without the client's IP address, and only for failed
+    requests and admin calls unless `every_request` (RECSYS_ACCESS_LOG_ALL).
 
     The address is personal data (often a minor's), and BentoML takes it from
     X-Forwarded-For when a proxy sets it; the rest of the line (method, path, status,
-    latency) stays for operations.
+    latency) stays for operations. A line per successful request cost a seventh of the event
+    loop's time under load (formatting and writing it), and /metrics counts and times those
+    requests anyway.
     """
 
+    def __init__(self, every_request: bool) -> None:
+        super().__init__()
+        self.every_request = every_request
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = ("-", *record.args[1:])
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if not self.every_request and len(args) >= 3 and _routine(str(args[1]), str(args[2])):
+            return False
+        record.args = ("-", *args[1:])
         return True
 
 
+def _routine(request: str, response: str) -> bool:
+    """Whether an access-log line is of a successful request other than an admin call
+    (`request` is "scheme=..,method=..,path=..", `response` "status=..,..")."""
+    status = response.split(",", 1)[0].removeprefix("status=")
+    return status.isdigit() and int(status) < 400 and "path=/admin/" not in request
+
+
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
-logging.getLogger("bentoml.access").addFilter(HideClientAddress())
+logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 
 
 class _Publishers:

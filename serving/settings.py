@@ -20,11 +20,13 @@ request bodies are refused with 413 before they are parsed), RECSYS_WORKERS (1: 
 processes, each with its own state), RECSYS_TRACE_RANK (false: /rank is left out of BentoML's
 OpenTelemetry tracing), RECSYS_MAX_BATCH (32: at most this many waiting /rank requests are
 ranked together, `serving.batching`), RECSYS_BATCH_THREADS (threads ranking batches, 1 to 64;
-unset or 0: `batch_threads`, by catalog size).
+unset or 0: `batch_threads`, by catalog size), RECSYS_ACCESS_LOG_ALL (false: the access log
+has a line for failed requests and admin calls only).
 
-The last three shape the BentoML service itself, whose decorator BentoML reads when it imports
-`serving.service`, before `__init__` runs: `max_body_bytes()`, `workers()` and `trace_rank()`
-read them there, and `Settings.from_env` reads them too so that `recsys serve` refuses a
+RECSYS_MAX_BODY_BYTES, RECSYS_WORKERS, RECSYS_TRACE_RANK and RECSYS_ACCESS_LOG_ALL shape the
+BentoML service itself, whose decorator BentoML reads when it imports `serving.service`, before
+`__init__` runs: `max_body_bytes()`, `workers()`, `trace_rank()` and `access_log_all()` read
+them there, and `Settings.from_env` reads them too so that `recsys serve` refuses a
 malformed value before it starts the server.
 """
 
@@ -124,6 +126,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = DEFAULT_WORKERS
     trace_rank: bool = False
+    access_log_all: bool = False
     max_batch: int = DEFAULT_MAX_BATCH
     batch_threads: int | None = None  # None: `batch_threads(catalog size)`
 
@@ -149,6 +152,7 @@ class Settings:
             max_body_bytes=max_body_bytes(),
             workers=workers(),
             trace_rank=trace_rank(),
+            access_log_all=access_log_all(),
             max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
             batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
         )
@@ -169,6 +173,12 @@ def workers() -> int:
     (docs/operations.md, "Load").
     """
     return _int("RECSYS_WORKERS", DEFAULT_WORKERS, 1, 64)
+
+
+def access_log_all() -> bool:
+    """RECSYS_ACCESS_LOG_ALL: an access-log line for every request, not only for failed
+    requests and admin calls (read at import, where the service installs its log filter)."""
+    return _flag("RECSYS_ACCESS_LOG_ALL", False)
 
 
 def trace_rank() -> bool:

@@ -50,6 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         "RECSYS_RANK_LOG_FLUSH_SECONDS": "0.1",
         "RECSYS_ADMIN_TOKEN": TOKEN,
         "RECSYS_ID_SALT": SALT,
+        "RECSYS_ACCESS_LOG_ALL": "true",  # every line checked, successful requests too
     }
     headers = {"User-Agent": AGENT, "X-Forwarded-For": ADDRESS, "X-Real-IP": ADDRESS}
     with (
@@ -188,6 +189,7 @@ def test_the_log_holds_no_personal_data(
     _, folder = server
     log = (folder / "server.log").read_text()
     assert "/rank" in log and "/events" in log and "status=400" in log  # the log is captured
+    assert "status=200" in log
     for secret in (VISITOR, ANONYMOUS, POSTAL, AGENT, ADDRESS, "2010-05-17"):
         assert secret not in log, secret
     # Ages (17, and the refused -1) appear neither as request fields nor as echoed input.

@@ -148,6 +148,23 @@ def test_health_readiness_metrics_and_status(served: Server) -> None:
     assert "bentoml_service_request_total{" in metrics and 'endpoint="/rank"' in metrics
 
 
+def test_the_access_log_keeps_failures_and_admin_calls_only(served: Server) -> None:
+    """By default (RECSYS_ACCESS_LOG_ALL unset) a successful request leaves no line."""
+    served.post("/rank", {"k": 2}).raise_for_status()
+    assert served.post("/rank", {"k": 0}).status_code == 400
+    assert served.post("/admin/reload", {}).status_code == 403
+    lines = []
+    for _ in range(50):  # the server writes its log as it goes
+        lines = (served.folder / "server.log").read_text().splitlines()
+        if any("path=/admin/reload" in line for line in lines):
+            break
+        time.sleep(0.1)
+    access = [line for line in lines if "(scheme=http,method=" in line]
+    assert any("path=/rank" in line and "status=400" in line for line in access)
+    assert any("path=/admin/reload" in line and "status=403" in line for line in access)
+    assert not any("status=200" in line for line in access)
+
+
 def test_openapi_documents_the_models(served: Server) -> None:
     spec = served.client.get("/docs.json").json()
     assert {"/rank", "/similar", "/events", "/status", "/admin/catalog"} <= set(spec["paths"])
