@@ -1,11 +1,11 @@
-"""Scoring one person against catalog rows with the served model.
+"""Scoring the people of a batch of requests against catalog rows with the served model.
 
 The model's own protocol does the work: `Recommender.prepare_offers` once per catalog (and
 for the offers an update adds), `Recommender.score_prepared` on the candidate rows of each
-request, so that the service runs the very code that was evaluated. Besides the model's
-part, a prepared catalog holds the unit vectors `/similar` compares: the model's item
-embeddings where it has some (LightFM, the hybrid's learned part), else the encoded offer
-features.
+batch of requests (`serving.batching`), so that the service runs the very code that was
+evaluated. Besides the model's part, a prepared catalog holds the unit vectors `/similar`
+compares: the model's item embeddings where it has some (LightFM, the hybrid's learned part),
+else the encoded offer features.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Prepared:
 
 
 class Scorer:
-    """The served model over a catalog prepared once: one `score_prepared` per request."""
+    """The served model over a catalog prepared once: one `score_prepared` per batch."""
 
     def __init__(self, model: Recommender, offer_encoder: OfferEncoder) -> None:
         self.model = model
