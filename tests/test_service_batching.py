@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 
 import pytest
 
@@ -24,6 +25,19 @@ class Recorder:
         if any(item < 0 for item in items):
             raise ValueError(f"negative item in {items}")
         return [2 * item for item in items]
+
+
+async def _submitted_while_held(
+    batcher: Batcher, recorder: Recorder, first: int, rest: Iterable[int]
+) -> list[asyncio.Task]:
+    """`first` submitted and its batch held while `rest` are submitted: they wait together
+    until the caller sets `recorder.release`."""
+    recorder.release.clear()
+    tasks = [asyncio.create_task(batcher.submit(first))]
+    await asyncio.sleep(0.05)
+    tasks += [asyncio.create_task(batcher.submit(item)) for item in rest]
+    await asyncio.sleep(0.05)
+    return tasks
 
 
 def test_a_lone_item_is_processed_at_once() -> None:
@@ -52,13 +66,9 @@ def test_items_waiting_together_share_a_batch_up_to_max_size() -> None:
     batcher = Batcher(recorder, max_size=4)
 
     async def scenario() -> list[int]:
-        recorder.release.clear()  # the first batch is held while ten more arrive
-        first = asyncio.create_task(batcher.submit(0))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.submit(i)) for i in range(1, 11)]
-        await asyncio.sleep(0.05)
+        tasks = await _submitted_while_held(batcher, recorder, 0, range(1, 11))
         recorder.release.set()
-        return await asyncio.gather(first, *rest)
+        return await asyncio.gather(*tasks)
 
     assert asyncio.run(scenario()) == [2 * i for i in range(11)]
     assert recorder.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
@@ -70,13 +80,9 @@ def test_a_failing_item_fails_its_own_request_only() -> None:
     batcher = Batcher(recorder, max_size=8)
 
     async def scenario() -> list[object]:
-        recorder.release.clear()
-        first = asyncio.create_task(batcher.submit(1))
-        await asyncio.sleep(0.05)
-        rest = [asyncio.create_task(batcher.submit(i)) for i in (2, -3, 4)]
-        await asyncio.sleep(0.05)
+        tasks = await _submitted_while_held(batcher, recorder, 1, [2, -3, 4])
         recorder.release.set()
-        return await asyncio.gather(first, *rest, return_exceptions=True)
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
     one, two, bad, four = asyncio.run(scenario())
     assert (one, two, four) == (2, 4, 8)
@@ -90,11 +96,7 @@ def test_a_caller_that_went_away_does_not_stop_the_others() -> None:
     batcher = Batcher(recorder, max_size=8)
 
     async def scenario() -> list[object]:
-        recorder.release.clear()
-        first = asyncio.create_task(batcher.submit(1))
-        await asyncio.sleep(0.05)
-        gone, kept = asyncio.create_task(batcher.submit(2)), asyncio.create_task(batcher.submit(3))
-        await asyncio.sleep(0.01)
+        first, gone, kept = await _submitted_while_held(batcher, recorder, 1, [2, 3])
         gone.cancel()
         recorder.release.set()
         return await asyncio.gather(first, kept)
