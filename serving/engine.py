@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -520,6 +521,7 @@ class Engine:
             known_profiles=len(self.profiles),
             rank_log_pending=rank_log_pending,
             rank_log_dropped=rank_log_dropped,
+            worker_pid=os.getpid(),
         )
 
     def _result(self, ok: bool, message: str, started: float, **counts: int) -> AdminResult:

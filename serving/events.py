@@ -1,6 +1,6 @@
 """Durable store of what the service showed and what people did with it.
 
-Three tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
+Four tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 
 * `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns but
   `candidateAge`, camelCase, key `id`) plus `receivedAt`; inserts are idempotent
@@ -8,7 +8,9 @@ Three tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
   stores nothing twice;
 * `rank_requests` and `rank_items`: every ranking served (request id, time, model and catalog
   versions, strategy, person; then each offer with its position and score), so that a print
-  tagged with a `requestId` joins to the list and position it came from.
+  tagged with a `requestId` joins to the list and position it came from;
+* `admin_actions`: the admin calls that succeeded (catalog updates, model reloads), so that
+  every worker process applies them (`serving.admin_sync`).
 
 SQLite runs in WAL mode (readers never block the writer, several worker processes can append);
 PostgreSQL is chosen by the URL.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import queue
 import threading
@@ -187,6 +190,14 @@ class EventStore:
             sa.Column("position", sa.SmallInteger(), primary_key=True),
             sa.Column("missionId", sa.String(), nullable=False),
             sa.Column("score", sa.Float(), nullable=False),
+        )
+        self.admin = sa.Table(
+            f"{prefix}admin_actions",
+            metadata,
+            sa.Column("generation", sa.Integer(), primary_key=True, autoincrement=True),
+            sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("action", sa.String(), nullable=False),
+            sa.Column("arguments", sa.String(), nullable=False),  # JSON object
         )
         # What SQLAlchemy would make of a timestamp for this driver (a string on SQLite).
         processor = self.requests.c.createdAt.type.bind_processor(self.engine.dialect)
@@ -382,9 +393,37 @@ class EventStore:
         frame["createdAt"] = _utc(frame["createdAt"])
         return frame
 
+    def record_admin(self, action: str, arguments: dict[str, Any]) -> int:
+        """Record an admin action that succeeded, for the other workers (`serving.admin_sync`);
+        its generation (increasing)."""
+        statement = sa.insert(self.admin).values(
+            createdAt=datetime.now(UTC), action=action, arguments=json.dumps(arguments)
+        )
+        with self.engine.begin() as connection:
+            return int(connection.execute(statement).inserted_primary_key[0])
+
+    def admin_actions(self, after: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """(generation, action, arguments) of the admin actions recorded after `after`, in
+        order."""
+        a = self.admin
+        statement = (
+            sa.select(a.c.generation, a.c.action, a.c.arguments)
+            .where(a.c.generation > after)
+            .order_by(a.c.generation)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        return [(int(g), str(action), json.loads(arguments)) for g, action, arguments in rows]
+
+    def last_admin_generation(self) -> int:
+        """The generation of the last admin action recorded, 0 when none was."""
+        with self.engine.connect() as connection:
+            last = connection.execute(sa.select(sa.func.max(self.admin.c.generation))).scalar()
+        return int(last or 0)
+
     def drop(self) -> None:
-        """Drop the three tables (tests, and tearing down a deployment's prefix)."""
-        for table in (self.items, self.requests, self.events):
+        """Drop the four tables (tests, and tearing down a deployment's prefix)."""
+        for table in (self.admin, self.items, self.requests, self.events):
             table.drop(self.engine, checkfirst=True)
 
     def close(self) -> None:

@@ -202,6 +202,9 @@ class Status(BaseModel):
     known_profiles: int
     rank_log_pending: int
     rank_log_dropped: int
+    worker_pid: int = Field(
+        description="the worker process that answered (RECSYS_WORKERS > 1: each has its state)"
+    )
 
 
 class CatalogUpdate(_Strict):

@@ -47,6 +47,7 @@ from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows
@@ -154,6 +155,7 @@ class RankingService:
         self.engine = Engine.start(self.settings)
         self.store: EventStore | None = None
         self.rank_log: RankLog | None = None
+        self.admin_sync: AdminSync | None = None
         self.store_error: str | None = None
         if self.settings.id_salt is None:
             logger.warning("RECSYS_ID_SALT is not set: visitor ids hashed without a secret salt")
@@ -165,6 +167,10 @@ class RankingService:
                 id_salt=self.settings.id_salt or "",
             )
             self.rank_log = RankLog(self.store, self.settings.rank_log_flush_seconds)
+            self.admin_sync = AdminSync(
+                self.store, self._apply_recorded, self.settings.admin_sync_seconds
+            )
+            self.admin_sync.start()
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
@@ -176,6 +182,28 @@ class RankingService:
         catalog = self.engine.state.catalog
         size = len(catalog) if catalog is not None else 0
         self.batcher.threads = batch_threads(self.settings.batch_threads, size)
+
+    def _apply_recorded(self, action: str, arguments: dict[str, Any]) -> None:
+        """Carry out an admin call another worker recorded (`serving.admin_sync`)."""
+        if action == "catalog":
+            result = _then_settle(self.engine.update_catalog, arguments["path"], arguments["mode"])
+        elif action == "reload":
+            result = _then_settle(self.engine.reload_model, arguments["uri"])
+        else:
+            logger.error("admin sync: unknown action %r ignored", action)
+            return
+        self._fit_batch_threads()
+        logger.info("admin sync: %s", result.message)
+
+    def _record(self, action: str, arguments: dict[str, Any]) -> None:
+        """Record a successful admin call for the other workers; a failure is logged only
+        (this worker serves the new state; the others keep theirs until it is repeated)."""
+        if self.admin_sync is None:
+            return
+        try:
+            self.admin_sync.record(action, arguments)
+        except SQLAlchemyError as error:
+            logger.error("admin call not recorded for the other workers: %s", error)
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
         _batch_sizes().observe(len(requests))
@@ -263,7 +291,10 @@ class RankingService:
             _then_settle, self.engine.update_catalog, update.path, update.mode
         )
         self._fit_batch_threads()
-        if not result.ok:
+        if result.ok:
+            arguments = {"path": update.path, "mode": update.mode}
+            await anyio.to_thread.run_sync(self._record, "catalog", arguments)
+        else:
             ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
         return result
 
@@ -273,13 +304,17 @@ class RankingService:
         self._authorize(ctx)
         result = await anyio.to_thread.run_sync(_then_settle, self.engine.reload_model, reload.uri)
         self._fit_batch_threads()
-        if not result.ok:
+        if result.ok:
+            await anyio.to_thread.run_sync(self._record, "reload", {"uri": reload.uri})
+        else:
             ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
         return result
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.batcher.close()
+        if self.admin_sync is not None:
+            self.admin_sync.close()
         if self.rank_log is not None:
             self.rank_log.close()
         if self.store is not None:

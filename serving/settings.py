@@ -21,7 +21,8 @@ processes, each with its own state), RECSYS_TRACE_RANK (false: /rank is left out
 OpenTelemetry tracing), RECSYS_MAX_BATCH (32: at most this many waiting /rank requests are
 ranked together, `serving.batching`), RECSYS_BATCH_THREADS (threads ranking batches, 1 to 64;
 unset or 0: `batch_threads`, by catalog size), RECSYS_ACCESS_LOG_ALL (false: the access log
-has a line for failed requests and admin calls only).
+has a line for failed requests and admin calls only), RECSYS_ADMIN_SYNC_SECONDS (1: how often
+a worker applies the admin calls other workers recorded, `serving.admin_sync`).
 
 RECSYS_MAX_BODY_BYTES, RECSYS_WORKERS, RECSYS_TRACE_RANK and RECSYS_ACCESS_LOG_ALL shape the
 BentoML service itself, whose decorator BentoML reads when it imports `serving.service`, before
@@ -127,6 +128,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     trace_rank: bool = False
     access_log_all: bool = False
+    admin_sync_seconds: float = 1.0
     max_batch: int = DEFAULT_MAX_BATCH
     batch_threads: int | None = None  # None: `batch_threads(catalog size)`
 
@@ -153,6 +155,7 @@ class Settings:
             workers=workers(),
             trace_rank=trace_rank(),
             access_log_all=access_log_all(),
+            admin_sync_seconds=_float("RECSYS_ADMIN_SYNC_SECONDS", 1.0, 0.05, 3600.0),
             max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
             batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
         )

@@ -125,6 +125,15 @@ def _check_store(store: EventStore) -> None:
     assert (rankings["createdAt"] == pd.Timestamp(WHEN)).all()
     assert rankings["userId"].iloc[:2].isna().all()
     assert rankings["userId"].iloc[2] == pseudonym("visitor-7", store.id_salt)
+    assert store.last_admin_generation() == 0 and store.admin_actions(after=0) == []
+    first = store.record_admin("catalog", {"path": "/data/offers.json", "mode": "merge"})
+    second = store.record_admin("reload", {"uri": None})
+    assert 0 < first < second == store.last_admin_generation()
+    assert store.admin_actions(after=0) == [
+        (first, "catalog", {"path": "/data/offers.json", "mode": "merge"}),
+        (second, "reload", {"uri": None}),
+    ]
+    assert store.admin_actions(after=first) == [(second, "reload", {"uri": None})]
 
 
 def test_sqlite_store_is_idempotent_and_exports_the_canonical_table(tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""Several worker processes (RECSYS_WORKERS=2): an admin call reaches every one of them.
+
+A real `bentoml serve` on loopback with two workers. Each worker answers with its process id
+in /status; requests on new connections, sent together, reach both.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.process import running_servers
+from tests.service_fixtures import new_offer, write_world
+
+pytestmark = pytest.mark.service
+
+TOKEN = "workers-admin-token"
+
+
+def _versions_by_worker(base: str, rounds: int = 1) -> dict[int, set[str]]:
+    """Catalog versions each worker reported, over `rounds` of 8 new connections at once."""
+    seen: dict[int, set[str]] = {}
+
+    def status(_: int) -> dict:
+        return httpx.get(f"{base}/status", timeout=30).json()  # a new connection each time
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(rounds):
+            for answer in pool.map(status, range(8)):
+                seen.setdefault(answer["worker_pid"], set()).add(answer["catalog_version"])
+    return seen
+
+
+def test_an_admin_call_reaches_every_worker(tmp_path: Path) -> None:
+    world = write_world(tmp_path / "world")
+    env = {
+        "RECSYS_MODEL_URI": str(world["bundle"]),
+        "RECSYS_CATALOG": str(world["catalog"]),
+        "RECSYS_PROFILES": str(world["profiles"]),
+        "RECSYS_EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "RECSYS_ADMIN_TOKEN": TOKEN,
+        "RECSYS_WORKERS": "2",
+        "RECSYS_ADMIN_SYNC_SECONDS": "0.2",
+    }
+    update = tmp_path / "update.parquet"
+    new_offer().to_parquet(update, index=False)
+    with running_servers([(env, tmp_path / "server.log")]) as (base,):
+        before = _versions_by_worker(base, rounds=10)
+        assert len(before) == 2, f"requests reached {len(before)} worker(s) only"
+        assert len(set().union(*before.values())) == 1  # one catalog, loaded by each
+        answer = httpx.post(
+            f"{base}/admin/catalog",
+            json={"path": str(update)},
+            headers={"X-Admin-Token": TOKEN},
+            timeout=60,
+        )
+        assert answer.status_code == 200 and answer.json()["ok"], answer.text
+        version = answer.json()["catalog_version"]
+        deadline = time.monotonic() + 30
+        while True:
+            after = _versions_by_worker(base)
+            if len(after) == 2 and all(v == {version} for v in after.values()):
+                break
+            assert time.monotonic() < deadline, f"workers still serve {after}"
+            time.sleep(0.2)
+        for user in ("sport-lyon-0", "culture-lyon-0"):  # the new offer is served everywhere
+            items = httpx.post(f"{base}/rank", json={"user_id": user, "k": 30}, timeout=30)
+            assert "lyon-sport-new" in {item["offer_id"] for item in items.json()["items"]}
