@@ -20,12 +20,14 @@ Run with `recsys serve` or `bentoml serve serving.service:RankingService` (confi
 environment variables, `serving.settings`).
 
 Throughput (docs/operations.md, "Load"): /rank and /similar are `async`. /rank hands its
-request to `serving.batching.Batcher`, which ranks the requests waiting together on one thread
-(RECSYS_MAX_BATCH at most; the batch sizes are the `rank_batch_size` histogram of /metrics);
+request to `serving.batching.Batcher`, which ranks the requests waiting together on worker
+threads (one, or two from 50,000 offers; RECSYS_MAX_BATCH requests at most; the batch sizes
+are the `rank_batch_size` histogram of /metrics);
 /similar is short and ranks on the event loop. BentoML would run a sync API on a pool of one
 thread (`threads: 1`), handing each request to it and back, a third of the server's CPU per
 request before batching. /events (database writes) and the admin calls
-(seconds) stay off the loop. The state loaded at start-up is frozen out of the garbage
+(seconds) stay off the loop; a successful admin call is recorded for the other workers
+(`serving.admin_sync`). The state loaded at start-up is frozen out of the garbage
 collector (`_settle_heap`): each full collection walked its few hundred thousand long-lived
 objects, a 100-250 ms pause of every request every second or two under load, and full
 collections are made rarer (`GC_THRESHOLDS`).
