@@ -662,9 +662,14 @@ def test_settings_refuse_malformed_variables(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValueError, match="RECSYS_AS_OF: expected an ISO date or time"):
         Settings.from_env()
     monkeypatch.setenv("RECSYS_AS_OF", "2025-03-01T12:00:00")
-    for name, value in (("RECSYS_MAX_BATCH", "0"), ("RECSYS_BATCH_THREADS", "two")):
+    for name, value, expected in (
+        ("RECSYS_MAX_BATCH", "0", "a whole number"),
+        ("RECSYS_BATCH_THREADS", "two", "a whole number"),
+        ("RECSYS_ACCESS_LOG_ALL", "maybe", "true or false"),
+        ("RECSYS_ADMIN_SYNC_SECONDS", "soon", "a number"),
+    ):
         monkeypatch.setenv(name, value)
-        with pytest.raises(ValueError, match=f"{name}: expected a whole number"):
+        with pytest.raises(ValueError, match=f"{name}: expected {expected}"):
             Settings.from_env()
         monkeypatch.delenv(name)
     loaded = Settings.from_env()
