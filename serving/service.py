@@ -82,6 +82,7 @@ ADMIN_HEADER = "X-Admin-Token"
 # BentoML keeps of each request until its traffic timeout (a timer, a future, a context) and
 # frees by reference counting, so each walk finds next to nothing and pauses every request.
 GC_THRESHOLDS = (700, 10, 100)
+ADMIN_ACTIONS = ("catalog", "reload")  # what `_carry_out` does, and `serving.admin_sync` records
 
 status_app = FastAPI(
     title="ranking status", docs_url=None, redoc_url=None, openapi_url=None
@@ -185,17 +186,27 @@ class RankingService:
         size = len(catalog) if catalog is not None else 0
         self.batcher.threads = batch_threads(self.settings.batch_threads, size)
 
+    def _carry_out(self, action: str, arguments: dict[str, Any]) -> AdminResult:
+        """An admin action on this worker (`catalog`: path and mode; `reload`: uri), then the
+        loaded state settled (`_settle_heap`) and the batch threads fitted to the catalog.
+
+        The admin endpoints and the calls other workers recorded (`serving.admin_sync`) both
+        come through here.
+        """
+        try:
+            if action == "catalog":
+                return self.engine.update_catalog(arguments["path"], arguments["mode"])
+            return self.engine.reload_model(arguments["uri"])
+        finally:
+            _settle_heap()
+            self._fit_batch_threads()
+
     def _apply_recorded(self, action: str, arguments: dict[str, Any]) -> None:
         """Carry out an admin call another worker recorded (`serving.admin_sync`)."""
-        if action == "catalog":
-            result = _then_settle(self.engine.update_catalog, arguments["path"], arguments["mode"])
-        elif action == "reload":
-            result = _then_settle(self.engine.reload_model, arguments["uri"])
-        else:
+        if action not in ADMIN_ACTIONS:
             logger.error("admin sync: unknown action %r ignored", action)
             return
-        self._fit_batch_threads()
-        logger.info("admin sync: %s", result.message)
+        logger.info("admin sync: %s", self._carry_out(action, arguments).message)
 
     def _record(self, action: str, arguments: dict[str, Any]) -> None:
         """Record a successful admin call for the other workers; a failure is logged only
@@ -285,32 +296,28 @@ class RankingService:
         if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
             raise BentoMLException("admin token refused", error_code=HTTPStatus.FORBIDDEN)
 
-    @bentoml.api(route="/admin/catalog")
-    async def admin_catalog(self, update: CatalogUpdate, /, ctx: bentoml.Context) -> AdminResult:
-        """Take in new or changed offers without restarting (X-Admin-Token header)."""
+    async def _admin(
+        self, action: str, arguments: dict[str, Any], ctx: bentoml.Context
+    ) -> AdminResult:
+        """An admin call: authorised, carried out off the loop, recorded for the other workers
+        when it succeeded, answered 422 when it failed."""
         self._authorize(ctx)
-        result = await anyio.to_thread.run_sync(
-            _then_settle, self.engine.update_catalog, update.path, update.mode
-        )
-        self._fit_batch_threads()
+        result = await anyio.to_thread.run_sync(self._carry_out, action, arguments)
         if result.ok:
-            arguments = {"path": update.path, "mode": update.mode}
-            await anyio.to_thread.run_sync(self._record, "catalog", arguments)
+            await anyio.to_thread.run_sync(self._record, action, arguments)
         else:
             ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
         return result
 
+    @bentoml.api(route="/admin/catalog")
+    async def admin_catalog(self, update: CatalogUpdate, /, ctx: bentoml.Context) -> AdminResult:
+        """Take in new or changed offers without restarting (X-Admin-Token header)."""
+        return await self._admin("catalog", {"path": update.path, "mode": update.mode}, ctx)
+
     @bentoml.api(route="/admin/reload")
     async def admin_reload(self, reload: ModelReload, /, ctx: bentoml.Context) -> AdminResult:
         """Load a model (default: RECSYS_MODEL_URI) and serve it (X-Admin-Token header)."""
-        self._authorize(ctx)
-        result = await anyio.to_thread.run_sync(_then_settle, self.engine.reload_model, reload.uri)
-        self._fit_batch_threads()
-        if result.ok:
-            await anyio.to_thread.run_sync(self._record, "reload", {"uri": reload.uri})
-        else:
-            ctx.response.status_code = HTTPStatus.UNPROCESSABLE_ENTITY
-        return result
+        return await self._admin("reload", {"uri": reload.uri}, ctx)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -348,14 +355,6 @@ def _settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def _then_settle(action: Any, *args: Any) -> Any:
-    """Run an admin action (it may replace the loaded state), then `_settle_heap`."""
-    try:
-        return action(*args)
-    finally:
-        _settle_heap()
 
 
 class AccessLogFilter(logging.Filter):

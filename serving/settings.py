@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from recsys import config
 
@@ -46,33 +48,33 @@ DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix(
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_BATCH = 32
+Number = TypeVar("Number", int, float)
 LARGE_CATALOG = 50_000  # offers from which /rank batches run on two threads
 
 
-def _float(name: str, default: float, low: float, high: float) -> float:
+def _bounded(
+    name: str, default: Number, low: Number, high: Number, parse: Callable[[str], Number], kind: str
+) -> Number:
+    """The variable parsed by `parse` (float or int) within [low, high], else `default` when
+    unset; ValueError naming the variable and the `kind` of value expected."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ValueError(f"{name}: expected a number, got {raw!r}") from None
+        raise ValueError(f"{name}: expected {kind}, got {raw!r}") from None
     if not (low <= value <= high) or math.isnan(value):
-        raise ValueError(f"{name}: expected a number in [{low}, {high}], got {raw!r}")
+        raise ValueError(f"{name}: expected {kind} in [{low}, {high}], got {raw!r}")
     return value
+
+
+def _float(name: str, default: float, low: float, high: float) -> float:
+    return _bounded(name, default, low, high, float, "a number")
 
 
 def _int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}: expected a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}: expected a whole number in [{low}, {high}], got {raw!r}")
-    return value
+    return _bounded(name, default, low, high, int, "a whole number")
 
 
 def _flag(name: str, default: bool) -> bool:
