@@ -240,7 +240,8 @@ def numpy_floor(
         raise SystemExit(
             f"the floor needs item embeddings; {slot.loaded.bundle.model_name} has none"
         )
-    vectors = iter(rng.normal(size=(n_requests, embeddings.shape[1])))
+    # In the embeddings' own dtype: a vector of another would convert the whole matrix.
+    vectors = iter(rng.normal(size=(n_requests, embeddings.shape[1])).astype(embeddings.dtype))
 
     def floor() -> None:
         scores = embeddings @ next(vectors) + biases

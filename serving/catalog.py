@@ -13,9 +13,11 @@ Eligibility is the core's (`recsys.eligibility`), split in two for speed:
   at which an offer opens, ends or is deleted: exact, and a dictionary look-up per request.
 * `geography_mask(lat, lon, radius)`: the geography rule of `recsys.eligibility` (remote
   offers anywhere; on-site ones within the radius; unknown place keeps everything) for the
-  people of a batch of requests at once, with the great-circle test done on unit vectors:
-  d ≤ r ⇔ p·q ≥ cos(r / R), one (n, 3) × (3, people) product instead of a haversine over the
-  whole catalog. Distances themselves are computed with
+  people of a batch of requests. The on-site offers are kept sorted by latitude: a point
+  within r of a person lies within r / R radians of latitude of them, so a binary search
+  bounds the band worth testing, and only that band gets the great-circle test, done on unit
+  vectors: d ≤ r ⇔ p·q ≥ cos(r / R). At 100k offers and a 30 km radius that is a few
+  thousand products instead of the whole catalog's. Distances themselves are computed with
   `recsys.geo.haversine_km` for the k offers returned only.
 """
 
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 _REMOTE_ANYWHERE = np.array(
     [value in taxonomy.REMOTE_IGNORES_DISTANCE for value in taxonomy.REMOTE_VALUES]
 )
+_BAND_MARGIN_DEGREES = 1e-6  # about 0.1 m of latitude
 MAX_AGE = 120  # Profile.age's bound: the mask cache has at most 2 · 122 entries
 PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
 DOMAIN_NAMES = np.array([*taxonomy.DOMAINS, None], dtype=object)
@@ -160,6 +163,11 @@ class Catalog:
     programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
+    # The located offers geography can exclude (not remote-anywhere), by latitude: their
+    # rows, latitudes (ascending) and unit vectors in that order, for `geography_mask`.
+    onsite_rows: np.ndarray = field(repr=False)
+    onsite_lat: np.ndarray = field(repr=False)
+    onsite_xyz: np.ndarray = field(repr=False)
     # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
     # One tuple read at once, so a request never mixes one window's bounds with another's masks.
     _cache: tuple[int, int, dict[tuple[int, bool], np.ndarray]] = field(
@@ -231,6 +239,10 @@ class Catalog:
         ids = arrays.ids.astype(str)
         publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
         programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
+        xyz = unit_vectors(arrays.lat, arrays.lon)
+        remote_anywhere = _REMOTE_ANYWHERE[np.clip(arrays.remote, 0, None)] & (arrays.remote >= 0)
+        onsite = np.flatnonzero(~remote_anywhere & np.isfinite(xyz).all(axis=1))
+        onsite = onsite[np.argsort(arrays.lat[onsite], kind="stable")]
         catalog = cls(
             offers=offers,
             arrays=arrays,
@@ -238,15 +250,17 @@ class Catalog:
             version=_fingerprint(offers) if len(offers) else "empty",
             loaded_at=datetime.now(UTC),
             row={offer_id: i for i, offer_id in enumerate(ids)},
-            xyz=unit_vectors(arrays.lat, arrays.lon),
-            remote_anywhere=_REMOTE_ANYWHERE[np.clip(arrays.remote, 0, None)]
-            & (arrays.remote >= 0),
+            xyz=xyz,
+            remote_anywhere=remote_anywhere,
             programme=PROGRAMME_NAMES[arrays.programme],
             domain=DOMAIN_NAMES[arrays.domain],
             publisher_code=publisher_code.astype(np.int64),
             programme_code=programme_code.astype(np.int64),
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
+            onsite_rows=onsite,
+            onsite_lat=arrays.lat[onsite].astype(np.float64),
+            onsite_xyz=np.ascontiguousarray(xyz[onsite]),
         )
         logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
         return catalog
@@ -303,13 +317,21 @@ class Catalog:
         placed = np.flatnonzero(
             np.isfinite(lat) & np.isfinite(lon) & (radius_km / EARTH_RADIUS_KM < math.pi)
         )
-        if len(placed):
-            points = unit_vectors(lat[placed], lon[placed])
-            threshold = np.cos(radius_km[placed] / EARTH_RADIUS_KM)
-            cosines = (self.xyz @ points.T).T  # the catalog's contiguous rows: one product
-            with np.errstate(invalid="ignore"):  # NaN (no coordinates) compares False
-                within = cosines >= threshold[:, None]
-            out[placed] = within | self.remote_anywhere
+        if len(placed) == 0:
+            return out
+        out[placed] = self.remote_anywhere
+        points = unit_vectors(lat[placed], lon[placed])
+        angles = radius_km[placed] / EARTH_RADIUS_KM
+        # The band is widened by a hair so that rounding at its edges never drops an offer
+        # the exact test below would keep.
+        reach = np.degrees(angles) + _BAND_MARGIN_DEGREES
+        starts = np.searchsorted(self.onsite_lat, lat[placed] - reach, side="left")
+        stops = np.searchsorted(self.onsite_lat, lat[placed] + reach, side="right")
+        for person, point, threshold, start, stop in zip(
+            placed.tolist(), points, np.cos(angles), starts.tolist(), stops.tolist(), strict=True
+        ):
+            within = self.onsite_xyz[start:stop] @ point >= threshold
+            out[person, self.onsite_rows[start:stop][within]] = True
         return out
 
     def available_count(self, at: int) -> int:

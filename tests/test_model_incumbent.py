@@ -10,7 +10,7 @@ import pytest
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
-from recsys.models import create_model
+from recsys.models import create_model, incumbent
 from recsys.models.incumbent import (
     distances_km,
     geo_scores,
@@ -163,3 +163,48 @@ def test_chunked_scores_equal_one_block() -> None:
     by_two_users = incumbent_scores(profiles, offers, max_cells=6)  # chunks of 2, 2, 2, 1
     np.testing.assert_array_equal(by_two_users, one_block)
     assert len(np.unique(one_block.round(9), axis=0)) > 1  # users really differ
+
+
+def _taxonomy_per_offer(user_tags: np.ndarray, tags: np.ndarray) -> np.ndarray:
+    """The engine's formula computed offer by offer, as `taxonomy_scores` computed it before
+    its look-up tables: the reference the tables must reproduce."""
+    out = np.full((len(user_tags), len(tags)), incumbent.TAXONOMY_BASE)
+    for u, user in enumerate(user_tags.tolist()):
+        for o, tag in enumerate(tags.tolist()):
+            weighted = total = 0.0
+            for weight, block in incumbent._TAG_BLOCKS:
+                chosen = (user & block).bit_count()
+                if chosen:
+                    overlap = (user & tag & block).bit_count()
+                    score = 0.5 + 0.5 * min(overlap / chosen, 1.0)
+                    weighted, total = weighted + weight * score, total + weight
+            if total:
+                out[u, o] = weighted / total
+    return out
+
+
+def test_taxonomy_tables_give_the_formula_for_every_tag() -> None:
+    """Random visitors (some with nothing answered) against random tags over all 22 bits."""
+    rng = np.random.default_rng(11)
+    n_bits = max(mask.bit_length() for _, mask in incumbent._TAG_BLOCKS)
+    tags = rng.integers(0, 1 << n_bits, 300).astype(np.uint32)
+    frame = make_profiles_frame(
+        40,
+        quizDomains=[
+            list(rng.choice(taxonomy.QUIZ_DOMAINS, rng.integers(0, 4))) for _ in range(40)
+        ],
+        quizActivities=[
+            list(rng.choice(taxonomy.QUIZ_ACTIVITIES, rng.integers(0, 3))) for _ in range(40)
+        ],
+        quizRhythm=rng.choice([None, *taxonomy.RHYTHMS], 40).tolist(),
+        quizMotivations=[
+            list(rng.choice(taxonomy.MOTIVATIONS, rng.integers(0, 3))) for _ in range(40)
+        ],
+    )
+    for column in ("quizDomains", "quizActivities", "quizMotivations"):  # the first: no answer
+        frame.at[0, column] = []
+    frame.at[0, "quizRhythm"] = None
+    profiles = profile_arrays(frame)
+    expected = _taxonomy_per_offer(incumbent._profile_tags(profiles), tags)
+    assert (expected == incumbent.TAXONOMY_BASE).all(axis=1).any()  # someone answered nothing
+    np.testing.assert_allclose(taxonomy_scores(profiles, tags), expected, rtol=1e-15)

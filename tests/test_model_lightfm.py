@@ -132,3 +132,26 @@ def test_features_of_another_width_are_refused(trained: LightFMModel) -> None:
 def test_config_refuses_an_unknown_loss() -> None:
     with pytest.raises(ValueError, match="loss"):
         LightFMConfig.from_dict({"loss": "hinge"})
+
+
+def test_few_rows_are_summed_as_scipy_sums_them(
+    trained: LightFMModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy path for a request's people (known, stranger, no feature at all) gives the
+    representations of the scipy path used for larger batches."""
+    users = checkerboard_data().data.users
+    few = users.take(np.array([0, 7, 3]))
+    empty = UserBatch(
+        np.array(["nobody"], dtype=object),
+        sp.csr_matrix((1, few.features.shape[1]), dtype=np.float32),
+        few.arrays.take(np.array([0])),
+    )
+    for batch in (few, stranger_users(), empty):
+        numpy_path = trained.user_representations(batch)
+        monkeypatch.setattr("recsys.models.lightfm_model.FEW_ROWS", 0)
+        scipy_path = trained.user_representations(batch)
+        monkeypatch.undo()
+        for found, expected in zip(numpy_path, scipy_path, strict=True):
+            assert found.shape == expected.shape
+            np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-15)
+    assert not np.any(trained.user_representations(empty)[1])  # no feature, no identity: 0

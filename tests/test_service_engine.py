@@ -189,7 +189,10 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
         age = None if rng.random() < 0.2 else float(rng.integers(12, 80))
         disability = bool(rng.random() < 0.3)
         lat, lon = (None, None) if rng.random() < 0.2 else (rng.uniform(43, 50), rng.uniform(-1, 7))
-        radius = float(rng.choice([5.0, 20.0, 150.0]))
+        if lat is not None and rng.random() < 0.3:  # on an offer: its latitude band's edge
+            lat, lon = float(offers["lat"].dropna().iloc[0]), float(offers["lon"].dropna().iloc[0])
+        # Radii from inside a city to the schema's 1,000 km bound and past it.
+        radius = float(rng.choice([0.5, 5.0, 20.0, 150.0, 1000.0, 2500.0]))
         expected = eligible(
             catalog.arrays,
             age=age,

@@ -341,7 +341,8 @@ class HybridModel(Recommender):
         w = history_weight(history, config.blend_halfpoint, config.cold_weight)
         blended = np.flatnonzero(w > 0)
         if len(blended):
-            learned = self.learned.score_prepared(users.take(blended), prepared.inner, rows)
+            scored = users if len(blended) == len(users) else users.take(blended)
+            learned = self.learned.score_prepared(scored, prepared.inner, rows)
             mean = np.where(known, state.learned_mean[user_rows], state.cold_learned_stats[0])
             std = np.where(known, state.learned_std[user_rows], state.cold_learned_stats[1])
             learned_z = (learned - mean[blended, None]) / std[blended, None]
