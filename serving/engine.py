@@ -35,6 +35,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -624,14 +625,19 @@ def capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray
     the k slots; if fewer than k were taken, the skipped ones fill the rest in list order.
     The core function walks every user's list at once with numpy operations per step; for
     the single list of a request those dozens of calls per step cost more than the scoring,
-    so this walks a Python list of at most a few hundred ints. Tests check it returns the
-    core's lists.
+    so this walks a Python list of at most a few hundred ints, and not at all when no group
+    exceeds the cap (the usual case for publishers). Tests check it returns the core's lists.
     """
+    groups = group.tolist()
+    if max(Counter(groups).values(), default=0) <= cap:  # the walk would keep the order
+        return np.asarray(order[:k], dtype=np.int64)
     taken: list[int] = []
     rest: list[int] = []
     counts: dict[int, int] = {}
-    for item, code in zip(order.tolist(), group.tolist(), strict=True):
-        if len(taken) < k and counts.get(code, 0) < cap:
+    for item, code in zip(order.tolist(), groups, strict=True):
+        if len(taken) == k:  # the list is full: the rest is never shown
+            break
+        if counts.get(code, 0) < cap:
             taken.append(item)
             counts[code] = counts.get(code, 0) + 1
         else:
