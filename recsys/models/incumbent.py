@@ -82,43 +82,62 @@ def _blocks() -> list[tuple[float, int]]:
 
 
 _TAG_BLOCKS = _blocks()
-MAX_TABLE_BITS = 13
+MAX_TABLE_BITS = 9  # consecutive taxonomies share a look-up table of at most 2^9 entries
 
 
 def _lowest_bit(mask: int) -> int:
     return (mask & -mask).bit_length() - 1
 
 
-def _table_groups(
-    blocks: list[tuple[float, int]],
-) -> list[tuple[list[tuple[int, np.ndarray]], int, int]]:
-    """Runs of consecutive blocks whose bits together fit MAX_TABLE_BITS, for
-    `taxonomy_scores`' look-up tables: ([(block, its value at each table index)], lowest
-    bit, width) per run."""
-    runs: list[tuple[list[int], int, int]] = []
-    for index, (_, mask) in enumerate(blocks):
-        low, width = _lowest_bit(mask), mask.bit_length() - _lowest_bit(mask)
-        if runs and runs[-1][2] + width <= MAX_TABLE_BITS:
-            members, start, span = runs[-1]
-            runs[-1] = ([*members, index], start, span + width)
-        else:
-            runs.append(([index], low, width))
-    groups = []
-    for members, start, span in runs:
-        indices = np.arange(1 << span)
-        parts = [
-            (
-                b,
-                (indices >> (_lowest_bit(blocks[b][1]) - start))
-                & (blocks[b][1] >> _lowest_bit(blocks[b][1])),
-            )
-            for b in members
-        ]
-        groups.append((parts, start, span))
-    return groups
+@dataclass(frozen=True)
+class _Tables:
+    """The layout of `taxonomy_scores`' look-up tables, fixed by the taxonomies.
+
+    Every value each block's bits can take, in place in a tag, block after block; and the
+    groups of consecutive blocks that share a table, each with the position (in those
+    values) of its blocks' parts at each of its table's indices.
+    """
+
+    values: np.ndarray  # uint32 (m,)
+    block: np.ndarray  # intp (m,): the block of each value
+    masks: np.ndarray  # uint32 (n_blocks,)
+    weights: np.ndarray  # float (n_blocks,)
+    groups: list[tuple[np.ndarray, int, int]]  # (positions (blocks, 2^width), shift, width)
+
+    @classmethod
+    def of(cls, blocks: list[tuple[float, int]]) -> _Tables:
+        values, block_of, offsets = [], [], []
+        for index, (_, mask) in enumerate(blocks):
+            low = _lowest_bit(mask)
+            offsets.append(sum(len(v) for v in values))
+            values.append(np.arange((mask >> low) + 1, dtype=np.uint32) << np.uint32(low))
+            block_of.append(np.full(len(values[-1]), index, dtype=np.intp))
+        runs: list[tuple[list[int], int, int]] = []
+        for index, (_, mask) in enumerate(blocks):
+            low, width = _lowest_bit(mask), mask.bit_length() - _lowest_bit(mask)
+            if runs and runs[-1][2] + width <= MAX_TABLE_BITS:
+                members, start, span = runs[-1]
+                runs[-1] = ([*members, index], start, span + width)
+            else:
+                runs.append(([index], low, width))
+        groups = []
+        for members, start, span in runs:
+            at = np.arange(1 << span)
+            positions = [
+                offsets[b] + ((at >> (_lowest_bit(blocks[b][1]) - start)) & (len(values[b]) - 1))
+                for b in members
+            ]
+            groups.append((np.array(positions, dtype=np.intp), start, span))
+        return cls(
+            values=np.concatenate(values),
+            block=np.concatenate(block_of),
+            masks=np.array([mask for _, mask in blocks], dtype=np.uint32),
+            weights=np.array([weight for weight, _ in blocks]),
+            groups=groups,
+        )
 
 
-_TABLE_GROUPS = _table_groups(_TAG_BLOCKS)
+_TABLES = _Tables.of(_TAG_BLOCKS)
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
@@ -170,35 +189,32 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
 
     A taxonomy's term depends on the offer only through that taxonomy's bits of its tag, so
     each visitor's terms are tabulated over every value those bits can take (`_TABLE_GROUPS`:
-    consecutive taxonomies share a table of at most 2^13 entries), and an offer's score is a
-    look-up per table: two passes over the offers where computing the formula per offer
+    consecutive taxonomies share a table of at most 2^9 entries), and an offer's score is a
+    look-up per table: a few passes over the offers where computing the formula per offer
     took some forty.
 
     Args:
         profiles: the visitors.
         tags: `offer_tags` of the offers.
     """
-    user_tags = _profile_tags(profiles)
-    terms, total_weight = [], np.zeros(len(profiles))
-    for weight, block in _TAG_BLOCKS:
-        shift = _lowest_bit(block)
-        chosen_bits = (user_tags & np.uint32(block)) >> np.uint32(shift)
-        chosen = np.bitwise_count(chosen_bits).astype(float)
-        answered = chosen > 0
-        values = np.arange((block >> shift) + 1, dtype=np.uint32)  # every value of the bits
-        overlap = np.bitwise_count(values[None, :] & chosen_bits[:, None]).astype(float)
-        ratio = np.minimum(overlap / np.where(answered, chosen, 1.0)[:, None], 1.0)
-        score = TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio
-        terms.append(np.where(answered[:, None], weight * score, 0.0))  # (n_users, 2^width)
-        total_weight += weight * answered
+    user_tags = _profile_tags(profiles)[:, None]
+    tables = _TABLES
+    chosen = np.bitwise_count(user_tags & tables.masks).astype(float)  # (n_users, n_blocks)
+    answered = chosen > 0
+    # Each block's term for every value of its bits, all blocks at once: (n_users, m).
+    overlap = np.bitwise_count(user_tags & tables.values).astype(float)
+    ratio = np.minimum(overlap / np.maximum(chosen, 1.0)[:, tables.block], 1.0)
+    score = TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio
+    terms = np.where(answered[:, tables.block], tables.weights[tables.block] * score, 0.0)
+    total_weight = (answered * tables.weights).sum(axis=1)
     has_answer = total_weight > 0
     scale = np.where(has_answer, 1.0 / np.where(has_answer, total_weight, 1.0), 0.0)[:, None]
     out = None
-    for g, (blocks, shift, width) in enumerate(_TABLE_GROUPS):
-        table = sum(np.take(terms[b], part, axis=1) for b, part in blocks)
+    for g, (positions, shift, width) in enumerate(tables.groups):
+        table = np.take(terms, positions, axis=1).sum(axis=1)  # (n_users, 2^width)
         # The weighted mean, or the neutral base for a visitor who answered nothing.
         table = table * scale + (0.0 if g else np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None])
-        codes = ((tags >> np.uint32(shift)) & np.uint32((1 << width) - 1)).astype(np.intp)
+        codes = (tags >> np.uint32(shift)) & np.uint32((1 << width) - 1)
         looked_up = np.take(table, codes, axis=1)
         out = looked_up if out is None else out + looked_up
     return out
