@@ -7,8 +7,10 @@ Every answer that is not a 200 with a well-formed list, and every transport erro
 counts as an error; nothing is retried.
 
 Target (2 cores, a 10k-offer catalog): 0 errors over 20,000 requests at 32 clients, p99
-under 100 ms. The machine may be shared: run it alone for figures that mean something; each
-level prints the load average and the CPU that the server and the generator used per request.
+under 100 ms. The server runs as advised in production on 2 cores, two workers (`--workers`,
+docs/operations.md "Load"); `--workers 1` measures the default of `recsys serve`. The machine
+may be shared: run it alone for figures that mean something; each level prints the load
+average and the CPU that the server and the generator used per request.
 
 Why a small HTTP/1.1 client of its own (`Connection`) rather than httpx: the generator runs on
 the same 2 cores as the server, and httpx spent 1.5 ms of CPU per request at 8 clients and
@@ -21,7 +23,7 @@ keep-alive limit and were sometimes reused just as the server closed them, which
 as a connection reset (docs/operations.md, "Load").
 
     python benchmarks/load_test.py [--requests 20000] [--concurrency 1 8 32] [--offers 10000]
-        [--model hybrid] [--workers N] [--server-log PATH]
+        [--model hybrid] [--workers 2] [--server-log PATH]
 
 A short form (500 requests, errors only, no timing) runs in the test suite
 (tests/test_reliability_load.py) on the tiny test world.
@@ -49,6 +51,7 @@ from recsys import taxonomy
 
 TARGET_ERRORS = 0
 TARGET_P99_MS = 100.0
+PRODUCTION_WORKERS = 2  # docs/operations.md, "Load": one per core
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -272,7 +275,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--offers", type=int, default=10_000)
     parser.add_argument("--model", default="hybrid", choices=["hybrid", "lightfm"])
-    parser.add_argument("--workers", type=int, help="RECSYS_WORKERS (default: the service's)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=PRODUCTION_WORKERS,
+        help="RECSYS_WORKERS (default: %(default)s, the production setting on 2 cores)",
+    )
     parser.add_argument("--server-log", type=Path, help="keep the server's log there")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -288,9 +296,8 @@ def main() -> None:
             "RECSYS_CATALOG": str(folder / "offers.parquet"),
             "RECSYS_PROFILES": str(folder / "profiles.parquet"),
             "RECSYS_EVENT_STORE_URL": f"sqlite:///{folder / 'events.db'}",
+            "RECSYS_WORKERS": str(args.workers),
         }
-        if args.workers is not None:
-            env["RECSYS_WORKERS"] = str(args.workers)
         known = pd.read_parquet(folder / "profiles.parquet")["userId"].tolist()[:TRAIN_USERS]
         places = list(
             zip(rng.uniform(*LAT, 50).tolist(), rng.uniform(*LON, 50).tolist(), strict=True)
@@ -313,7 +320,8 @@ def main() -> None:
             status = httpx.get(f"{base}/status", timeout=30).json()
         finally:
             terminate([process])
-    print(f"\n/rank over HTTP on loopback, {args.offers} offers, {args.model} model")
+    workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+    print(f"\n/rank over HTTP on loopback, {args.offers} offers, {args.model} model, {workers}")
     print(
         f"{'clients':>7} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
         f" {'server CPU ms/req':>18} {'client CPU ms/req':>18} {'load avg':>9}"
