@@ -1,8 +1,10 @@
 """The live catalog: offers as arrays prepared once, so that a request touches numpy only.
 
 A `Catalog` is immutable. Taking in new or changed offers builds a new one (`merged` reuses the
-arrays of the offers that did not change) and the service swaps one reference, so a request
-always sees one whole catalog. Nothing here depends on the model: the model-side arrays
+arrays of the offers that did not change, and appends the new ones) and the service swaps one
+reference, so a request always sees one whole catalog. `build` stores the offers open anywhere
+first, then the others by latitude (`_storage_order`): what a request reads per candidate then
+lies in long runs of consecutive rows. Nothing here depends on the model: the model-side arrays
 (encoded features, item representations) are prepared from a catalog in `serving.scorer`.
 
 Eligibility is the core's (`recsys.eligibility`), split in two for speed:
@@ -127,6 +129,24 @@ def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
     return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
 
 
+def _remote_anywhere(remote: np.ndarray) -> np.ndarray:
+    """Offers that geography never excludes, from their remote codes (-1 unknown: on site)."""
+    return _REMOTE_ANYWHERE[np.clip(remote, 0, None)] & (remote >= 0)
+
+
+def _storage_order(arrays: OfferArrays) -> np.ndarray:
+    """The rows of a built catalog: offers open anywhere first, then the others by latitude
+    (unknown last), ties in file order.
+
+    Every request's candidates then hold one run of consecutive rows (the offers open
+    anywhere) and the rows of its latitude band, so that the per-offer arrays a request
+    gathers are read in long sequential runs instead of one row in five across the catalog.
+    Row order decides nothing else: equal scores are ordered by row, as they were by file
+    position.
+    """
+    return np.lexsort((arrays.lat, ~_remote_anywhere(arrays.remote)))
+
+
 def _require_columns(offers: pd.DataFrame) -> None:
     """Raise CatalogError naming the offer columns `offers` lacks."""
     missing = [name for name in schema.OFFER_SCHEMA.names if name not in offers.columns]
@@ -193,7 +213,8 @@ class Catalog:
         at = _now() if at is None else at
         frame = offers.drop_duplicates("id", keep="last").reset_index(drop=True)
         arrays = offer_arrays(frame)
-        keep = np.flatnonzero(~_closed(arrays, at))
+        order = _storage_order(arrays)
+        keep = order[~_closed(arrays, at)[order]]
         catalog = cls._assemble(frame.iloc[keep].reset_index(drop=True), arrays.take(keep), source)
         change = CatalogChange(
             kept_rows=np.zeros(0, dtype=np.int64),
@@ -240,7 +261,7 @@ class Catalog:
         publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
         programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
         xyz = unit_vectors(arrays.lat, arrays.lon)
-        remote_anywhere = _REMOTE_ANYWHERE[np.clip(arrays.remote, 0, None)] & (arrays.remote >= 0)
+        remote_anywhere = _remote_anywhere(arrays.remote)
         onsite = np.flatnonzero(~remote_anywhere & np.isfinite(xyz).all(axis=1))
         onsite = onsite[np.argsort(arrays.lat[onsite], kind="stable")]
         catalog = cls(
