@@ -40,8 +40,9 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
     if not np.issubdtype(scores.dtype, np.number) or np.iscomplexobj(scores):
         raise ValueError(f"scores: expected real numbers, got dtype {scores.dtype}")
     single = scores.ndim == 1
-    key = -np.atleast_2d(scores).astype(np.float64)  # ascending: the best score comes first
-    admissible = ~np.isnan(key)
+    # Ascending: the best score comes first. One pass each (this runs on every request).
+    key = np.negative(np.atleast_2d(scores), dtype=np.float64)
+    excluded = np.isnan(key)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != scores.shape or mask.dtype != np.bool_:
@@ -49,11 +50,11 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
                 f"mask: expected a bool array of shape {scores.shape}, "
                 f"got {mask.dtype} of shape {mask.shape}"
             )
-        admissible &= np.atleast_2d(mask)
+        excluded |= ~np.atleast_2d(mask)
     # Excluded offers get +inf, after every admissible one (a -inf score is clamped to the
     # lowest finite score). An inf sentinel rather than NaN: argpartition is faster on it.
     np.minimum(key, np.finfo(np.float64).max, out=key)
-    np.copyto(key, np.inf, where=~admissible)
+    np.copyto(key, np.inf, where=excluded)
     n_users, n_offers = key.shape
     kept = min(k, n_offers)
     out = np.full((n_users, k), PAD, dtype=np.int64)
@@ -69,7 +70,8 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
     # means fewer admissible offers than k, all of them kept.
     tied = key == threshold
     crowded = np.flatnonzero(
-        (threshold[:, 0] < np.inf) & (tied.sum(axis=1) > (picked_key == threshold).sum(axis=1))
+        (threshold[:, 0] < np.inf)
+        & (np.count_nonzero(tied, axis=1) > np.count_nonzero(picked_key == threshold, axis=1))
     )
     if crowded.size:
         # Offers strictly above the threshold are all among the kept: move them first.

@@ -216,6 +216,26 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
         np.testing.assert_array_equal(together[i], alone[0])
 
 
+def test_built_catalogs_store_offers_open_anywhere_first_then_by_latitude() -> None:
+    """Row order is `_storage_order`'s (closed offers left out), ids and arrays moved alike,
+    and merged offers come after the kept ones."""
+    offers = make_offers_frame(
+        6,
+        remote=["no", "full", "no", "possible", "no", "no"],
+        lat=[48.8, 45.7, np.nan, 50.6, 43.3, 45.7],
+        statusCode=["ACCEPTED"] * 5 + ["REFUSED"],
+    )
+    catalog = Catalog.build(offers, "order", at=AT)[0]
+    assert catalog.arrays.ids.tolist() == ["o1", "o3", "o4", "o0", "o2"]
+    assert catalog.row == {"o1": 0, "o3": 1, "o4": 2, "o0": 3, "o2": 4}
+    np.testing.assert_array_equal(catalog.arrays.lat[:4], [45.7, 50.6, 43.3, 48.8])
+    assert catalog.offers["id"].tolist() == catalog.arrays.ids.tolist()
+    assert catalog.onsite_rows.tolist() == [2, 3]  # located, geography applies, by latitude
+    merged = catalog.merged(make_offers_frame(1, id="o9", lat=40.0), "update", at=AT)[0]
+    assert merged.arrays.ids.tolist() == ["o1", "o3", "o4", "o0", "o2", "o9"]
+    assert merged.onsite_rows.tolist() == [5, 2, 3]
+
+
 def test_cached_masks_follow_the_clock() -> None:
     """An offer ending at t is eligible at t and not at t + 1; one posted at t from t on."""
     t = AT + 1000
