@@ -141,8 +141,8 @@ def _storage_order(arrays: OfferArrays) -> np.ndarray:
     Every request's candidates then hold one run of consecutive rows (the offers open
     anywhere) and the rows of its latitude band, so that the per-offer arrays a request
     gathers are read in long sequential runs instead of one row in five across the catalog.
-    Row order decides nothing else: equal scores are ordered by row, as they were by file
-    position.
+    Row order decides nothing else but which of two equally scored offers comes first (file
+    position decided it before).
     """
     return np.lexsort((arrays.lat, ~_remote_anywhere(arrays.remote)))
 

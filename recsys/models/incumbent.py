@@ -188,7 +188,7 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1].
 
     A taxonomy's term depends on the offer only through that taxonomy's bits of its tag, so
-    each visitor's terms are tabulated over every value those bits can take (`_TABLE_GROUPS`:
+    each visitor's terms are tabulated over every value those bits can take (`_TABLES`:
     consecutive taxonomies share a table of at most 2^9 entries), and an offer's score is a
     look-up per table: a few passes over the offers where computing the formula per offer
     took some forty.
@@ -209,14 +209,17 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     total_weight = (answered * tables.weights).sum(axis=1)
     has_answer = total_weight > 0
     scale = np.where(has_answer, 1.0 / np.where(has_answer, total_weight, 1.0), 0.0)[:, None]
-    out = None
+    # The weighted mean, or the neutral base for a visitor who answered nothing (held by the
+    # first table).
+    neutral = np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None]
+    looked_up = []
     for g, (positions, shift, width) in enumerate(tables.groups):
-        table = np.take(terms, positions, axis=1).sum(axis=1)  # (n_users, 2^width)
-        # The weighted mean, or the neutral base for a visitor who answered nothing.
-        table = table * scale + (0.0 if g else np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None])
+        table = np.take(terms, positions, axis=1).sum(axis=1) * scale  # (n_users, 2^width)
         codes = (tags >> np.uint32(shift)) & np.uint32((1 << width) - 1)
-        looked_up = np.take(table, codes, axis=1)
-        out = looked_up if out is None else out + looked_up
+        looked_up.append(np.take(table + neutral if g == 0 else table, codes, axis=1))
+    out = looked_up[0]
+    for part in looked_up[1:]:
+        out += part
     return out
 
 
