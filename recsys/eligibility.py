@@ -269,6 +269,12 @@ def _admits(
     return (in_programme | in_snu) & ~(minor & (offers.open_to_minors == _NO))
 
 
+def remote_anywhere(remote: np.ndarray) -> np.ndarray:
+    """Offers geography never excludes (`taxonomy.REMOTE_IGNORES_DISTANCE`), from their
+    `OfferArrays.remote` codes; an unknown code (-1) is on site."""
+    return _REMOTE_ANYWHERE[remote + 1]
+
+
 def _geography_mask(
     offers: OfferArrays,
     lat: float | np.ndarray,
@@ -276,7 +282,7 @@ def _geography_mask(
     radius_km: float | np.ndarray,
     distances: np.ndarray,
 ) -> np.ndarray:
-    anywhere = _REMOTE_ANYWHERE[offers.remote + 1]
+    anywhere = remote_anywhere(offers.remote)
     place_unknown = np.isnan(lat) | np.isnan(lon)
     within = distances <= radius_km  # NaN (offer without coordinates) compares False
     return anywhere | place_unknown | within

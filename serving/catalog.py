@@ -45,15 +45,12 @@ from recsys.arrays import (
     offer_arrays,
     to_epoch_seconds,
 )
-from recsys.eligibility import eligible
+from recsys.eligibility import eligible, remote_anywhere
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models.incumbent import offer_tags
 
 logger = logging.getLogger(__name__)
 
-_REMOTE_ANYWHERE = np.array(
-    [value in taxonomy.REMOTE_IGNORES_DISTANCE for value in taxonomy.REMOTE_VALUES]
-)
 _BAND_MARGIN_DEGREES = 1e-6  # about 0.1 m of latitude
 MAX_AGE = 120  # Profile.age's bound: the mask cache has at most 2 · 122 entries
 PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
@@ -129,11 +126,6 @@ def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
     return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
 
 
-def _remote_anywhere(remote: np.ndarray) -> np.ndarray:
-    """Offers that geography never excludes, from their remote codes (-1 unknown: on site)."""
-    return _REMOTE_ANYWHERE[np.clip(remote, 0, None)] & (remote >= 0)
-
-
 def _storage_order(arrays: OfferArrays) -> np.ndarray:
     """The rows of a built catalog: offers open anywhere first, then the others by latitude
     (unknown last), ties in file order.
@@ -144,7 +136,7 @@ def _storage_order(arrays: OfferArrays) -> np.ndarray:
     Row order decides nothing else but which of two equally scored offers comes first (file
     position decided it before).
     """
-    return np.lexsort((arrays.lat, ~_remote_anywhere(arrays.remote)))
+    return np.lexsort((arrays.lat, ~remote_anywhere(arrays.remote)))
 
 
 def _require_columns(offers: pd.DataFrame) -> None:
@@ -261,8 +253,8 @@ class Catalog:
         publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
         programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
         xyz = unit_vectors(arrays.lat, arrays.lon)
-        remote_anywhere = _remote_anywhere(arrays.remote)
-        onsite = np.flatnonzero(~remote_anywhere & np.isfinite(xyz).all(axis=1))
+        anywhere = remote_anywhere(arrays.remote)
+        onsite = np.flatnonzero(~anywhere & np.isfinite(xyz).all(axis=1))
         onsite = onsite[np.argsort(arrays.lat[onsite], kind="stable")]
         catalog = cls(
             offers=offers,
@@ -272,7 +264,7 @@ class Catalog:
             loaded_at=datetime.now(UTC),
             row={offer_id: i for i, offer_id in enumerate(ids)},
             xyz=xyz,
-            remote_anywhere=remote_anywhere,
+            remote_anywhere=anywhere,
             programme=PROGRAMME_NAMES[arrays.programme],
             domain=DOMAIN_NAMES[arrays.domain],
             publisher_code=publisher_code.astype(np.int64),

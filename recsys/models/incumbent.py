@@ -106,15 +106,11 @@ class _Tables:
 
     @classmethod
     def of(cls, blocks: list[tuple[float, int]]) -> _Tables:
-        values, block_of, offsets = [], [], []
-        for index, (_, mask) in enumerate(blocks):
-            low = _lowest_bit(mask)
-            offsets.append(sum(len(v) for v in values))
-            values.append(np.arange((mask >> low) + 1, dtype=np.uint32) << np.uint32(low))
-            block_of.append(np.full(len(values[-1]), index, dtype=np.intp))
-        runs: list[tuple[list[int], int, int]] = []
-        for index, (_, mask) in enumerate(blocks):
-            low, width = _lowest_bit(mask), mask.bit_length() - _lowest_bit(mask)
+        lows = [_lowest_bit(mask) for _, mask in blocks]
+        widths = [mask.bit_length() - low for (_, mask), low in zip(blocks, lows, strict=True)]
+        offsets = np.cumsum([0, *(1 << width for width in widths)])
+        runs: list[tuple[list[int], int, int]] = []  # (blocks, lowest bit, width)
+        for index, (low, width) in enumerate(zip(lows, widths, strict=True)):
             if runs and runs[-1][2] + width <= MAX_TABLE_BITS:
                 members, start, span = runs[-1]
                 runs[-1] = ([*members, index], start, span + width)
@@ -124,13 +120,17 @@ class _Tables:
         for members, start, span in runs:
             at = np.arange(1 << span)
             positions = [
-                offsets[b] + ((at >> (_lowest_bit(blocks[b][1]) - start)) & (len(values[b]) - 1))
-                for b in members
+                offsets[b] + ((at >> (lows[b] - start)) & ((1 << widths[b]) - 1)) for b in members
             ]
             groups.append((np.array(positions, dtype=np.intp), start, span))
         return cls(
-            values=np.concatenate(values),
-            block=np.concatenate(block_of),
+            values=np.concatenate(
+                [
+                    np.arange(1 << width, dtype=np.uint32) << np.uint32(low)
+                    for low, width in zip(lows, widths, strict=True)
+                ]
+            ),
+            block=np.repeat(np.arange(len(blocks)), [1 << width for width in widths]),
             masks=np.array([mask for _, mask in blocks], dtype=np.uint32),
             weights=np.array([weight for weight, _ in blocks]),
             groups=groups,
@@ -208,7 +208,7 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     terms = np.where(answered[:, tables.block], tables.weights[tables.block] * score, 0.0)
     total_weight = (answered * tables.weights).sum(axis=1)
     has_answer = total_weight > 0
-    scale = np.where(has_answer, 1.0 / np.where(has_answer, total_weight, 1.0), 0.0)[:, None]
+    scale = 1.0 / np.where(has_answer, total_weight, 1.0)[:, None]  # no answer: terms are 0
     # The weighted mean, or the neutral base for a visitor who answered nothing (held by the
     # first table).
     neutral = np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None]

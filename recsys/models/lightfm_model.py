@@ -73,12 +73,13 @@ def feature_matrix(
     `identity_rows[i]` is row i's identity column, -1 for none (unknown user, new offer).
     The same function builds the training and the scoring matrices, so columns line up.
     """
-    data, indices, indptr = _feature_entries(features, identity_rows, n_identity)
-    return sp.csr_matrix(
-        (data, indices, indptr),
-        shape=(len(indptr) - 1, n_identity + features.shape[1]),
-        dtype=np.float32,
-    )
+    entries = _feature_entries(features, identity_rows, n_identity)
+    return _csr(entries, n_identity + features.shape[1])
+
+
+def _csr(entries: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> sp.csr_matrix:
+    data, indices, indptr = entries
+    return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, width), dtype=np.float32)
 
 
 def _feature_entries(
@@ -249,10 +250,10 @@ class LightFMModel(Recommender):
         check_width(features, getattr(state, f"n_{side}_features"), f"{side}s.features")
         known = getattr(state, f"{side}_ids")
         biases, embeddings = self._wide[side]
+        entries = _feature_entries(features, lookup(known, ids), len(known))
         if features.shape[0] <= FEW_ROWS:  # a request's people
-            entries = _feature_entries(features, lookup(known, ids), len(known))
             return _weighted_sums(entries, biases), _weighted_sums(entries, embeddings)
-        matrix = feature_matrix(features, lookup(known, ids), len(known))
+        matrix = _csr(entries, len(known) + features.shape[1])
         return matrix @ biases, matrix @ embeddings
 
     def _set_state(self, state: _Embeddings) -> None:
