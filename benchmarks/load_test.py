@@ -262,6 +262,15 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def worker_count(raw: str) -> int:
+    """`--workers`: refused here, with the bound, rather than by the server it would start."""
+    from serving.settings import MAX_WORKERS
+
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [1, {MAX_WORKERS}]")
+    return int(raw)
+
+
 def main() -> None:
     # serving_bench sits next to this file (run as a script, its folder is on sys.path).
     import httpx
@@ -277,7 +286,7 @@ def main() -> None:
     parser.add_argument("--model", default="hybrid", choices=["hybrid", "lightfm"])
     parser.add_argument(
         "--workers",
-        type=int,
+        type=worker_count,
         default=PRODUCTION_WORKERS,
         help="RECSYS_WORKERS (default: %(default)s, the production setting on 2 cores)",
     )

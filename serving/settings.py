@@ -47,6 +47,7 @@ DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
 DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_WORKERS = 1
+MAX_WORKERS = 64
 DEFAULT_MAX_BATCH = 32
 Number = TypeVar("Number", int, float)
 LARGE_CATALOG = 50_000  # offers from which /rank batches run on two threads
@@ -177,7 +178,7 @@ def workers() -> int:
     accepted it, and the kernel may hand most keep-alive connections to one worker
     (docs/operations.md, "Load").
     """
-    return _int("RECSYS_WORKERS", DEFAULT_WORKERS, 1, 64)
+    return _int("RECSYS_WORKERS", DEFAULT_WORKERS, 1, MAX_WORKERS)
 
 
 def access_log_all() -> bool:

@@ -5,6 +5,7 @@ settings that shape the server under load."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from benchmarks.load_test import drive, rank_bodies
+from benchmarks.load_test import drive, rank_bodies, worker_count
 from serving.process import running_servers
 from serving.settings import Settings
 from tests.service_fixtures import CITIES, catalog_offers, training_profiles, write_world
@@ -124,3 +125,11 @@ def test_worker_count_and_rank_tracing_are_read_and_checked(
     monkeypatch.setenv("RECSYS_TRACE_RANK", "yes")
     loaded = Settings.from_env()
     assert loaded.workers == 2 and loaded.trace_rank is True
+
+
+def test_the_load_script_refuses_a_worker_count_out_of_bounds() -> None:
+    """`--workers` is checked before a server is started, with the bound in the message."""
+    assert worker_count("2") == 2
+    for raw in ("0", "65", "two", "-1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"whole number in \[1, 64\]"):
+            worker_count(raw)
