@@ -84,6 +84,7 @@ API_TO_COLUMN = {
 
 
 PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
+CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to create tables
 
 
 def pseudonym(value: str | None, salt: str) -> str | None:
@@ -203,10 +204,7 @@ class EventStore:
         processor = self.requests.c.createdAt.type.bind_processor(self.engine.dialect)
         self._stamp = processor or (lambda value: value)
         if create:
-            with self.engine.begin() as connection:
-                if db_schema:
-                    connection.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
-                metadata.create_all(connection)
+            self._create(metadata, db_schema)
             self._band_stored_ages()
         elif EXACT_AGE in self._stored_columns():
             where = parsed.render_as_string(hide_password=True)
@@ -214,6 +212,26 @@ class EventStore:
                 f"event store at {where} still holds exact candidate ages: start the service "
                 "on it once, which replaces them by their bands"
             )
+
+    def _create(self, metadata: sa.MetaData, db_schema: str | None) -> None:
+        """Create the schema and whatever tables are missing.
+
+        Workers starting together on one database race here: between `create_all`'s check
+        and its CREATE, another worker may create a table, and the CREATE fails ("table
+        already exists"). The tables then exist, so the creation is tried again, where the
+        check now sees them; a failure that persists is raised.
+        """
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with self.engine.begin() as connection:
+                    if db_schema:
+                        connection.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
+                    metadata.create_all(connection)
+                return
+            except sa.exc.DBAPIError as error:
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                logger.info("event store tables created meanwhile by another process: %s", error)
 
     def _stored_columns(self) -> set[str]:
         """The columns the events table has in the database (none when it does not exist)."""

@@ -388,3 +388,27 @@ def test_serve_command_refuses_bad_configuration(
     monkeypatch.setenv("RECSYS_MAX_PER_PUBLISHER", "2")
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 2 and "RECSYS_MAX_PER_PUBLISHER" in result.output
+
+
+def test_a_store_created_meanwhile_by_another_worker_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers start on one new database: the other one creates the tables between this
+    one's check and its CREATE ("table already exists"); this one opens the store anyway."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    create_all = sa.MetaData.create_all
+    raced = []
+
+    def other_worker_first(metadata: sa.MetaData, bind: sa.Connection, **kwargs: object) -> None:
+        if not raced:
+            raced.append(True)
+            monkeypatch.setattr(sa.MetaData, "create_all", create_all)
+            EventStore(url)  # the other worker, done first
+            monkeypatch.setattr(sa.MetaData, "create_all", other_worker_first)
+            create_all(metadata, bind, checkfirst=False)  # this one's CREATE, checked before
+        create_all(metadata, bind, **kwargs)
+
+    monkeypatch.setattr(sa.MetaData, "create_all", other_worker_first)
+    store = EventStore(url)
+    assert raced
+    assert store.add_events(event_rows([Event(id="raced", type="account")])) == ["raced"]
