@@ -148,16 +148,50 @@ def _pool_size(k: int) -> int:
     return max(POOL_FACTOR * k, MIN_POOL)
 
 
+@dataclass(frozen=True)
+class _RowStats:
+    """Each row's mean and standard deviation over its finite values where a mask holds
+    (a NaN counts as the mean): what standardises a person's scores over their candidates.
+    Rows are independent: a batch standardises as one row would."""
+
+    mean: np.ndarray  # (n_rows, 1)
+    std: np.ndarray  # (n_rows, 1), 1 where the values are (numerically) constant
+
+    @classmethod
+    def of(cls, values: np.ndarray, mask: np.ndarray) -> _RowStats:
+        if mask.all() and np.isfinite(values).all():  # a request alone: every column counts
+            mean = values.mean(axis=1, keepdims=True)
+            std = values.std(axis=1, keepdims=True)
+        else:
+            counted = np.isfinite(values) & mask
+            n = np.maximum(counted.sum(axis=1), 1)[:, None]
+            mean = np.where(counted, values, 0.0).sum(axis=1, keepdims=True) / n
+            centred = np.where(counted, values - mean, 0.0)
+            std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / n)
+        return cls(mean, np.where(std > 1e-12, std, 1.0))
+
+    def standardised(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(x − mean) / std where x is finite and `mask` holds; elsewhere 0."""
+        return np.where(np.isfinite(values) & mask, (values - self.mean) / self.std, 0.0)
+
+
 def _standardised(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(x − mean) / std of each row over its finite values where `mask` holds; elsewhere 0
-    (a NaN counts as the mean). Rows are independent: a batch standardises as one row would.
-    """
-    counted = np.isfinite(values) & mask
-    n = np.maximum(counted.sum(axis=1), 1)[:, None]
-    mean = np.where(counted, values, 0.0).sum(axis=1, keepdims=True) / n
-    centred = np.where(counted, values - mean, 0.0)
-    std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / n)
-    return centred / np.where(std > 1e-12, std, 1.0)
+    """`_RowStats.standardised` of each row over its own finite values where `mask` holds."""
+    return _RowStats.of(values, mask).standardised(values, mask)
+
+
+@dataclass(frozen=True)
+class _ModelScores:
+    """The model's own scores of a batch's candidates, and their statistics per person."""
+
+    values: np.ndarray  # (n_people, n_columns)
+    stats: _RowStats
+
+    def z(self, people: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Standardised score of column `positions[i]` for person `people[i]`: only the
+        listed offers need it (NaN, a pair the model cannot score, compares False)."""
+        mean, std = self.stats.mean[people, 0], self.stats.std[people, 0]
+        return (self.values[people, positions] - mean) / std
 
 
 def _slot(loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
@@ -239,9 +273,13 @@ class Engine:
         rows = [request_row(r.profile, r.user_id, self.profiles.get(r.user_id)) for r in requests]
         people = concat_rows([row_arrays(row) for row in rows])
         masks = self._candidates(catalog, people, requests, at)
-        columns = np.flatnonzero(masks.any(axis=0))
-        masks = masks[:, columns]
-        strategies, scores, learned_z = self._score(state, catalog, rows, people, columns, masks)
+        if len(requests) == 1:  # a request alone: its candidates are the columns
+            columns = np.flatnonzero(masks[0])
+            masks = np.ones((1, len(columns)), dtype=bool)
+        else:
+            columns = np.flatnonzero(masks.any(axis=0))
+            masks = masks[:, columns]
+        strategies, scores, learned = self._score(state, catalog, rows, people, columns, masks)
         pool_size = min(len(columns), max(_pool_size(r.k) for r in requests))
         pools = top_k(scores, pool_size, masks)
         chosen = []
@@ -261,7 +299,7 @@ class Engine:
             scores[owner, positions],
             [strategies[i] == "personalized" for i in owner.tolist()],
             at,
-            None if learned_z is None else learned_z[owner, positions],
+            None if learned is None else learned.z(owner, positions),
         )
         created_at = datetime.now(UTC)
         out = []
@@ -340,25 +378,25 @@ class Engine:
         people: ProfileArrays,
         columns: np.ndarray,
         masks: np.ndarray,
-    ) -> tuple[list[Strategy], np.ndarray, np.ndarray | None]:
-        """(strategy of each person, scores of catalog rows `columns`, the model's scores
-        standardised over each person's candidates `masks`, or None without a model)."""
+    ) -> tuple[list[Strategy], np.ndarray, _ModelScores | None]:
+        """(strategy of each person, scores of catalog rows `columns`, the model's own scores
+        and their statistics over each person's candidates `masks`, or None without a model)."""
         model = state.model
         if model is None or model.prepared is None:
             return ["rules_fallback"] * len(rows), self._rules(catalog, people, columns), None
         scorer = model.scorer
         ids = [self._model_user_id(scorer, row["userId"]) for row in rows]
         users = UserBatch(np.array(ids, dtype=object), model.features.matrix(rows), people)
-        learned = scorer.score(users, model.prepared, columns)
-        learned_z = _standardised(learned, masks)
+        values = scorer.score(users, model.prepared, columns)
+        learned = _ModelScores(values, _RowStats.of(values, masks))
         known = np.array([scorer.knows(user_id) for user_id in ids])
         strategies: list[Strategy] = ["personalized" if k else "cold_start" for k in known]
         if scorer.blends_rules or known.all():  # the hybrid's own cold-start blend, as evaluated
-            return strategies, learned, learned_z
+            return strategies, values, learned
         weight = self.settings.cold_start_rules_weight
         rules_z = _standardised(self._rules(catalog, people, columns), masks) if weight > 0 else 0.0
-        blended = (1.0 - weight) * learned_z + weight * rules_z
-        return strategies, np.where(known[:, None], learned, blended), learned_z
+        blended = (1.0 - weight) * learned.stats.standardised(values, masks) + weight * rules_z
+        return strategies, np.where(known[:, None], values, blended), learned
 
     def _model_user_id(self, scorer: Scorer, user_id: str | None) -> str | None:
         """The id the model knows this visitor by: as given, or as the event store keeps it.

@@ -14,9 +14,12 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.dataset import OfferBatch, UserBatch
 from recsys.geo import unit_vectors
 from recsys.models import create_model
+from recsys.models._common import lookup
 from recsys.models.hybrid import (
     HybridConfig,
     HybridModel,
@@ -25,7 +28,13 @@ from recsys.models.hybrid import (
     history_location,
     history_weight,
 )
-from recsys.models.incumbent import distances_km, incumbent_scores
+from recsys.models.incumbent import (
+    distances_km,
+    incumbent_scores,
+    offer_tags,
+    rule_scores,
+    search_radius_km,
+)
 from tests.fixtures import (
     LYON,
     PARIS,
@@ -44,6 +53,8 @@ from tests.model_mixin import ModelTests
 LEARNED = {"embedding_size": 8, "epochs": 10}
 NO_EXTRAS = {"geo_weight": 0.0, "popularity_weight": 0.0, "freshness_weight": 0.0}  # blend only
 DAY = 86_400
+REMOTE_FULL = taxonomy.REMOTE_VALUES.index("full")
+REMOTE_POSSIBLE = taxonomy.REMOTE_VALUES.index("possible")
 
 
 class TestHybrid(ModelTests):
@@ -91,8 +102,18 @@ def test_history_weight_by_hand() -> None:
 
 
 def _affinity(profiles: ProfileArrays, offers: OfferArrays, share: float = 0.5) -> np.ndarray:
+    """`geo_affinity` of every (visitor, offer), one call each."""
     distance = distances_km(profiles, unit_vectors(offers.lat, offers.lon))
-    return geo_affinity(profiles, offers.remote, distance, share)
+    radius = search_radius_km(profiles)
+    return np.array(
+        [
+            [
+                geo_affinity(d / r, int(code), share)
+                for d, code in zip(row, offers.remote, strict=True)
+            ]
+            for row, r in zip(distance, radius, strict=True)
+        ]
+    )
 
 
 def test_geo_affinity_by_hand() -> None:
@@ -112,6 +133,61 @@ def test_geo_affinity_by_hand() -> None:
     assert affinity[0, 1] == pytest.approx(-np.log(2.0))  # fully remote: at the radius
     assert affinity[0, 2] == pytest.approx(on_site_lyon, abs=3e-3)
     assert affinity[0, 3] == pytest.approx(0.25 * on_site_lyon, abs=1e-3)
+
+
+def _blend_by_formula(model: HybridModel, users: UserBatch, offers: OfferBatch) -> np.ndarray:
+    """The module docstring's blend, term by term, over whole (visitor, offer) arrays: what
+    the compiled `_blend` replaced, kept here as its reference."""
+    state, config = model._state, model.config
+    rows = lookup(state.user_ids, users.ids)
+    known = rows >= 0
+    profiles = model._located(users, rows)
+    distance = distances_km(profiles, unit_vectors(offers.arrays.lat, offers.arrays.lon))
+    remote = offers.arrays.remote
+    rules = rule_scores(profiles, offer_tags(offers.arrays), remote, distance, False)
+    out = (rules - state.rules_stats[0]) / state.rules_stats[1]
+    w = history_weight(np.where(known, state.history[rows], 0.0), config.blend_halfpoint)
+    mean = np.where(known, state.learned_mean[rows], state.cold_learned_stats[0])[:, None]
+    std = np.where(known, state.learned_std[rows], state.cold_learned_stats[1])[:, None]
+    blended = np.flatnonzero(w > 0)  # the learned model scores these only, in one product
+    learned = model.learned.score(users.take(blended), offers)
+    learned_z = np.nan_to_num((learned - mean[blended]) / std[blended], nan=0.0)
+    weight = w[blended, None]
+    out[blended] = (1 - weight) * out[blended] + weight * learned_z
+    radius = search_radius_km(profiles)[:, None]
+    unknown = np.isnan(distance) | (remote == REMOTE_FULL)
+    affinity = -np.log1p(np.where(unknown, 1.0, distance / radius))
+    affinity = np.where((remote == REMOTE_POSSIBLE) & ~unknown, 0.5 * affinity, affinity)
+    out += config.geo_weight * affinity
+    popularity, fresh = model.prepare_offers(offers).arrays["offer_terms"].T
+    located = np.isfinite(profiles.lat) & np.isfinite(profiles.lon)
+    return out + popularity + np.where(located[:, None], fresh, 0.0)
+
+
+def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
+    """Known and unknown visitors, one without coordinates (placed at their history) and
+    one unplaced, offers on site, remote or unplaced: the compiled pass gives the formula."""
+    board = checkerboard_data().data
+    frame = make_profiles_frame(3, userId=[board.users.ids[0], "stranger", None])
+    frame.loc[0, ["lat", "lon", "postalCode", "departmentCode"]] = None
+    frame.loc[2, ["lat", "lon", "postalCode", "departmentCode"]] = None
+    users = UserBatch.concat([board.users.take(np.arange(1, 6)), user_batch(frame)])
+    mixed = offer_batch(
+        make_offers_frame(
+            5,
+            remote=["full", "possible", "possible", "local", "full"],
+            lat=[LYON[0], LYON[0], np.nan, PARIS[0] + 0.05, np.nan],
+            lon=[LYON[1], LYON[1], np.nan, PARIS[1], np.nan],
+        )
+    )
+    offers = OfferBatch.concat([board.offers, new_offers(), mixed])
+    assert np.isin([REMOTE_FULL, REMOTE_POSSIBLE], offers.arrays.remote).all()
+    with _configured(trained, remote_distance_share=0.5):
+        expected = _blend_by_formula(trained, users, offers)
+        np.testing.assert_allclose(trained.score(users, offers), expected, rtol=1e-12)
+        rows = np.array([7, 0, 3, len(offers) - 1])
+        subset = trained.score_prepared(users, trained.prepare_offers(offers), rows)
+    np.testing.assert_allclose(subset, expected[:, rows], rtol=1e-12)
 
 
 def test_user_without_history_gets_exactly_the_rules_ranking(trained: HybridModel) -> None:

@@ -51,11 +51,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -63,16 +65,20 @@ import scipy.sparse as sp
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
-from recsys.geo import unit_vectors
+from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import MODEL_CLASSES, create_model, model_class
 from recsys.models._common import lookup, require_trained, row_chunks, unicode_ids
 from recsys.models.base import ModelConfig, Recommender
 from recsys.models.incumbent import (
-    distances_km,
+    GEO_SHARE,
+    NO_LOCATION_SCORE,
+    TABLE_MASKS,
+    TABLE_SHIFTS,
+    TAXONOMY_SHARE,
     incumbent_scores,
     offer_tags,
-    rule_scores,
     search_radius_km,
+    taxonomy_tables,
 )
 
 logger = logging.getLogger(__name__)
@@ -136,22 +142,81 @@ def history_weight(n_interactions: np.ndarray, halfpoint: float, floor: float = 
     return floor + (1.0 - floor) * share
 
 
-def geo_affinity(
-    profiles: ProfileArrays,
-    remote: np.ndarray,
-    distance: np.ndarray,
-    remote_distance_share: float = 0.5,
-) -> np.ndarray:
-    """Gravity decay −log(1 + d / radius) per (visitor, offer), remote-aware (module docstring).
+@numba.njit(cache=True, nogil=True)
+def geo_affinity(ratio: float, remote: int, share: float) -> float:
+    """Gravity decay −log(1 + d / radius) of one (visitor, offer), from ratio = d / radius,
+    remote-aware (module docstring): fully remote offers and unknown distances (NaN ratio)
+    score −log 2, as at the radius; where remote is possible, `share` of the decay is kept.
 
-    `distance` comes from `incumbent.distances_km`, `remote` is the offers' remote codes.
-    Fully remote offers and unknown distances score −log 2, as at the visitor's radius.
+    Compiled (numba) for `_blend`, callable from Python alike.
     """
-    radius = search_radius_km(profiles)
-    unknown = np.isnan(distance) | (remote == _FULL)[None, :]
-    affinity = -np.log1p(np.where(unknown, 1.0, distance / radius[:, None]))
-    partly_remote = (remote == _POSSIBLE)[None, :] & ~unknown
-    return np.where(partly_remote, remote_distance_share * affinity, affinity)
+    if math.isnan(ratio) or remote == _FULL:
+        return -math.log(2.0)
+    affinity = -math.log(1.0 + ratio)
+    return share * affinity if remote == _POSSIBLE else affinity
+
+
+@numba.njit(cache=True, nogil=True)
+def _blend(
+    user_xyz: np.ndarray,
+    radius: np.ndarray,
+    located: np.ndarray,
+    tables: np.ndarray,
+    weight: np.ndarray,
+    learned: np.ndarray,
+    learned_row: np.ndarray,
+    learned_stats: np.ndarray,
+    offer_xyz: np.ndarray,
+    tags: np.ndarray,
+    remote: np.ndarray,
+    offer_terms: np.ndarray,
+    rows: np.ndarray,
+    rules_stats: np.ndarray,
+    geo_weight: float,
+    share: float,
+    out: np.ndarray,
+) -> None:
+    """The blend of the module docstring into `out[i, j]`, visitor i and offer `rows[j]`.
+
+    One pass per pair instead of some forty numpy passes over (visitor, offer) arrays: a
+    request scores tens of thousands of candidates, and the passes, not the arithmetic, were
+    most of its time. The rules are the engine's (`incumbent`) without its remote overrides:
+    distance as `geo.pairwise_km` (NaN where either side is unplaced), taxonomy part from
+    `incumbent.taxonomy_tables` (indexed by `incumbent.TABLE_SHIFTS` / `TABLE_MASKS`).
+    Visitor i with learned_row[i] >= 0 blends in the learned score `learned[learned_row[i]]`
+    standardised by learned_stats[i] (mean, std) with weight[i]; offer_terms[o] holds the
+    offer's weighted popularity and freshness, the latter for located visitors only.
+    """
+    two_radii = 2.0 * EARTH_RADIUS_KM
+    # The engine's total, then its standardisation, as one affine map of its two parts.
+    to_z = 1.0 / ((TAXONOMY_SHARE + GEO_SHARE) * rules_stats[1])
+    match_slope, place_slope = TAXONOMY_SHARE * to_z, GEO_SHARE * to_z
+    offset = -rules_stats[0] / rules_stats[1]
+    for i in range(out.shape[0]):
+        ux, uy, uz, reach = user_xyz[i, 0], user_xyz[i, 1], user_xyz[i, 2], radius[i]
+        blended, w, fresh = learned_row[i], weight[i], 1.0 if located[i] else 0.0
+        mean, std = learned_stats[i, 0], learned_stats[i, 1]
+        for j in range(rows.shape[0]):
+            o = rows[j]
+            dx, dy, dz = ux - offer_xyz[o, 0], uy - offer_xyz[o, 1], uz - offer_xyz[o, 2]
+            squared = dx * dx + dy * dy + dz * dz
+            if math.isnan(squared):  # either side unplaced: the distance is unknown
+                ratio, place = math.nan, NO_LOCATION_SCORE
+            else:  # distance / radius
+                ratio = two_radii * math.asin(min(math.sqrt(squared) / 2.0, 1.0)) / reach
+                place = max(0.0, 1.0 - ratio)
+            tag = tags[o]
+            match = 0.0
+            for g in range(TABLE_SHIFTS.shape[0]):
+                match += tables[i, g, (tag >> TABLE_SHIFTS[g]) & TABLE_MASKS[g]]
+            score = match_slope * match + place_slope * place + offset
+            if blended >= 0:
+                z = (learned[blended, j] - mean) / std
+                # A pair the learned model cannot score (NaN) counts as the user's average.
+                score = (1.0 - w) * score + w * (0.0 if math.isnan(z) else z)
+            if geo_weight > 0:
+                score += geo_weight * geo_affinity(ratio, remote[o], share)
+            out[i, j] = score + offer_terms[o, 0] + fresh * offer_terms[o, 1]
 
 
 def freshness(posted_at: np.ndarray, cutoff: int, days: float) -> np.ndarray:
@@ -311,8 +376,11 @@ class HybridModel(Recommender):
             {
                 "rule_tags": offer_tags(offers.arrays),
                 "xyz": unit_vectors(offers.arrays.lat, offers.arrays.lon),
-                "popularity": config.popularity_weight * popularity,
-                "freshness": config.freshness_weight * fresh,
+                # (n_offers, 2): weighted popularity, weighted freshness (`_blend` reads
+                # both of an offer at once).
+                "offer_terms": np.column_stack(
+                    [config.popularity_weight * popularity, config.freshness_weight * fresh]
+                ),
             },
             inner=self.learned.prepare_offers(offers),
         )
@@ -323,40 +391,46 @@ class HybridModel(Recommender):
         """The blend against the prepared offers `rows` (module docstring)."""
         require_trained(self._state, self.name)
         state, config = self._state, self.config
-
-        def column(values: np.ndarray) -> np.ndarray:
-            return values if rows is None else np.take(values, rows, axis=0)
-
         offers = prepared.offers.arrays
-        remote = column(offers.remote)
+        columns = np.arange(len(offers)) if rows is None else np.asarray(rows, dtype=np.int64)
         user_rows = lookup(state.user_ids, users.ids)
         known = user_rows >= 0
         profiles = self._located(users, user_rows)
-        distance = distances_km(profiles, column(prepared.arrays["xyz"]))
-        tags = column(prepared.arrays["rule_tags"])
-        rules = rule_scores(profiles, tags, remote, distance, remote_overrides=False)
-        out = (rules - state.rules_stats[0]) / state.rules_stats[1]
-
         history = np.where(known, state.history[user_rows], 0.0)
         w = history_weight(history, config.blend_halfpoint, config.cold_weight)
         blended = np.flatnonzero(w > 0)
+        learned_row = np.full(len(users), -1, dtype=np.int64)
+        learned = np.zeros((0, len(columns)))
         if len(blended):
             scored = users if len(blended) == len(users) else users.take(blended)
             learned = self.learned.score_prepared(scored, prepared.inner, rows)
-            mean = np.where(known, state.learned_mean[user_rows], state.cold_learned_stats[0])
-            std = np.where(known, state.learned_std[user_rows], state.cold_learned_stats[1])
-            learned_z = (learned - mean[blended, None]) / std[blended, None]
-            # A pair the learned model cannot score (NaN) counts as the user's average.
-            learned_z = np.nan_to_num(learned_z, nan=0.0)
-            weight = w[blended, None]
-            out[blended] = (1.0 - weight) * out[blended] + weight * learned_z
-
-        if config.geo_weight > 0:
-            geo = geo_affinity(profiles, remote, distance, config.remote_distance_share)
-            out += config.geo_weight * geo
-        out += column(prepared.arrays["popularity"])[None, :]
-        located = np.isfinite(profiles.lat) & np.isfinite(profiles.lon)
-        out[located] += column(prepared.arrays["freshness"])[None, :]
+            learned_row[blended] = np.arange(len(blended))
+        learned_stats = np.column_stack(
+            [
+                np.where(known, state.learned_mean[user_rows], state.cold_learned_stats[0]),
+                np.where(known, state.learned_std[user_rows], state.cold_learned_stats[1]),
+            ]
+        )
+        out = np.empty((len(users), len(columns)))
+        _blend(
+            unit_vectors(profiles.lat, profiles.lon),
+            search_radius_km(profiles),
+            np.isfinite(profiles.lat) & np.isfinite(profiles.lon),
+            taxonomy_tables(profiles),
+            w,
+            np.ascontiguousarray(learned, dtype=np.float64),
+            learned_row,
+            learned_stats,
+            prepared.arrays["xyz"],
+            prepared.arrays["rule_tags"],
+            offers.remote,
+            prepared.arrays["offer_terms"],
+            columns,
+            np.asarray(state.rules_stats, dtype=np.float64),
+            float(config.geo_weight),
+            float(config.remote_distance_share),
+            out,
+        )
         return out
 
     def get_arrays(self) -> dict[str, np.ndarray]:

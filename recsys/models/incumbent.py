@@ -138,6 +138,9 @@ class _Tables:
 
 
 _TABLES = _Tables.of(_TAG_BLOCKS)
+# Where each look-up table's bits sit in a tag: `(tag >> shift) & mask` indexes the table.
+TABLE_SHIFTS = np.array([shift for _, shift, _ in _TABLES.groups], dtype=np.uint32)
+TABLE_MASKS = np.array([(1 << width) - 1 for _, _, width in _TABLES.groups], dtype=np.uint32)
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
@@ -184,18 +187,15 @@ def _profile_tags(profiles: ProfileArrays) -> np.ndarray:
     )
 
 
-def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
-    """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1].
+def taxonomy_tables(profiles: ProfileArrays) -> np.ndarray:
+    """Each visitor's taxonomy part for every value of each table's bits, (n_users,
+    n_tables, 2^MAX_TABLE_BITS): an offer's part is then the sum over the tables of
+    `tables[u, g, (tag >> TABLE_SHIFTS[g]) & TABLE_MASKS[g]]` (`taxonomy_scores`).
 
     A taxonomy's term depends on the offer only through that taxonomy's bits of its tag, so
-    each visitor's terms are tabulated over every value those bits can take (`_TABLES`:
-    consecutive taxonomies share a table of at most 2^9 entries), and an offer's score is a
-    look-up per table: a few passes over the offers where computing the formula per offer
-    took some forty.
-
-    Args:
-        profiles: the visitors.
-        tags: `offer_tags` of the offers.
+    each visitor's terms are tabulated over every value those bits can take (consecutive
+    taxonomies share a table), and scoring an offer takes a few look-ups where computing the
+    formula per offer took some forty numpy passes. Entries past a table's width stay 0.
     """
     user_tags = _profile_tags(profiles)[:, None]
     tables = _TABLES
@@ -209,17 +209,26 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     total_weight = (answered * tables.weights).sum(axis=1)
     has_answer = total_weight > 0
     scale = 1.0 / np.where(has_answer, total_weight, 1.0)[:, None]  # no answer: terms are 0
+    out = np.zeros((len(user_tags), len(tables.groups), 1 << MAX_TABLE_BITS))
+    for g, (positions, _, width) in enumerate(tables.groups):
+        out[:, g, : 1 << width] = np.take(terms, positions, axis=1).sum(axis=1) * scale
     # The weighted mean, or the neutral base for a visitor who answered nothing (held by the
     # first table).
-    neutral = np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None]
-    looked_up = []
-    for g, (positions, shift, width) in enumerate(tables.groups):
-        table = np.take(terms, positions, axis=1).sum(axis=1) * scale  # (n_users, 2^width)
-        codes = (tags >> np.uint32(shift)) & np.uint32((1 << width) - 1)
-        looked_up.append(np.take(table + neutral if g == 0 else table, codes, axis=1))
-    out = looked_up[0]
-    for part in looked_up[1:]:
-        out += part
+    out[:, 0] += np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None]
+    return out
+
+
+def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
+    """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1].
+
+    Args:
+        profiles: the visitors.
+        tags: `offer_tags` of the offers.
+    """
+    tables = taxonomy_tables(profiles)
+    out = np.take(tables[:, 0], (tags >> TABLE_SHIFTS[0]) & TABLE_MASKS[0], axis=1)
+    for g in range(1, len(TABLE_SHIFTS)):
+        out += np.take(tables[:, g], (tags >> TABLE_SHIFTS[g]) & TABLE_MASKS[g], axis=1)
     return out
 
 
