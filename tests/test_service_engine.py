@@ -28,7 +28,16 @@ from recsys.encoding import UserEncoder
 from recsys.ranking import diversify
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
-from serving.engine import Engine, UnknownOffer, _one_of, _slot, capped, reasons
+from serving.engine import (
+    Engine,
+    UnknownOffer,
+    _one_of,
+    _RowStats,
+    _slot,
+    _standardised,
+    capped,
+    reasons,
+)
 from serving.events import pseudonym
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
@@ -755,3 +764,27 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
 def test_one_of_equals_isin(column: list[int], codes: list[int]) -> None:
     values = np.array(column, dtype=np.int16)
     np.testing.assert_array_equal(_one_of(values, codes, 15), np.isin(values, codes))
+
+
+def test_row_statistics_by_hand() -> None:
+    """Mean and deviation over a row's finite candidates; a constant row divides by 1."""
+    values = np.array([[1.0, 2.0, 3.0, np.nan], [4.0, 8.0, 100.0, 5.0], [7.0, 7.0, 7.0, 7.0]])
+    mask = np.array([[True, True, True, True], [True, True, False, False], [True] * 4])
+    stats = _RowStats.of(values, mask)
+    np.testing.assert_allclose(stats.mean[:, 0], [2.0, 6.0, 7.0])
+    np.testing.assert_allclose(stats.std[:, 0], [np.sqrt(2.0 / 3.0), 2.0, 1.0])
+    z = _standardised(values, mask)
+    np.testing.assert_allclose(z[1], [-1.0, 1.0, 0.0, 0.0])  # masked out: 0
+    assert z[0, 3] == 0.0  # NaN: counted as the mean
+
+
+def test_row_statistics_of_a_request_alone_match_the_masked_path() -> None:
+    """All candidates and finite scores (one request) take the shortcut: same figures as
+    the masked path over the same values (an extra, masked-out column forces that path)."""
+    values = np.random.default_rng(5).normal(size=(1, 1000)) * 3.0 + 1.0
+    shortcut = _RowStats.of(values, np.ones_like(values, dtype=bool))
+    padded = np.append(values, [[1e9]], axis=1)
+    masked = _RowStats.of(padded, np.append(np.ones(1000, dtype=bool), False)[None, :])
+    np.testing.assert_allclose(shortcut.mean, masked.mean, rtol=1e-12)
+    np.testing.assert_allclose(shortcut.std, masked.std, rtol=1e-12)
+    np.testing.assert_allclose(shortcut.std, values.std(axis=1, keepdims=True), rtol=1e-15)
