@@ -108,7 +108,7 @@ def _affinity(profiles: ProfileArrays, offers: OfferArrays, share: float = 0.5) 
     return np.array(
         [
             [
-                geo_affinity(d / r, int(code), share)
+                geo_affinity(d / r, code == REMOTE_FULL, code == REMOTE_POSSIBLE, share)
                 for d, code in zip(row, offers.remote, strict=True)
             ]
             for row, r in zip(distance, radius, strict=True)

@@ -143,17 +143,18 @@ def history_weight(n_interactions: np.ndarray, halfpoint: float, floor: float = 
 
 
 @numba.njit(cache=True, nogil=True)
-def geo_affinity(ratio: float, remote: int, share: float) -> float:
+def geo_affinity(ratio: float, fully_remote: bool, partly_remote: bool, share: float) -> float:
     """Gravity decay −log(1 + d / radius) of one (visitor, offer), from ratio = d / radius,
     remote-aware (module docstring): fully remote offers and unknown distances (NaN ratio)
     score −log 2, as at the radius; where remote is possible, `share` of the decay is kept.
 
-    Compiled (numba) for `_blend`, callable from Python alike.
+    Compiled (numba) for `_blend`, callable from Python alike. Compiled code is cached and
+    the cache only sees this file change: every constant from elsewhere comes as an argument.
     """
-    if math.isnan(ratio) or remote == _FULL:
+    if math.isnan(ratio) or fully_remote:
         return -math.log(2.0)
     affinity = -math.log(1.0 + ratio)
-    return share * affinity if remote == _POSSIBLE else affinity
+    return share * affinity if partly_remote else affinity
 
 
 @numba.njit(cache=True, nogil=True)
@@ -171,9 +172,10 @@ def _blend(
     remote: np.ndarray,
     offer_terms: np.ndarray,
     rows: np.ndarray,
-    rules_stats: np.ndarray,
-    geo_weight: float,
-    share: float,
+    constants: np.ndarray,
+    table_shifts: np.ndarray,
+    table_masks: np.ndarray,
+    remote_codes: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """The blend of the module docstring into `out[i, j]`, visitor i and offer `rows[j]`.
@@ -186,12 +188,17 @@ def _blend(
     Visitor i with learned_row[i] >= 0 blends in the learned score `learned[learned_row[i]]`
     standardised by learned_stats[i] (mean, std) with weight[i]; offer_terms[o] holds the
     offer's weighted popularity and freshness, the latter for located visitors only.
+
+    `constants` (`_blend_constants`): twice the Earth's radius; the standardised rules as one
+    affine map of their taxonomy and place parts (two slopes, an offset); the place score of
+    an unknown distance; the geography weight; the share of it kept where remote is
+    possible. `remote_codes`: the codes of fully and partly remote offers. They are
+    arguments, not globals, because numba's cache would keep a global's value from another
+    file after that file changed.
     """
-    two_radii = 2.0 * EARTH_RADIUS_KM
-    # The engine's total, then its standardisation, as one affine map of its two parts.
-    to_z = 1.0 / ((TAXONOMY_SHARE + GEO_SHARE) * rules_stats[1])
-    match_slope, place_slope = TAXONOMY_SHARE * to_z, GEO_SHARE * to_z
-    offset = -rules_stats[0] / rules_stats[1]
+    two_radii, match_slope, place_slope, offset = constants[:4]
+    no_location, geo_weight, share = constants[4:7]
+    full_code, possible_code = remote_codes[0], remote_codes[1]
     for i in range(out.shape[0]):
         ux, uy, uz, reach = user_xyz[i, 0], user_xyz[i, 1], user_xyz[i, 2], radius[i]
         blended, w, fresh = learned_row[i], weight[i], 1.0 if located[i] else 0.0
@@ -201,22 +208,42 @@ def _blend(
             dx, dy, dz = ux - offer_xyz[o, 0], uy - offer_xyz[o, 1], uz - offer_xyz[o, 2]
             squared = dx * dx + dy * dy + dz * dz
             if math.isnan(squared):  # either side unplaced: the distance is unknown
-                ratio, place = math.nan, NO_LOCATION_SCORE
+                ratio, place = math.nan, no_location
             else:  # distance / radius
                 ratio = two_radii * math.asin(min(math.sqrt(squared) / 2.0, 1.0)) / reach
                 place = max(0.0, 1.0 - ratio)
             tag = tags[o]
             match = 0.0
-            for g in range(TABLE_SHIFTS.shape[0]):
-                match += tables[i, g, (tag >> TABLE_SHIFTS[g]) & TABLE_MASKS[g]]
+            for g in range(table_shifts.shape[0]):
+                match += tables[i, g, (tag >> table_shifts[g]) & table_masks[g]]
             score = match_slope * match + place_slope * place + offset
             if blended >= 0:
                 z = (learned[blended, j] - mean) / std
                 # A pair the learned model cannot score (NaN) counts as the user's average.
                 score = (1.0 - w) * score + w * (0.0 if math.isnan(z) else z)
             if geo_weight > 0:
-                score += geo_weight * geo_affinity(ratio, remote[o], share)
+                code = remote[o]
+                affinity = geo_affinity(ratio, code == full_code, code == possible_code, share)
+                score += geo_weight * affinity
             out[i, j] = score + offer_terms[o, 0] + fresh * offer_terms[o, 1]
+
+
+def _blend_constants(rules_stats: np.ndarray, config: HybridConfig) -> np.ndarray:
+    """`_blend`'s scalar constants, in its order."""
+    mean, std = float(rules_stats[0]), float(rules_stats[1])
+    # The engine's total, then its standardisation, as one affine map of its two parts.
+    to_z = 1.0 / ((TAXONOMY_SHARE + GEO_SHARE) * std)
+    return np.array(
+        [
+            2.0 * EARTH_RADIUS_KM,
+            TAXONOMY_SHARE * to_z,
+            GEO_SHARE * to_z,
+            -mean / std,
+            NO_LOCATION_SCORE,
+            config.geo_weight,
+            config.remote_distance_share,
+        ]
+    )
 
 
 def freshness(posted_at: np.ndarray, cutoff: int, days: float) -> np.ndarray:
@@ -426,9 +453,10 @@ class HybridModel(Recommender):
             offers.remote,
             prepared.arrays["offer_terms"],
             columns,
-            np.asarray(state.rules_stats, dtype=np.float64),
-            float(config.geo_weight),
-            float(config.remote_distance_share),
+            _blend_constants(state.rules_stats, config),
+            TABLE_SHIFTS,
+            TABLE_MASKS,
+            np.array([_FULL, _POSSIBLE], dtype=np.int64),
             out,
         )
         return out
