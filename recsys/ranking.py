@@ -7,6 +7,9 @@ slot (fewer admissible candidates than k).
 
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 
 PAD = -1
@@ -21,9 +24,9 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
     """Indices of the k best scores per row, best first, -1-padded.
 
     Masked-out (False) and NaN scores are never returned; equal scores rank the lower offer
-    index first, so a list is reproducible across runs and machines. Each row costs O(n):
-    `np.argpartition` (introselect) keeps the k best, ties at the boundary go to the lowest
-    indices, and only the k kept are sorted.
+    index first, so a list is reproducible across runs and machines; a -inf score ranks after
+    every finite one. Each row is one compiled pass keeping the k best so far in a heap
+    (`_select`), O(n log k).
 
     Args:
         scores: (n_users, n_offers) or (n_offers,) float scores, higher is better.
@@ -40,58 +43,90 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
     if not np.issubdtype(scores.dtype, np.number) or np.iscomplexobj(scores):
         raise ValueError(f"scores: expected real numbers, got dtype {scores.dtype}")
     single = scores.ndim == 1
-    # Ascending: the best score comes first. One pass each (this runs on every request).
-    key = np.negative(np.atleast_2d(scores), dtype=np.float64)
-    excluded = np.isnan(key)
-    if mask is not None:
+    values = np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float64)
+    if mask is None:
+        admissible = np.ones((0, 0), dtype=np.bool_)  # no mask: every offer may be returned
+    else:
         mask = np.asarray(mask)
         if mask.shape != scores.shape or mask.dtype != np.bool_:
             raise ValueError(
                 f"mask: expected a bool array of shape {scores.shape}, "
                 f"got {mask.dtype} of shape {mask.shape}"
             )
-        excluded |= ~np.atleast_2d(mask)
-    # Excluded offers get +inf, after every admissible one (a -inf score is clamped to the
-    # lowest finite score). An inf sentinel rather than NaN: argpartition is faster on it.
-    np.minimum(key, np.finfo(np.float64).max, out=key)
-    np.copyto(key, np.inf, where=excluded)
-    n_users, n_offers = key.shape
-    kept = min(k, n_offers)
-    out = np.full((n_users, k), PAD, dtype=np.int64)
-    if kept == 0 or n_users == 0:
-        return out[0] if single else out
-
-    partitioned = np.argpartition(key, kept - 1, axis=1)
-    picked = partitioned[:, :kept]
-    picked_key = np.take_along_axis(key, picked, axis=1)
-    threshold = np.take_along_axis(key, partitioned[:, kept - 1 : kept], axis=1)
-    # argpartition keeps an arbitrary subset of the offers tied at the threshold; where it
-    # left one out, the row's tied slots go to the lowest tied indices. An infinite threshold
-    # means fewer admissible offers than k, all of them kept.
-    tied = key == threshold
-    crowded = np.flatnonzero(
-        (threshold[:, 0] < np.inf)
-        & (np.count_nonzero(tied, axis=1) > np.count_nonzero(picked_key == threshold, axis=1))
-    )
-    if crowded.size:
-        # Offers strictly above the threshold are all among the kept: move them first.
-        above = picked_key[crowded] < threshold[crowded]
-        first = np.argsort(~above, axis=1, kind="stable")
-        picked[crowded] = np.take_along_axis(picked[crowded], first, axis=1)
-        picked_key[crowded] = np.take_along_axis(picked_key[crowded], first, axis=1)
-        n_above = above.sum(axis=1)
-        rows, cols = np.nonzero(tied[crowded])  # ascending offer index within a row
-        counts = np.bincount(rows, minlength=crowded.size)
-        rank = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        keep = n_above[rows] + rank < kept
-        picked[crowded[rows[keep]], n_above[rows[keep]] + rank[keep]] = cols[keep]
-
-    # Sort the kept by key, then by offer index; excluded ones sort last and become -1.
-    order = np.lexsort((picked, picked_key), axis=1)
-    ranked = np.take_along_axis(picked, order, axis=1)
-    excluded = np.take_along_axis(picked_key, order, axis=1) == np.inf
-    out[:, :kept] = np.where(excluded, PAD, ranked)
+        admissible = np.ascontiguousarray(np.atleast_2d(mask))
+    out = np.full((values.shape[0], k), PAD, dtype=np.int64)
+    _select(values, admissible, out)
     return out[0] if single else out
+
+
+@numba.njit(cache=True, nogil=True)
+def _select(scores: np.ndarray, admissible: np.ndarray, out: np.ndarray) -> None:
+    """Each row's `out.shape[1]` best admissible offers into `out`, best first.
+
+    Written as a compiled loop where numpy has `argpartition`: partitioning, then fixing the
+    ties it leaves at the boundary and sorting the kept took ten passes over each row, most
+    of a request's selection time. Here a max-heap holds the k best so far, its root the
+    worst of them by (score descending, index ascending): an offer enters only when it beats
+    the root, and offers come in index order, so an equal score never displaces a kept one.
+    An empty `admissible` admits every offer; -inf counts as the lowest finite score, so it
+    ranks by index among its equals; NaN is never kept.
+    """
+    k = out.shape[1]
+    if k == 0:
+        return
+    lowest = -np.finfo(np.float64).max
+    everything = admissible.shape[0] == 0
+    heap_score = np.empty(k, dtype=np.float64)
+    heap_index = np.empty(k, dtype=np.int64)
+    for u in range(scores.shape[0]):
+        size = 0
+        for j in range(scores.shape[1]):
+            value = scores[u, j]
+            if math.isnan(value) or not (everything or admissible[u, j]):
+                continue
+            value = max(value, lowest)
+            if size < k:  # not full: sift the new entry up from the last leaf
+                at = size
+                size += 1
+                while at > 0:
+                    parent = (at - 1) // 2
+                    if _worse(heap_score[parent], heap_index[parent], value, j):
+                        break
+                    heap_score[at], heap_index[at] = heap_score[parent], heap_index[parent]
+                    at = parent
+                heap_score[at], heap_index[at] = value, j
+            elif value > heap_score[0]:  # beats the worst kept: replace the root, sift down
+                _sift_down(heap_score, heap_index, 0, size, value, j)
+        # Pop the worst into the last free slot until the heap is empty: best first.
+        for last in range(size - 1, -1, -1):
+            out[u, last] = heap_index[0]
+            _sift_down(heap_score, heap_index, 0, last, heap_score[last], heap_index[last])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _worse(score_a: float, index_a: int, score_b: float, index_b: int) -> bool:
+    """Whether (score_a, index_a) ranks after (score_b, index_b)."""
+    return score_a < score_b or (score_a == score_b and index_a > index_b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(
+    heap_score: np.ndarray, heap_index: np.ndarray, at: int, size: int, score: float, index: int
+) -> None:
+    """Place (score, index) at `at` of the max-heap of `size` entries (the root the worst)."""
+    while True:
+        child = 2 * at + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(
+            heap_score[child + 1], heap_index[child + 1], heap_score[child], heap_index[child]
+        ):
+            child += 1
+        if not _worse(heap_score[child], heap_index[child], score, index):
+            break
+        heap_score[at], heap_index[at] = heap_score[child], heap_index[child]
+        at = child
+    heap_score[at], heap_index[at] = score, index
 
 
 def diversify(

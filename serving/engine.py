@@ -29,6 +29,7 @@ the requests that arrived together (one or many, `serving.batching`):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -159,7 +160,7 @@ class _RowStats:
 
     @classmethod
     def of(cls, values: np.ndarray, mask: np.ndarray) -> _RowStats:
-        if mask.all() and np.isfinite(values).all():  # a request alone: every column counts
+        if values.size and mask.all() and np.isfinite(values).all():  # every column counts
             mean = values.mean(axis=1, keepdims=True)
             std = values.std(axis=1, keepdims=True)
         else:
@@ -182,10 +183,16 @@ def _standardised(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _ModelScores:
-    """The model's own scores of a batch's candidates, and their statistics per person."""
+    """The model's own scores of a batch's candidates, and their statistics per person over
+    their candidates `masks` (measured when first needed: a list without personalised items
+    needs none)."""
 
     values: np.ndarray  # (n_people, n_columns)
-    stats: _RowStats
+    masks: np.ndarray  # (n_people, n_columns) bool
+
+    @functools.cached_property
+    def stats(self) -> _RowStats:
+        return _RowStats.of(self.values, self.masks)
 
     def z(self, people: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Standardised score of column `positions[i]` for person `people[i]`: only the
@@ -290,6 +297,7 @@ class Engine:
         owner = np.repeat(np.arange(len(requests)), lengths)
         positions = np.concatenate(chosen)
         ends = np.cumsum(lengths)
+        personalized = [strategies[i] == "personalized" for i in owner.tolist()]
         items = self._items(
             catalog,
             people,
@@ -297,9 +305,9 @@ class Engine:
             columns[positions],
             np.arange(len(owner)) - np.repeat(ends - lengths, lengths) + 1,
             scores[owner, positions],
-            [strategies[i] == "personalized" for i in owner.tolist()],
+            personalized,
             at,
-            None if learned is None else learned.z(owner, positions),
+            learned.z(owner, positions) if learned is not None and any(personalized) else None,
         )
         created_at = datetime.now(UTC)
         out = []
@@ -388,7 +396,7 @@ class Engine:
         ids = [self._model_user_id(scorer, row["userId"]) for row in rows]
         users = UserBatch(np.array(ids, dtype=object), model.features.matrix(rows), people)
         values = scorer.score(users, model.prepared, columns)
-        learned = _ModelScores(values, _RowStats.of(values, masks))
+        learned = _ModelScores(values, masks)
         known = np.array([scorer.knows(user_id) for user_id in ids])
         strategies: list[Strategy] = ["personalized" if k else "cold_start" for k in known]
         if scorer.blends_rules or known.all():  # the hybrid's own cold-start blend, as evaluated

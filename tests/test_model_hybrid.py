@@ -17,7 +17,7 @@ from scipy.stats import rankdata
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.dataset import OfferBatch, UserBatch
-from recsys.geo import unit_vectors
+from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import create_model
 from recsys.models._common import lookup
 from recsys.models.hybrid import (
@@ -166,7 +166,8 @@ def _blend_by_formula(model: HybridModel, users: UserBatch, offers: OfferBatch) 
 
 def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
     """Known and unknown visitors, one without coordinates (placed at their history) and
-    one unplaced, offers on site, remote or unplaced: the compiled pass gives the formula."""
+    one unplaced, offers on site, remote (near visitors and far) or unplaced: the compiled
+    pass gives the formula."""
     board = checkerboard_data().data
     frame = make_profiles_frame(3, userId=[board.users.ids[0], "stranger", None])
     frame.loc[0, ["lat", "lon", "postalCode", "departmentCode"]] = None
@@ -174,10 +175,10 @@ def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
     users = UserBatch.concat([board.users.take(np.arange(1, 6)), user_batch(frame)])
     mixed = offer_batch(
         make_offers_frame(
-            5,
-            remote=["full", "possible", "possible", "local", "full"],
-            lat=[LYON[0], LYON[0], np.nan, PARIS[0] + 0.05, np.nan],
-            lon=[LYON[1], LYON[1], np.nan, PARIS[1], np.nan],
+            6,
+            remote=["full", "possible", "possible", "local", "full", "full"],
+            lat=[LYON[0], LYON[0], np.nan, PARIS[0] + 0.05, np.nan, PARIS[0] + 0.05],
+            lon=[LYON[1], LYON[1], np.nan, PARIS[1], np.nan, PARIS[1]],
         )
     )
     offers = OfferBatch.concat([board.offers, new_offers(), mixed])
@@ -188,6 +189,50 @@ def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
         rows = np.array([7, 0, 3, len(offers) - 1])
         subset = trained.score_prepared(users, trained.prepare_offers(offers), rows)
     np.testing.assert_allclose(subset, expected[:, rows], rtol=1e-12)
+
+
+def test_one_visitor_is_scored_from_the_learned_factors(
+    trained: HybridModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone known visitor's learned scores come from the learned model's factors, inside
+    the compiled pass, and agree with the one matrix product of a batch."""
+    board = checkerboard_data().data
+    users = board.users.take(np.arange(4))
+    prepared = trained.prepare_offers(board.offers)
+    rows = np.array([5, 0, 9, 2])
+    batch = trained.score_prepared(users, prepared, rows)
+
+    def no_matrix(*args: Any, **kwargs: Any) -> np.ndarray:
+        raise AssertionError("a lone visitor's scores came from a matrix product")
+
+    monkeypatch.setattr(trained.learned, "score_prepared", no_matrix)
+    for i in range(len(users)):
+        alone = trained.score_prepared(users.take(np.array([i])), prepared, rows)
+        np.testing.assert_allclose(alone[0], batch[i], rtol=1e-6)
+
+
+def test_fully_remote_offers_at_the_edge_of_the_radius(trained: HybridModel) -> None:
+    """The compiled pass skips the distance of a fully remote offer beyond a visitor's
+    radius (its place score is 0 there): just inside the edge it still counts, and on both
+    sides the pass gives the formula."""
+    frame = make_profiles_frame(
+        2, userId=["stranger", None], lat=PARIS[0], lon=PARIS[1], radiusKm=[30.0, 0.5]
+    )
+    users = user_batch(frame)
+    degrees_per_km = np.degrees(1.0 / EARTH_RADIUS_KM)
+    kilometres = np.array([29.999, 30.001, 0.4999, 0.5001, 300.0])
+    offers = offer_batch(
+        make_offers_frame(
+            len(kilometres), remote="full", lat=PARIS[0] + kilometres * degrees_per_km, lon=PARIS[1]
+        )
+    )
+    with _configured(trained, geo_weight=0.0):
+        expected = _blend_by_formula(trained, users, offers)
+        scores = trained.score(users, offers)
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    # Inside the 30 km radius the place score lifts the offer; past it, it does not.
+    assert scores[0, 0] > scores[0, 1] == pytest.approx(scores[0, 4])
+    assert scores[1, 2] > scores[1, 3] == pytest.approx(scores[1, 4])
 
 
 def test_user_without_history_gets_exactly_the_rules_ranking(trained: HybridModel) -> None:

@@ -65,6 +65,21 @@ def test_new_offers_are_scored_from_features(trained: LightFMModel) -> None:
     assert (scores[group_a_users, :2].min(axis=1) > scores[group_a_users, 2:].max(axis=1)).all()
 
 
+def test_factors_add_up_to_the_scores(trained: LightFMModel) -> None:
+    """Vectors and biases of known visitors and strangers give `score_prepared`'s scores."""
+    board = checkerboard_data().data
+    users = UserBatch.concat([board.users, stranger_users()])
+    prepared = trained.prepare_offers(board.offers)
+    factors = trained.factors(users, prepared)
+    assert factors.user_vectors.dtype == factors.item_vectors.dtype == np.float32
+    rebuilt = (
+        factors.user_vectors.astype(float) @ factors.item_vectors.astype(float).T
+        + factors.user_biases[:, None]
+        + factors.item_biases[None, :]
+    )
+    np.testing.assert_allclose(rebuilt, trained.score_prepared(users, prepared), rtol=1e-5)
+
+
 def test_scores_equal_lightfm_predict() -> None:
     """The numpy scoring reproduces the library's `predict` on the same inputs and seed."""
     data = checkerboard_data().data

@@ -32,6 +32,7 @@ to every model alike by candidate selection, before scoring.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,7 @@ def _blocks() -> list[tuple[float, int]]:
 
 _TAG_BLOCKS = _blocks()
 MAX_TABLE_BITS = 9  # consecutive taxonomies share a look-up table of at most 2^9 entries
+TAG_TABLES_CACHED = 1024  # visitors' tags whose look-up tables are kept (12 KB each)
 
 
 def _lowest_bit(mask: int) -> int:
@@ -196,25 +198,36 @@ def taxonomy_tables(profiles: ProfileArrays) -> np.ndarray:
     each visitor's terms are tabulated over every value those bits can take (consecutive
     taxonomies share a table), and scoring an offer takes a few look-ups where computing the
     formula per offer took some forty numpy passes. Entries past a table's width stay 0.
+    The tables depend on the visitor's own tag alone, and few tags recur: they are built once
+    per tag (`_tag_tables`).
     """
-    user_tags = _profile_tags(profiles)[:, None]
+    tables = [_tag_tables(tag) for tag in _profile_tags(profiles).tolist()]
+    if not tables:
+        return np.zeros((0, len(_TABLES.groups), 1 << MAX_TABLE_BITS))
+    return np.stack(tables)
+
+
+@functools.lru_cache(maxsize=TAG_TABLES_CACHED)
+def _tag_tables(tag: int) -> np.ndarray:
+    """`taxonomy_tables` of a visitor whose tag is `tag`, (n_tables, 2^MAX_TABLE_BITS),
+    read-only since it is shared."""
     tables = _TABLES
-    chosen = np.bitwise_count(user_tags & tables.masks).astype(float)  # (n_users, n_blocks)
+    chosen = np.bitwise_count(np.uint32(tag) & tables.masks).astype(float)  # (n_blocks,)
     answered = chosen > 0
-    # Each block's term for every value of its bits, all blocks at once: (n_users, m).
-    overlap = np.bitwise_count(user_tags & tables.values).astype(float)
-    ratio = np.minimum(overlap / np.maximum(chosen, 1.0)[:, tables.block], 1.0)
+    # Each block's term for every value of its bits, all blocks at once: (m,).
+    overlap = np.bitwise_count(np.uint32(tag) & tables.values).astype(float)
+    ratio = np.minimum(overlap / np.maximum(chosen, 1.0)[tables.block], 1.0)
     score = TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio
-    terms = np.where(answered[:, tables.block], tables.weights[tables.block] * score, 0.0)
-    total_weight = (answered * tables.weights).sum(axis=1)
-    has_answer = total_weight > 0
-    scale = 1.0 / np.where(has_answer, total_weight, 1.0)[:, None]  # no answer: terms are 0
-    out = np.zeros((len(user_tags), len(tables.groups), 1 << MAX_TABLE_BITS))
+    terms = np.where(answered[tables.block], tables.weights[tables.block] * score, 0.0)
+    total_weight = float((answered * tables.weights).sum())
+    # No answer: the terms are 0, and the first table holds the neutral base.
+    scale = 1.0 / total_weight if total_weight > 0 else 1.0
+    out = np.zeros((len(tables.groups), 1 << MAX_TABLE_BITS))
     for g, (positions, _, width) in enumerate(tables.groups):
-        out[:, g, : 1 << width] = np.take(terms, positions, axis=1).sum(axis=1) * scale
-    # The weighted mean, or the neutral base for a visitor who answered nothing (held by the
-    # first table).
-    out[:, 0] += np.where(has_answer, 0.0, TAXONOMY_BASE)[:, None]
+        out[g, : 1 << width] = np.take(terms, positions).sum(axis=0) * scale
+    if total_weight <= 0:
+        out[0] += TAXONOMY_BASE
+    out.flags.writeable = False
     return out
 
 

@@ -25,7 +25,7 @@ from lightfm import LightFM
 
 from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
 from recsys.models._common import check_width, lookup, require_trained, unicode_ids
-from recsys.models.base import ModelConfig, Recommender
+from recsys.models.base import Factors, ModelConfig, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +306,17 @@ class LightFMModel(Recommender):
             product = (item_embeddings @ users32.T).T[:, rows]
             item_biases = item_biases[rows]
         return product.astype(np.float64) + user_biases[:, None] + item_biases[None, :]
+
+    def factors(self, users: UserBatch, prepared: PreparedOffers) -> Factors:
+        """The terms `score_prepared` adds up: the same score, the dot products left to the
+        caller."""
+        user_biases, user_embeddings = self.user_representations(users)
+        return Factors(
+            user_vectors=user_embeddings.astype(np.float32),
+            user_biases=user_biases,
+            item_vectors=prepared.arrays["item_embedding"],
+            item_biases=prepared.arrays["item_bias"],
+        )
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
