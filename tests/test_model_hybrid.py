@@ -191,26 +191,6 @@ def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
     np.testing.assert_allclose(subset, expected[:, rows], rtol=1e-12)
 
 
-def test_one_visitor_is_scored_from_the_learned_factors(
-    trained: HybridModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A lone known visitor's learned scores come from the learned model's factors, inside
-    the compiled pass, and agree with the one matrix product of a batch."""
-    board = checkerboard_data().data
-    users = board.users.take(np.arange(4))
-    prepared = trained.prepare_offers(board.offers)
-    rows = np.array([5, 0, 9, 2])
-    batch = trained.score_prepared(users, prepared, rows)
-
-    def no_matrix(*args: Any, **kwargs: Any) -> np.ndarray:
-        raise AssertionError("a lone visitor's scores came from a matrix product")
-
-    monkeypatch.setattr(trained.learned, "score_prepared", no_matrix)
-    for i in range(len(users)):
-        alone = trained.score_prepared(users.take(np.array([i])), prepared, rows)
-        np.testing.assert_allclose(alone[0], batch[i], rtol=1e-6)
-
-
 def test_fully_remote_offers_at_the_edge_of_the_radius(trained: HybridModel) -> None:
     """The compiled pass skips the distance of a fully remote offer beyond a visitor's
     radius (its place score is 0 there): just inside the edge it still counts, and on both

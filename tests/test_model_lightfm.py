@@ -65,19 +65,24 @@ def test_new_offers_are_scored_from_features(trained: LightFMModel) -> None:
     assert (scores[group_a_users, :2].min(axis=1) > scores[group_a_users, 2:].max(axis=1)).all()
 
 
-def test_factors_add_up_to_the_scores(trained: LightFMModel) -> None:
-    """Vectors and biases of known visitors and strangers give `score_prepared`'s scores."""
+def test_one_person_against_chosen_rows(trained: LightFMModel) -> None:
+    """A lone person's scores of chosen offers (the compiled path of a request) are the dot
+    products of the float32 vectors plus both biases, and agree with a batch's BLAS product."""
     board = checkerboard_data().data
-    users = UserBatch.concat([board.users, stranger_users()])
     prepared = trained.prepare_offers(board.offers)
-    factors = trained.factors(users, prepared)
-    assert factors.user_vectors.dtype == factors.item_vectors.dtype == np.float32
-    rebuilt = (
-        factors.user_vectors.astype(float) @ factors.item_vectors.astype(float).T
-        + factors.user_biases[:, None]
-        + factors.item_biases[None, :]
+    rows = np.array([5, 0, 9, 2])
+    person = board.users.take(np.array([2]))
+    biases, vectors = trained.user_representations(person)
+    item_vectors = prepared.arrays["item_embedding"][rows].astype(float)
+    by_hand = (
+        vectors.astype(np.float32).astype(float) @ item_vectors.T
+        + biases[:, None]
+        + prepared.arrays["item_bias"][rows]
     )
-    np.testing.assert_allclose(rebuilt, trained.score_prepared(users, prepared), rtol=1e-5)
+    alone = trained.score_prepared(person, prepared, rows)
+    np.testing.assert_allclose(alone, by_hand, rtol=1e-12)
+    batch = trained.score_prepared(board.users.take(np.array([1, 2, 3])), prepared, rows)
+    np.testing.assert_allclose(alone[0], batch[1], rtol=1e-6)
 
 
 def test_scores_equal_lightfm_predict() -> None:

@@ -27,22 +27,6 @@ CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.npz"
 
 
-@dataclass(frozen=True)
-class Factors:
-    """A model's score as vectors and biases: for user u and prepared offer o,
-
-        score(u, o) = user_vectors[u] · item_vectors[o] + user_biases[u] + item_biases[o]
-
-    so that a composite scoring one person against a few of many prepared offers computes the
-    products in its own pass (`hybrid._blend`) instead of gathering rows and multiplying.
-    """
-
-    user_vectors: np.ndarray  # float32 (n_users, d)
-    user_biases: np.ndarray  # float64 (n_users,)
-    item_vectors: np.ndarray  # float32 (n_offers, d): every prepared offer
-    item_biases: np.ndarray  # float64 (n_offers,)
-
-
 @dataclass
 class ModelConfig(DictConfig):
     """Base of every model's typed config; round-trips to a plain dict (logged as params)."""
@@ -87,11 +71,6 @@ class Recommender(ABC):
         None), shape (len(users), len(rows)); models that prepare override it."""
         offers = prepared.offers if rows is None else prepared.offers.take(rows)
         return self.score(users, offers)
-
-    def factors(self, users: UserBatch, prepared: PreparedOffers) -> Factors | None:
-        """The users' and the prepared offers' `Factors` when the score is a dot product plus
-        biases; None for other models (the default)."""
-        return None
 
     @abstractmethod
     def get_arrays(self) -> dict[str, np.ndarray]:

@@ -68,7 +68,7 @@ from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import MODEL_CLASSES, create_model, model_class
 from recsys.models._common import lookup, require_trained, row_chunks, unicode_ids
-from recsys.models.base import Factors, ModelConfig, Recommender
+from recsys.models.base import ModelConfig, Recommender
 from recsys.models.incumbent import (
     GEO_SHARE,
     NO_LOCATION_SCORE,
@@ -90,13 +90,6 @@ MIN_SPREAD = 1e-9  # a standard deviation below this is rounding noise around a 
 DAY_SECONDS = 86_400
 _FULL = taxonomy.REMOTE_VALUES.index("full")
 _POSSIBLE = taxonomy.REMOTE_VALUES.index("possible")
-# `_blend`'s factor arguments when it reads the learned scores from a matrix instead.
-_NO_FACTORS = Factors(
-    user_vectors=np.zeros((0, 0), dtype=np.float32),
-    user_biases=np.zeros(0),
-    item_vectors=np.zeros((0, 0), dtype=np.float32),
-    item_biases=np.zeros(0),
-)
 
 
 @dataclass
@@ -174,10 +167,6 @@ def _blend(
     learned: np.ndarray,
     learned_row: np.ndarray,
     learned_stats: np.ndarray,
-    user_vectors: np.ndarray,
-    user_biases: np.ndarray,
-    item_vectors: np.ndarray,
-    item_biases: np.ndarray,
     offer_xyz: np.ndarray,
     tags: np.ndarray,
     remote: np.ndarray,
@@ -197,10 +186,8 @@ def _blend(
     distance as `geo.pairwise_km` (NaN where either side is unplaced), taxonomy part from
     `incumbent.taxonomy_tables` (indexed by `incumbent.TABLE_SHIFTS` / `TABLE_MASKS`).
     Visitor i with learned_row[i] >= 0 blends in the learned score `learned[learned_row[i]]`
-    standardised by learned_stats[i] (mean, std) with weight[i]; when `item_vectors` holds
-    rows, the learned score is computed here from the `base.Factors` of the learned model
-    instead (`learned` is then empty). offer_terms[o] holds the offer's weighted popularity
-    and freshness, the latter for located visitors only.
+    standardised by learned_stats[i] (mean, std) with weight[i]; offer_terms[o] holds the
+    offer's weighted popularity and freshness, the latter for located visitors only.
 
     `constants` (`_blend_constants`): twice the Earth's radius; the standardised rules as one
     affine map of their taxonomy and place parts (two slopes, an offset); the place score of
@@ -212,7 +199,6 @@ def _blend(
     two_radii, match_slope, place_slope, offset = constants[:4]
     no_location, geo_weight, share = constants[4:7]
     full_code, possible_code = remote_codes[0], remote_codes[1]
-    fused = item_vectors.shape[0] > 0
     for i in range(out.shape[0]):
         ux, uy, uz, reach = user_xyz[i, 0], user_xyz[i, 1], user_xyz[i, 2], radius[i]
         blended, w, fresh = learned_row[i], weight[i], 1.0 if located[i] else 0.0
@@ -243,12 +229,7 @@ def _blend(
                 match += tables[i, g, (tag >> table_shifts[g]) & table_masks[g]]
             score = match_slope * match + place_slope * place + offset
             if blended >= 0:
-                if fused:
-                    raw = _dot(user_vectors, blended, item_vectors, o)
-                    raw += user_biases[blended] + item_biases[o]
-                else:
-                    raw = learned[blended, j]
-                z = (raw - mean) / std
+                z = (learned[blended, j] - mean) / std
                 # A pair the learned model cannot score (NaN) counts as the user's average.
                 score = (1.0 - w) * score + w * (0.0 if math.isnan(z) else z)
             if geo_weight > 0:
@@ -256,20 +237,6 @@ def _blend(
                 affinity = geo_affinity(ratio, code == full_code, code == possible_code, share)
                 score += geo_weight * affinity
             out[i, j] = score + offer_terms[o, 0] + fresh * offer_terms[o, 1]
-
-
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _dot(a: np.ndarray, row_a: int, b: np.ndarray, row_b: int) -> float:
-    """a[row_a] · b[row_b] of float32 vectors, summed in float64 (each product is exact).
-
-    Reassociation lets the compiler sum in vector registers: summed in order, the additions
-    wait on each other and a request's products took twice the time of gathering the rows
-    and multiplying them with BLAS.
-    """
-    total = 0.0
-    for f in range(a.shape[1]):
-        total += np.float64(a[row_a, f]) * np.float64(b[row_b, f])
-    return total
 
 
 def _blend_constants(rules_stats: np.ndarray, config: HybridConfig) -> np.ndarray:
@@ -472,15 +439,9 @@ class HybridModel(Recommender):
         blended = np.flatnonzero(w > 0)
         learned_row = np.full(len(users), -1, dtype=np.int64)
         learned = np.zeros((0, len(columns)))
-        factors = _NO_FACTORS
         if len(blended):
             scored = users if len(blended) == len(users) else users.take(blended)
-            # One person: the dot products in `_blend`'s own pass; a batch: one BLAS product.
-            found = self.learned.factors(scored, prepared.inner) if len(blended) == 1 else None
-            if found is None:
-                learned = self.learned.score_prepared(scored, prepared.inner, rows)
-            else:
-                factors = found
+            learned = self.learned.score_prepared(scored, prepared.inner, rows)
             learned_row[blended] = np.arange(len(blended))
         learned_stats = np.column_stack(
             [
@@ -498,10 +459,6 @@ class HybridModel(Recommender):
             np.ascontiguousarray(learned, dtype=np.float64),
             learned_row,
             learned_stats,
-            factors.user_vectors,
-            factors.user_biases,
-            factors.item_vectors,
-            factors.item_biases,
             prepared.arrays["xyz"],
             prepared.arrays["rule_tags"],
             offers.remote,

@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
 from recsys.dataset import OfferBatch, PreparedOffers, TrainingData, UserBatch
 from recsys.models._common import check_width, lookup, require_trained, unicode_ids
-from recsys.models.base import Factors, ModelConfig, Recommender
+from recsys.models.base import ModelConfig, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -291,10 +292,15 @@ class LightFMModel(Recommender):
             prepared.arrays["item_bias"],
             prepared.arrays["item_embedding"],
         )
-        # The dot products in float32, as LightFM's own `predict` computes them: at 100k
-        # offers, gathering a request's candidate rows and multiplying them costs a third of
-        # the same in float64. The biases are added in float64.
+        # The vectors in float32, as LightFM's own `predict` multiplies them: at 100k offers,
+        # gathering a request's candidate rows and multiplying them costs a third of the
+        # same in float64. The biases are added in float64.
         users32 = user_embeddings.astype(np.float32)
+        if rows is not None and len(users32) == 1:  # one person: a request alone
+            rows = np.asarray(rows, dtype=np.int64)
+            out = np.empty((1, len(rows)))
+            _gathered_scores(item_embeddings, item_biases, rows, users32, user_biases, out)
+            return out
         # (offers × d) @ (d × users), transposed: a product over the offers' contiguous rows,
         # several times faster than (users × d) @ (d × offers) for the few users of a request.
         if rows is None:
@@ -307,17 +313,6 @@ class LightFMModel(Recommender):
             item_biases = item_biases[rows]
         return product.astype(np.float64) + user_biases[:, None] + item_biases[None, :]
 
-    def factors(self, users: UserBatch, prepared: PreparedOffers) -> Factors:
-        """The terms `score_prepared` adds up: the same score, the dot products left to the
-        caller."""
-        user_biases, user_embeddings = self.user_representations(users)
-        return Factors(
-            user_vectors=user_embeddings.astype(np.float32),
-            user_biases=user_biases,
-            item_vectors=prepared.arrays["item_embedding"],
-            item_biases=prepared.arrays["item_bias"],
-        )
-
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
         return {f.name: np.asarray(getattr(self._state, f.name)) for f in fields(_Embeddings)}
@@ -327,6 +322,31 @@ class LightFMModel(Recommender):
         values["n_user_features"] = int(values["n_user_features"])
         values["n_item_features"] = int(values["n_item_features"])
         self._set_state(_Embeddings(**values))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _gathered_scores(
+    item_vectors: np.ndarray,
+    item_biases: np.ndarray,
+    rows: np.ndarray,
+    user_vectors: np.ndarray,
+    user_biases: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """out[i, j] = user_vectors[i] · item_vectors[rows[j]] + user_biases[i] +
+    item_biases[rows[j]], the float32 products summed in float64 (each product is exact).
+
+    Compiled for one person against a request's candidate rows: gathering the rows into a
+    new matrix and then calling BLAS took 1.5 to 3 times as long, and a batch of people is
+    still one BLAS product. Reassociation lets the compiler sum in vector registers.
+    """
+    for i in range(user_vectors.shape[0]):
+        for j in range(rows.shape[0]):
+            o = rows[j]
+            total = 0.0
+            for f in range(item_vectors.shape[1]):
+                total += np.float64(user_vectors[i, f]) * np.float64(item_vectors[o, f])
+            out[i, j] = total + user_biases[i] + item_biases[o]
 
 
 def _identity_columns(n: int, interacted: np.ndarray, enabled: bool) -> np.ndarray:
