@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from recsys import taxonomy
@@ -160,20 +161,37 @@ class _RowStats:
 
     @classmethod
     def of(cls, values: np.ndarray, mask: np.ndarray) -> _RowStats:
-        if values.size and mask.all() and np.isfinite(values).all():  # every column counts
-            mean = values.mean(axis=1, keepdims=True)
-            std = values.std(axis=1, keepdims=True)
-        else:
-            counted = np.isfinite(values) & mask
-            n = np.maximum(counted.sum(axis=1), 1)[:, None]
-            mean = np.where(counted, values, 0.0).sum(axis=1, keepdims=True) / n
-            centred = np.where(counted, values - mean, 0.0)
-            std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / n)
+        mean = np.empty((values.shape[0], 1))
+        std = np.empty((values.shape[0], 1))
+        _row_moments(np.ascontiguousarray(values, dtype=np.float64), mask, mean, std)
         return cls(mean, np.where(std > 1e-12, std, 1.0))
 
     def standardised(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(x − mean) / std where x is finite and `mask` holds; elsewhere 0."""
         return np.where(np.isfinite(values) & mask, (values - self.mean) / self.std, 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_moments(values: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> None:
+    """Each row's mean and (population) standard deviation over its finite values where
+    `mask` holds, into `mean` and `std` (n_rows, 1); 0 and 0 for a row with none.
+
+    Two compiled passes per row: with numpy, masking, the mean and the deviations took a
+    dozen passes over a request's tens of thousands of candidates.
+    """
+    for i in range(values.shape[0]):
+        count, total = 0, 0.0
+        for j in range(values.shape[1]):
+            if mask[i, j] and math.isfinite(values[i, j]):
+                count += 1
+                total += values[i, j]
+        centre = total / count if count else 0.0
+        squares = 0.0
+        for j in range(values.shape[1]):
+            if mask[i, j] and math.isfinite(values[i, j]):
+                squares += (values[i, j] - centre) ** 2
+        mean[i, 0] = centre
+        std[i, 0] = math.sqrt(squares / count) if count else 0.0
 
 
 def _standardised(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

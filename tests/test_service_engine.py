@@ -778,13 +778,17 @@ def test_row_statistics_by_hand() -> None:
     assert z[0, 3] == 0.0  # NaN: counted as the mean
 
 
-def test_row_statistics_of_a_request_alone_match_the_masked_path() -> None:
-    """All candidates and finite scores (one request) take the shortcut: same figures as
-    the masked path over the same values (an extra, masked-out column forces that path)."""
-    values = np.random.default_rng(5).normal(size=(1, 1000)) * 3.0 + 1.0
-    shortcut = _RowStats.of(values, np.ones_like(values, dtype=bool))
-    padded = np.append(values, [[1e9]], axis=1)
-    masked = _RowStats.of(padded, np.append(np.ones(1000, dtype=bool), False)[None, :])
-    np.testing.assert_allclose(shortcut.mean, masked.mean, rtol=1e-12)
-    np.testing.assert_allclose(shortcut.std, masked.std, rtol=1e-12)
-    np.testing.assert_allclose(shortcut.std, values.std(axis=1, keepdims=True), rtol=1e-15)
+def test_row_statistics_equal_numpy_over_the_counted_values() -> None:
+    """Random rows with NaN, infinities and masked-out values: numpy's mean and deviation
+    of each row's finite, admitted values."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(4, 1000)) * 3.0 + 1.0
+    values[rng.random(values.shape) < 0.05] = np.nan
+    values[0, :3] = [np.inf, -np.inf, 1e9]
+    mask = rng.random(values.shape) < 0.8
+    mask[0, 2] = False  # the huge value is not a candidate
+    stats = _RowStats.of(values, mask)
+    for i, (row, admitted) in enumerate(zip(values, mask, strict=True)):
+        counted = row[admitted & np.isfinite(row)]
+        np.testing.assert_allclose(stats.mean[i, 0], counted.mean(), rtol=1e-12)
+        np.testing.assert_allclose(stats.std[i, 0], counted.std(), rtol=1e-12)
