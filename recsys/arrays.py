@@ -204,7 +204,9 @@ def take_rows(arrays: Rows, index: np.ndarray) -> Rows:
 
 
 def concat_rows(parts: list[Rows]) -> Rows:
-    """The rows of `parts` one after the other, column by column."""
+    """The rows of `parts` one after the other, column by column (a lone part as it is)."""
+    if len(parts) == 1:
+        return parts[0]
     return type(parts[0])(
         **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(parts[0])}
     )

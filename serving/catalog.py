@@ -157,6 +157,16 @@ class CatalogChange:
     rejected: int = 0
 
 
+@dataclass(frozen=True)
+class _Eligible:
+    """Eligibility but geography for one (age, disability) over one cache window."""
+
+    mask: np.ndarray  # bool (n_offers,)
+    rows: np.ndarray  # int64: flatnonzero(mask)
+    anywhere_rows: np.ndarray  # int64: the rows of `rows` geography never excludes
+    # All three read-only: requests share them.
+
+
 @dataclass(eq=False)
 class Catalog:
     """Offers ready for the hot path; build with `Catalog.build` or `Catalog.merged`."""
@@ -182,7 +192,7 @@ class Catalog:
     onsite_xyz: np.ndarray = field(repr=False)
     # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
     # One tuple read at once, so a request never mixes one window's bounds with another's masks.
-    _cache: tuple[int, int, dict[tuple[int, bool], np.ndarray]] = field(
+    _cache: tuple[int, int, dict[tuple[int, bool], _Eligible]] = field(
         default=(0, -1, {}), repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -296,6 +306,10 @@ class Catalog:
 
         Read-only: callers combine it into a new array, never write to it.
         """
+        return self._eligible(age, disability, at).mask
+
+    def _eligible(self, age: float | None, disability: bool, at: int) -> _Eligible:
+        """`base_mask` and its row lists for this age at `at`, computed once per window."""
         years = -1 if age is None or math.isnan(age) else min(math.floor(age), MAX_AGE)
         key = (years, bool(disability))
         cache = self._cache
@@ -305,9 +319,8 @@ class Catalog:
                 if not cache[0] <= at < cache[1]:
                     cache = (at, self._next_change(at), {})
                     self._cache = cache
-        masks = cache[2]
-        mask = masks.get(key)
-        if mask is None:
+        found = cache[2].get(key)
+        if found is None:
             mask = eligible(
                 self.arrays,
                 age=None if years < 0 else float(years),
@@ -318,8 +331,46 @@ class Catalog:
                 at=at,
             )
             mask.flags.writeable = False
-            masks[key] = mask
-        return mask
+            found = _Eligible(
+                mask, np.flatnonzero(mask), np.flatnonzero(mask & self.remote_anywhere)
+            )
+            for shared in (found.rows, found.anywhere_rows):
+                shared.flags.writeable = False
+            cache[2][key] = found
+        return found
+
+    def candidate_rows(
+        self,
+        lat: float,
+        lon: float,
+        radius_km: float,
+        age: float | None,
+        disability: bool,
+        at: int,
+    ) -> np.ndarray:
+        """The rows, ascending, where `base_mask` and `geography_mask` of one person hold.
+
+        The same rows as `np.flatnonzero` of both masks, without building either over the
+        whole catalog: the offers open anywhere come from the cache, the others from the
+        person's latitude band. A lone request needs rows, not a mask, and the masks'
+        passes over a hundred thousand offers were a tenth of its time.
+        """
+        found = self._eligible(age, disability, at)
+        angle = radius_km / EARTH_RADIUS_KM
+        if not (math.isfinite(lat) and math.isfinite(lon) and angle < math.pi):
+            return found.rows  # unplaced, or a radius spanning the Earth: no geography
+        reach = math.degrees(angle) + _BAND_MARGIN_DEGREES
+        start = int(np.searchsorted(self.onsite_lat, lat - reach, side="left"))
+        stop = int(np.searchsorted(self.onsite_lat, lat + reach, side="right"))
+        point = unit_vectors(np.array([lat]), np.array([lon]))[0]
+        threshold = np.cos(np.array([angle]))[0]  # numpy's cosine, as `geography_mask`'s
+        band = self.onsite_rows[start:stop][self.onsite_xyz[start:stop] @ point >= threshold]
+        near = np.sort(band[found.mask[band]])
+        anywhere = found.anywhere_rows
+        rows = np.concatenate([anywhere, near])
+        if len(near) and len(anywhere) and near[0] < anywhere[-1]:  # runs interleave
+            rows.sort(kind="stable")  # a merge of the two sorted runs
+        return rows
 
     def geography_mask(self, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray) -> np.ndarray:
         """The geography rule for people at (lat, lon), (n_people, n_offers) bool.

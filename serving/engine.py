@@ -145,6 +145,27 @@ def _one_of(column: np.ndarray, codes: list[int], n_codes: int) -> np.ndarray:
     return allowed[column]
 
 
+def _filters_hold(
+    catalog: Catalog, request: RankRequest, rows: np.ndarray | slice
+) -> np.ndarray | None:
+    """Where the request's filters (programmes, domains, remote) hold over catalog rows
+    `rows`; None when it sets none."""
+    filters = request.filters
+    if filters is None:
+        return None
+    a = catalog.arrays
+    held = None
+    for values, codes, column in (
+        (filters.types, _PROGRAMME_CODE, a.programme),
+        (filters.domains, _DOMAIN_CODE, a.domain),
+        (filters.remote, _REMOTE_CODE, a.remote),
+    ):
+        if values:
+            match = _one_of(column[rows], [codes[v] for v in values], len(codes))
+            held = match if held is None else held & match
+    return held
+
+
 def _pool_size(k: int) -> int:
     """Candidates kept before diversity re-ranking for a list of k."""
     return max(POOL_FACTOR * k, MIN_POOL)
@@ -297,11 +318,11 @@ class Engine:
         at = state.now() if at is None else at
         rows = [request_row(r.profile, r.user_id, self.profiles.get(r.user_id)) for r in requests]
         people = concat_rows([row_arrays(row) for row in rows])
-        masks = self._candidates(catalog, people, requests, at)
         if len(requests) == 1:  # a request alone: its candidates are the columns
-            columns = np.flatnonzero(masks[0])
+            columns = self._request_rows(catalog, people, requests[0], at)
             masks = np.ones((1, len(columns)), dtype=bool)
         else:
+            masks = self._candidates(catalog, people, requests, at)
             columns = np.flatnonzero(masks.any(axis=0))
             masks = masks[:, columns]
         strategies, scores, learned = self._score(state, catalog, rows, people, columns, masks)
@@ -370,22 +391,34 @@ class Engine:
             zip(people.age.tolist(), people.disability.tolist(), strict=True)
         ):
             mask[i] &= catalog.base_mask(age, disability, at)
-        a = catalog.arrays
         for i, request in enumerate(requests):
-            filters = request.filters
-            if filters is not None:
-                for values, codes, column in (
-                    (filters.types, _PROGRAMME_CODE, a.programme),
-                    (filters.domains, _DOMAIN_CODE, a.domain),
-                    (filters.remote, _REMOTE_CODE, a.remote),
-                ):
-                    if values:
-                        mask[i] &= _one_of(column, [codes[v] for v in values], len(codes))
+            held = _filters_hold(catalog, request, slice(None))
+            if held is not None:
+                mask[i] &= held
             for offer_id in request.exclude_offer_ids:
                 row = catalog.row.get(offer_id)
                 if row is not None:
                     mask[i, row] = False
         return mask
+
+    def _request_rows(
+        self, catalog: Catalog, people: ProfileArrays, request: RankRequest, at: int
+    ) -> np.ndarray:
+        """`_candidates` of a lone request as its catalog rows, ascending, without masks
+        over the whole catalog (`Catalog.candidate_rows`)."""
+        rows = catalog.candidate_rows(
+            float(people.lat[0]),
+            float(people.lon[0]),
+            float(people.radius_km[0]),
+            float(people.age[0]),
+            bool(people.disability[0]),
+            at,
+        )
+        held = _filters_hold(catalog, request, rows)
+        if held is not None:
+            rows = rows[held]
+        excluded = [catalog.row[o] for o in request.exclude_offer_ids if o in catalog.row]
+        return rows[~np.isin(rows, excluded)] if excluded else rows
 
     def _rules(self, catalog: Catalog, people: ProfileArrays, columns: np.ndarray) -> np.ndarray:
         """The incumbent engine's scores of catalog rows `columns`, from the catalog's

@@ -19,7 +19,7 @@ encoders stay the single definition of the features.
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from recsys.schema import Profile
 
 LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
 FLAG_COLUMNS = ("disability", "hasQuiz")
+ONE_ROW_MATRICES = 4096  # feature combinations whose one-row matrix is kept
 
 _QUIZ_DOMAIN_INDEX = {name: i for i, name in enumerate(taxonomy.QUIZ_DOMAINS)}
 _QUIZ_ACTIVITY_INDEX = {name: i for i, name in enumerate(taxonomy.QUIZ_ACTIVITIES)}
@@ -181,6 +182,7 @@ class FeatureColumns:
         self._bands = encoder.age_bands
         # (feature-name prefix, profile column, kind) of each block, in the encoder's order.
         self._blocks = [(b.name, b.column, b.kind) for b in UserEncoder._BLOCKS]
+        self._one_row = lru_cache(maxsize=ONE_ROW_MATRICES)(self._build_one_row)
 
     def columns(self, row: dict[str, Any]) -> np.ndarray:
         """Sorted int64 indices of the features set to 1 (every feature value is 1)."""
@@ -205,13 +207,25 @@ class FeatureColumns:
         return np.array(sorted(found), dtype=np.int64)
 
     def matrix(self, rows: list[dict[str, Any]]) -> sp.csr_matrix:
-        """The encoded features of canonical rows, (n_rows, n_features), as `transform` gives."""
+        """The encoded features of canonical rows, (n_rows, n_features), as `transform` gives.
+
+        The matrix of a lone row is shared by every request with the same features (callers
+        never write to it): scipy's checks when building one cost more than the row itself.
+        """
         columns = [self.columns(row) for row in rows]
+        if len(columns) == 1:
+            return self._one_row(tuple(columns[0].tolist()))
+        return self._matrix(columns)
+
+    def _build_one_row(self, columns: tuple[int, ...]) -> sp.csr_matrix:
+        return self._matrix([np.array(columns, dtype=np.int64)])
+
+    def _matrix(self, columns: list[np.ndarray]) -> sp.csr_matrix:
         indptr = np.cumsum([0, *(len(c) for c in columns)])
         indices = np.concatenate(columns) if columns else np.zeros(0, np.int64)
         return sp.csr_matrix(
             (np.ones(len(indices), np.float32), indices, indptr),
-            shape=(len(rows), self.n_features),
+            shape=(len(columns), self.n_features),
         )
 
 

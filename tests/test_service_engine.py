@@ -136,6 +136,19 @@ def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserE
     assert FeatureColumns(user_encoder).matrix([]).shape == (0, user_encoder.n_features)
 
 
+def test_feature_matrix_of_a_lone_row_is_built_once(user_encoder: UserEncoder) -> None:
+    """Each lone row gets the encoder's matrix; rows with the same features share one."""
+    columns = FeatureColumns(user_encoder)
+    sporty = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), None, None)
+    same = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), "someone", None)
+    other = request_row(Profile(age=40, postal_code="75011", disability=True), None, None)
+    for row in (sporty, other):
+        expected = user_encoder.transform(profiles_frame(pd.DataFrame([row]))).toarray()
+        np.testing.assert_array_equal(columns.matrix([row]).toarray(), expected)
+    assert columns.matrix([same]) is columns.matrix([sporty])
+    assert columns.matrix([other]) is not columns.matrix([sporty])
+
+
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
 def test_row_arrays_equal_profile_arrays(row: dict) -> None:
@@ -217,6 +230,10 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
         np.testing.assert_array_equal(
             catalog.base_mask(age, disability, AT) & geography[0], expected
         )
+        # A lone request's rows: the same offers, ascending (file order interleaves the
+        # offers open anywhere with the others).
+        rows = catalog.candidate_rows(*place, radius, age, disability, AT)
+        np.testing.assert_array_equal(rows, np.flatnonzero(expected))
     # Many people at once: each row is that person's mask alone.
     places, radii = np.array([p for p, _ in people]), np.array([r for _, r in people])
     together = catalog.geography_mask(places[:, 0], places[:, 1], radii)
