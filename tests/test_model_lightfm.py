@@ -157,8 +157,8 @@ def test_config_refuses_an_unknown_loss() -> None:
 def test_few_rows_are_summed_as_scipy_sums_them(
     trained: LightFMModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The numpy path for a request's people (known, stranger, no feature at all) gives the
-    representations of the scipy path used for larger batches."""
+    """The compiled path for a request's people (known, stranger, no feature at all) gives
+    the representations of the scipy path used for larger batches."""
     users = checkerboard_data().data.users
     few = users.take(np.array([0, 7, 3]))
     empty = UserBatch(
@@ -167,11 +167,11 @@ def test_few_rows_are_summed_as_scipy_sums_them(
         few.arrays.take(np.array([0])),
     )
     for batch in (few, stranger_users(), empty):
-        numpy_path = trained.user_representations(batch)
+        compiled_path = trained.user_representations(batch)
         monkeypatch.setattr("recsys.models.lightfm_model.FEW_ROWS", 0)
         scipy_path = trained.user_representations(batch)
         monkeypatch.undo()
-        for found, expected in zip(numpy_path, scipy_path, strict=True):
+        for found, expected in zip(compiled_path, scipy_path, strict=True):
             assert found.shape == expected.shape
             np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-15)
     assert not np.any(trained.user_representations(empty)[1])  # no feature, no identity: 0

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 LOSSES = ("warp", "bpr", "logistic")
 # score_prepared gathers the candidate rows first when they are under 1/GATHER_SHARE of all.
 GATHER_SHARE = 3
-# Representations of at most this many rows are summed with numpy rather than scipy.
+# Representations of at most this many rows are summed by a compiled loop, not scipy.
 FEW_ROWS = 64
 
 
@@ -83,6 +83,13 @@ def _csr(entries: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> sp.c
     return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, width), dtype=np.float32)
 
 
+def _as_csr(features: sp.spmatrix) -> sp.csr_matrix:
+    """The features as CSR, as given when they are (a copy costs 30 us per request)."""
+    if sp.issparse(features) and features.format == "csr":
+        return features
+    return sp.csr_matrix(features)
+
+
 def _feature_entries(
     features: sp.spmatrix, identity_rows: np.ndarray, n_identity: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,8 +98,7 @@ def _feature_entries(
     Assembled from the CSR arrays rather than with `sp.hstack` and scikit-learn's
     `normalize`, whose checks cost ten times the work for the one-row matrix of a request.
     """
-    if not (sp.issparse(features) and features.format == "csr"):  # a copy costs 30 us
-        features = sp.csr_matrix(features)
+    features = _as_csr(features)
     n_rows = features.shape[0]
     has_identity = (identity_rows >= 0).astype(np.int64)
     row_nnz = np.diff(features.indptr) + has_identity
@@ -114,19 +120,47 @@ def _feature_entries(
     return data, indices, indptr
 
 
-def _weighted_sums(
-    entries: tuple[np.ndarray, np.ndarray, np.ndarray], table: np.ndarray
-) -> np.ndarray:
-    """`csr @ table` for the few rows of a request, from the CSR arrays: each row's entries
-    summed in order, as scipy sums them, without building a scipy matrix (whose checks
-    cost several times the arithmetic for one row)."""
-    data, indices, indptr = entries
-    out = np.zeros((len(indptr) - 1, *table.shape[1:]))
-    filled = np.flatnonzero(np.diff(indptr) > 0)
-    if len(filled):
-        weights = data.astype(np.float64).reshape(-1, *([1] * (table.ndim - 1)))
-        out[filled] = np.add.reduceat(table[indices] * weights, indptr[filled], axis=0)
-    return out
+@numba.njit(cache=True, nogil=True)
+def _few_representations(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    identity_rows: np.ndarray,
+    n_identity: int,
+    biases: np.ndarray,
+    embeddings: np.ndarray,
+    out_biases: np.ndarray,
+    out_embeddings: np.ndarray,
+) -> None:
+    """`feature_matrix(...) @ biases` and `@ embeddings` for the few rows of a request, from
+    the features' CSR arrays, into `out_biases` / `out_embeddings`.
+
+    The same arithmetic as the scipy path, in its order: a row's weights (its identity
+    entry, 1, then its features) are divided in float32 by their float64 absolute sum, and
+    each product is summed in float64 in entry order. Compiled because building the matrix,
+    with scipy's checks, cost several times the arithmetic for one row.
+    """
+    width = embeddings.shape[1]
+    for r in range(indptr.shape[0] - 1):
+        identity = identity_rows[r]
+        total = 1.0 if identity >= 0 else 0.0
+        for e in range(indptr[r], indptr[r + 1]):
+            total += abs(np.float64(data[e]))
+        scale = np.float32(total if total > 0 else 1.0)
+        bias, vector = 0.0, np.zeros(width)
+        if identity >= 0:
+            weight = np.float64(np.float32(1.0) / scale)
+            bias += biases[identity] * weight
+            for f in range(width):
+                vector[f] += embeddings[identity, f] * weight
+        for e in range(indptr[r], indptr[r + 1]):
+            weight = np.float64(np.float32(data[e]) / scale)
+            column = n_identity + indices[e]
+            bias += biases[column] * weight
+            for f in range(width):
+                vector[f] += embeddings[column, f] * weight
+        out_biases[r] = bias
+        out_embeddings[r] = vector
 
 
 @dataclass(frozen=True)
@@ -252,9 +286,24 @@ class LightFMModel(Recommender):
         check_width(features, getattr(state, f"n_{side}_features"), f"{side}s.features")
         known = getattr(state, f"{side}_ids")
         biases, embeddings = self._wide[side]
-        entries = _feature_entries(features, lookup(known, ids), len(known))
+        identity_rows = lookup(known, ids)
         if features.shape[0] <= FEW_ROWS:  # a request's people
-            return _weighted_sums(entries, biases), _weighted_sums(entries, embeddings)
+            csr = _as_csr(features)
+            out_biases = np.empty(csr.shape[0])
+            out_embeddings = np.empty((csr.shape[0], embeddings.shape[1]))
+            _few_representations(
+                csr.indptr.astype(np.int64),
+                csr.indices.astype(np.int64),
+                csr.data.astype(np.float32),
+                identity_rows,
+                len(known),
+                biases,
+                embeddings,
+                out_biases,
+                out_embeddings,
+            )
+            return out_biases, out_embeddings
+        entries = _feature_entries(features, identity_rows, len(known))
         matrix = _csr(entries, len(known) + features.shape[1])
         return matrix @ biases, matrix @ embeddings
 
