@@ -68,6 +68,7 @@ class LoadResult:
     errors: int
     kinds: Counter = field(default_factory=Counter)  # "200", "503", "ConnectionResetError", ...
     client_cpu_s: float = 0.0
+    milliseconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each answer's
 
     @property
     def throughput(self) -> float:
@@ -243,6 +244,7 @@ async def drive(
         errors=sum(count for kind, count in kinds.items() if kind != "200"),
         kinds=kinds,
         client_cpu_s=time.process_time() - cpu_started,
+        milliseconds=milliseconds,
     )
 
 

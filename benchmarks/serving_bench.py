@@ -6,13 +6,17 @@
 2. Over HTTP: a real `bentoml serve` on loopback, a bounded load generator (a fixed number of
    requests, the asyncio client of load_test.py) at 1, 8 and 32 concurrent clients, /rank next
    to the service's trivial endpoint (POST /status) on the same server, for 10k and 100k offers.
+   The two endpoints take turns in `--rounds` segments each and every segment counts (requests
+   over seconds, percentiles of all answers): the machine's speed moves by half from one
+   minute to the next, and a ratio of two loads run minutes apart measured that as much as
+   the service.
 
 Targets (2 cores): in-process p99 ≤ 5 ms at 100k offers and within 3× the numpy floor; over
 HTTP at 10k offers ≥ 0.7× the trivial endpoint's throughput at 8 and 32 clients, at 100k and
 32 clients ≥ 0.5×. The machine may be shared: run it alone for figures that mean something.
 
     python benchmarks/serving_bench.py [--sizes 1000 10000 100000] [--model hybrid]
-        [--requests 300] [--http-requests 400] [--no-http]
+        [--requests 300] [--http-requests 400] [--rounds 4] [--no-http]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from load_test import drive  # the generator next door (benchmarks/ is on sys.path)
+from load_test import LoadResult, drive  # the generator next door (on sys.path)
 
 from recsys import schema, taxonomy
 from recsys.bundle import save_bundle
@@ -250,17 +254,41 @@ def numpy_floor(
     return _timed(floor, n_requests)
 
 
-def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[float, ...]:
-    """Send every body once with `concurrency` clients; (requests/s, p50 ms, p99 ms, errors).
+def load(base: str, path: str, bodies: list[dict], concurrency: int) -> LoadResult:
+    """Send every body once with `concurrency` clients.
 
     The generator of `load_test.py`: one connection per client and a client light enough
     (about 0.15 ms of CPU per request) not to take the 2 cores from the server it measures.
     """
-    result = asyncio.run(drive(base, bodies, concurrency, path))
-    return result.throughput, result.p50_ms, result.p99_ms, result.errors
+    return asyncio.run(drive(base, bodies, concurrency, path))
 
 
-def http_bench(paths: dict[str, Path], catalog: Path, n_requests: int, rng: np.random.Generator):
+def pooled(parts: list[LoadResult]) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) of several loads taken as one."""
+    milliseconds = np.concatenate([part.milliseconds for part in parts])
+    return (
+        sum(part.requests for part in parts) / sum(part.seconds for part in parts),
+        float(np.percentile(milliseconds, 50)),
+        float(np.percentile(milliseconds, 99)),
+        sum(part.errors for part in parts),
+    )
+
+
+def alternated(
+    base: str, bodies: list[dict], concurrency: int, rounds: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """/rank over `bodies` and the trivial endpoint as often, in `rounds` alternating
+    segments, each pooled: both endpoints see the same minutes of the machine."""
+    rank, trivial = [], []
+    for segment in np.array_split(np.arange(len(bodies)), rounds):
+        rank.append(load(base, "/rank", [bodies[i] for i in segment], concurrency))
+        trivial.append(load(base, "/status", [{}] * len(segment), concurrency))
+    return pooled(rank), pooled(trivial)
+
+
+def http_bench(
+    paths: dict[str, Path], catalog: Path, n_requests: int, rounds: int, rng: np.random.Generator
+):
     env = {
         "RECSYS_MODEL_URI": str(paths["bundle"]),
         "RECSYS_CATALOG": str(catalog),
@@ -273,9 +301,7 @@ def http_bench(paths: dict[str, Path], catalog: Path, n_requests: int, rng: np.r
     with running_servers([(env, log)]) as (base,):
         load(base, "/rank", bodies[:50], 4)  # warm-up
         for concurrency in (1, 8, 32):
-            rank = load(base, "/rank", bodies, concurrency)
-            trivial = load(base, "/status", [{}] * n_requests, concurrency)
-            rows.append((concurrency, rank, trivial))
+            rows.append((concurrency, *alternated(base, bodies, concurrency, rounds)))
     return rows
 
 
@@ -286,8 +312,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--http-requests", type=int, default=400)
     parser.add_argument("--http-sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--rounds", type=int, default=4, help="alternating segments per load")
     parser.add_argument("--no-http", action="store_true")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch:
         folder = Path(scratch)
@@ -333,7 +362,7 @@ def main() -> None:
         )
         for n in args.http_sizes:
             for concurrency, rank, trivial in http_bench(
-                paths, catalogs[n], args.http_requests, rng
+                paths, catalogs[n], args.http_requests, args.rounds, rng
             ):
                 print(
                     f"{n:>8} {concurrency:>7} {rank[0]:>9.1f} {rank[1]:>9.2f} {rank[2]:>9.2f} "
