@@ -359,12 +359,7 @@ class Catalog:
         angle = radius_km / EARTH_RADIUS_KM
         if not (math.isfinite(lat) and math.isfinite(lon) and angle < math.pi):
             return found.rows  # unplaced, or a radius spanning the Earth: no geography
-        reach = math.degrees(angle) + _BAND_MARGIN_DEGREES
-        start = int(np.searchsorted(self.onsite_lat, lat - reach, side="left"))
-        stop = int(np.searchsorted(self.onsite_lat, lat + reach, side="right"))
-        point = unit_vectors(np.array([lat]), np.array([lon]))[0]
-        threshold = np.cos(np.array([angle]))[0]  # numpy's cosine, as `geography_mask`'s
-        band = self.onsite_rows[start:stop][self.onsite_xyz[start:stop] @ point >= threshold]
+        (band,) = self._within_radius(np.array([lat]), np.array([lon]), np.array([angle]))
         near = np.sort(band[found.mask[band]])
         anywhere = found.anywhere_rows
         rows = np.concatenate([anywhere, near])
@@ -384,19 +379,28 @@ class Catalog:
         if len(placed) == 0:
             return out
         out[placed] = self.remote_anywhere
-        points = unit_vectors(lat[placed], lon[placed])
         angles = radius_km[placed] / EARTH_RADIUS_KM
-        # The band is widened by a hair so that rounding at its edges never drops an offer
-        # the exact test below would keep.
-        reach = np.degrees(angles) + _BAND_MARGIN_DEGREES
-        starts = np.searchsorted(self.onsite_lat, lat[placed] - reach, side="left")
-        stops = np.searchsorted(self.onsite_lat, lat[placed] + reach, side="right")
-        for person, point, threshold, start, stop in zip(
-            placed.tolist(), points, np.cos(angles), starts.tolist(), stops.tolist(), strict=True
-        ):
-            within = self.onsite_xyz[start:stop] @ point >= threshold
-            out[person, self.onsite_rows[start:stop][within]] = True
+        within = self._within_radius(lat[placed], lon[placed], angles)
+        for person, rows in zip(placed.tolist(), within, strict=True):
+            out[person, rows] = True
         return out
+
+    def _within_radius(
+        self, lat: np.ndarray, lon: np.ndarray, angles: np.ndarray
+    ) -> list[np.ndarray]:
+        """For each placed person, the rows of the located offers geography can exclude that
+        lie within `angles` (radians) of them: the latitude band found by binary search,
+        then the exact test on unit vectors. The band is widened by a hair so that rounding
+        at its edges never drops an offer the exact test would keep."""
+        reach = np.degrees(angles) + _BAND_MARGIN_DEGREES
+        starts = np.searchsorted(self.onsite_lat, lat - reach, side="left")
+        stops = np.searchsorted(self.onsite_lat, lat + reach, side="right")
+        return [
+            self.onsite_rows[start:stop][self.onsite_xyz[start:stop] @ point >= threshold]
+            for point, threshold, start, stop in zip(
+                unit_vectors(lat, lon), np.cos(angles), starts.tolist(), stops.tolist(), strict=True
+            )
+        ]
 
     def available_count(self, at: int) -> int:
         """Offers open now for someone whose age and place are unknown."""
