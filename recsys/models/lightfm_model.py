@@ -74,13 +74,12 @@ def feature_matrix(
     `identity_rows[i]` is row i's identity column, -1 for none (unknown user, new offer).
     The same function builds the training and the scoring matrices, so columns line up.
     """
-    entries = _feature_entries(features, identity_rows, n_identity)
-    return _csr(entries, n_identity + features.shape[1])
-
-
-def _csr(entries: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> sp.csr_matrix:
-    data, indices, indptr = entries
-    return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, width), dtype=np.float32)
+    data, indices, indptr = _feature_entries(features, identity_rows, n_identity)
+    return sp.csr_matrix(
+        (data, indices, indptr),
+        shape=(len(indptr) - 1, n_identity + features.shape[1]),
+        dtype=np.float32,
+    )
 
 
 def _as_csr(features: sp.spmatrix) -> sp.csr_matrix:
@@ -303,8 +302,7 @@ class LightFMModel(Recommender):
                 out_embeddings,
             )
             return out_biases, out_embeddings
-        entries = _feature_entries(features, identity_rows, len(known))
-        matrix = _csr(entries, len(known) + features.shape[1])
+        matrix = feature_matrix(features, identity_rows, len(known))
         return matrix @ biases, matrix @ embeddings
 
     def _set_state(self, state: _Embeddings) -> None:
