@@ -47,7 +47,7 @@ from recsys.arrays import (
 )
 from recsys.eligibility import eligible, remote_anywhere
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
-from recsys.models.incumbent import offer_tags
+from recsys.rules import offer_tags
 
 logger = logging.getLogger(__name__)
 

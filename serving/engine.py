@@ -49,8 +49,8 @@ from recsys import taxonomy
 from recsys.arrays import ProfileArrays, concat_rows
 from recsys.dataset import UserBatch
 from recsys.geo import haversine_km
-from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
+from recsys.rules import distances_km, rule_scores
 from serving.catalog import Catalog, CatalogError, read_offers
 from serving.events import Ranking, pseudonym
 from serving.loading import LoadedModel, ModelLoadError, load_model
@@ -450,7 +450,9 @@ class Engine:
         learned = _ModelScores(values, masks)
         known = np.array([scorer.knows(user_id) for user_id in ids])
         strategies: list[Strategy] = ["personalized" if k else "cold_start" for k in known]
-        if scorer.blends_rules or known.all():  # the hybrid's own cold-start blend, as evaluated
+        if (
+            scorer.model.blends_rules or known.all()
+        ):  # the hybrid's own cold-start blend, as evaluated
             return strategies, values, learned
         weight = self.settings.cold_start_rules_weight
         rules_z = _standardised(self._rules(catalog, people, columns), masks) if weight > 0 else 0.0

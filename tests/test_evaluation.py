@@ -27,7 +27,7 @@ class _Fixed(Recommender):
         self.pairs = set(zip(pairs["user_key"], pairs["offer_id"], strict=True))
         self.default = default
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress=None) -> None:
         """Nothing to learn."""
 
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:

@@ -10,7 +10,6 @@ and the model itself as a pyfunc around the ranker bundle, registered under
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -105,22 +104,23 @@ def feature_set_folder(experiment: Experiment, features: Path | None = None) -> 
 
 
 def _fit(model: Recommender, feature_set: FeatureSet, quiet: bool) -> float:
-    """Train with an epoch bar when the model reports epochs; returns the seconds it took."""
+    """Train with an epoch bar, shown once the model reports epochs; returns the seconds."""
     data = feature_set.training_data()
-    reports_epochs = "progress" in inspect.signature(model.train).parameters
-    bar = tqdm(desc=f"train {model.name}", unit="epoch", disable=quiet or not reports_epochs)
-    with bar:
+    bar: tqdm | None = None
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=f"train {model.name}", unit="epoch", total=total, disable=quiet)
+        bar.update(done - bar.n)
 
-        started = time.perf_counter()
-        if reports_epochs:
-            model.train(data, progress=progress)  # type: ignore[call-arg]
-        else:
-            model.train(data)
-        return time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        model.train(data, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    return time.perf_counter() - started
 
 
 def _baselines(experiment: Experiment, candidate: str) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -17,6 +17,7 @@ non-negative). A user with neither history nor quiz answers cannot be scored: Na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ class ContentModel(Recommender):
         super().__init__(config)
         self._state: _State | None = None
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         history = sp.csr_matrix(data.interactions, dtype=float)
         history.eliminate_zeros()
         self._state = _State(
@@ -114,6 +115,15 @@ class ContentModel(Recommender):
             scored = weight[index] > 0
             out[index[scored]] = blended[scored] / weight[index[scored], None]
         return out
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Training users with at least one interaction: the others are scored from their
+        quiz like strangers."""
+        require_trained(self._state, self.name)
+        rows = lookup(self._state.user_ids, user_ids)
+        known = rows >= 0
+        known[known] = np.diff(self._state.history.indptr)[rows[known]] > 0
+        return known
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)

@@ -15,6 +15,7 @@ neighbours, which would reward offers the user already interacted with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,7 +89,7 @@ class ItemKNNModel(Recommender):
         super().__init__(config)
         self._state: _State | None = None
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         history = sp.csr_matrix(data.interactions, dtype=float)
         history.eliminate_zeros()
         self._state = _State(
@@ -115,6 +116,15 @@ class ItemKNNModel(Recommender):
             block[:, known_offers] = (state.history[user_row[index]] @ neighbours).toarray()
             out[index] = block
         return out
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Training users with at least one interaction: the others are scored from their
+        quiz like strangers."""
+        require_trained(self._state, self.name)
+        rows = lookup(self._state.user_ids, user_ids)
+        known = rows >= 0
+        known[known] = np.diff(self._state.history.indptr)[rows[known]] > 0
+        return known
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
