@@ -30,7 +30,9 @@ from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.featureset import FeatureSet
 from recsys.models import model_class
 from recsys.models.base import Recommender
-from recsys.ranking import PAD, top_k
+from recsys.policy import ListPolicy, ModelScores, group_codes, tie_keys
+from recsys.ranking import PAD
+from recsys.rules import incumbent_scores
 
 FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -102,11 +104,14 @@ class RankerBundle:
         k: int,
         at: pd.Timestamp | None = None,
         offers: OfferBatch | None = None,
+        policy: ListPolicy = ListPolicy(),  # noqa: B008 (frozen: shared safely)
     ) -> list[list[str]]:
-        """The k best eligible offers per profile, best first (fewer if fewer are eligible).
+        """The list of k eligible offers each profile is served, best first (fewer if fewer
+        are eligible).
 
-        Candidate selection, scoring and top-k are the core's (`recsys.candidates`,
-        `Recommender.score`, `recsys.ranking.top_k`), as in offline evaluation.
+        Candidate selection, scoring and the list policy are the core's
+        (`recsys.candidates`, `Recommender.score`, `recsys.policy`), as in offline evaluation
+        and in the service.
 
         Args:
             profiles: one row per person (canonical profile columns, any subset).
@@ -114,6 +119,7 @@ class RankerBundle:
             at: time of the request (eligibility: offers open, ages); default the bundle's
                 cutoff, the instant its catalog snapshot describes.
             offers: the catalog to rank; default the bundle's snapshot.
+            policy: the list policy (caps, cold-start blend).
         """
         offers = offers if offers is not None else self.offer_batch()
         users = self.user_batch(profiles)
@@ -121,7 +127,14 @@ class RankerBundle:
         seconds = int(to_epoch_seconds(pd.Series([when]), 0)[0])
         mask = candidate_mask(offers.arrays, users.arrays, seconds)
         scores = np.asarray(self.model.score(users, offers), dtype=float)
-        ranked = top_k(scores, k, mask)
+        served = policy.served_scores(
+            ModelScores(scores, mask),
+            self.model.knows(users.ids),
+            self.model.blends_rules,
+            lambda: incumbent_scores(users.arrays, offers.arrays, policy.rules_remote_overrides),
+        )
+        publisher, programme = group_codes(offers.arrays)
+        ranked = policy.lists(served, mask, k, publisher, programme, tie_keys(offers.ids))
         return [[str(offers.ids[i]) for i in row if i != PAD] for row in ranked]
 
 

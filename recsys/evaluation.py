@@ -393,8 +393,7 @@ def evaluate(
             progress(int(index[-1]) + 1, len(users))
 
     merged = {
-        name: {k: _Slots.concat(parts) for k, parts in by_k.items()}
-        for name, by_k in slots.items()
+        name: {k: _Slots.concat(parts) for k, parts in by_k.items()} for name, by_k in slots.items()
     }
     publisher_codes = pd.factorize(offer_batch.arrays.publisher_ids)[0]
     regions = feature_set.profiles["region"].to_numpy(dtype=object)

@@ -47,6 +47,7 @@ from recsys.arrays import (
 )
 from recsys.eligibility import eligible, remote_anywhere
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
+from recsys.policy import group_codes, tie_keys
 from recsys.rules import offer_tags
 
 logger = logging.getLogger(__name__)
@@ -181,8 +182,9 @@ class Catalog:
     remote_anywhere: np.ndarray = field(repr=False)  # bool: geography never excludes
     programme: np.ndarray = field(repr=False)  # object: programme name (None unknown)
     domain: np.ndarray = field(repr=False)  # object: domain name (None unknown)
-    publisher_code: np.ndarray = field(repr=False)  # int64 group codes for diversity
-    programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
+    publisher_code: np.ndarray = field(repr=False)  # int64 group codes of the caps
+    programme_code: np.ndarray = field(repr=False)  # (`recsys.policy.group_codes`)
+    tie_key: np.ndarray = field(repr=False)  # int64 `recsys.policy.tie_keys`: ties by offer id
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
     # The located offers geography can exclude (not remote-anywhere), by latitude: their
@@ -260,8 +262,7 @@ class Catalog:
     @classmethod
     def _assemble(cls, offers: pd.DataFrame, arrays: OfferArrays, source: str) -> Catalog:
         ids = arrays.ids.astype(str)
-        publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
-        programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
+        publisher_code, programme_code = group_codes(arrays)
         xyz = unit_vectors(arrays.lat, arrays.lon)
         anywhere = remote_anywhere(arrays.remote)
         onsite = np.flatnonzero(~anywhere & np.isfinite(xyz).all(axis=1))
@@ -277,8 +278,9 @@ class Catalog:
             remote_anywhere=anywhere,
             programme=PROGRAMME_NAMES[arrays.programme],
             domain=DOMAIN_NAMES[arrays.domain],
-            publisher_code=publisher_code.astype(np.int64),
-            programme_code=programme_code.astype(np.int64),
+            publisher_code=publisher_code,
+            programme_code=programme_code,
+            tie_key=tie_keys(ids),
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
             onsite_rows=onsite,

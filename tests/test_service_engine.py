@@ -25,25 +25,19 @@ from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible
 from recsys.encoding import UserEncoder
-from recsys.ranking import diversify
+from recsys.policy import ListPolicy
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
-from serving.engine import (
-    Engine,
-    UnknownOffer,
-    _one_of,
-    _RowStats,
-    _slot,
-    _standardised,
-    capped,
-    reasons,
-)
+from serving.engine import Engine, UnknownOffer
 from serving.events import pseudonym
+from serving.explanations import reasons
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
+from serving.ranking import _one_of
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
-from serving.settings import Settings, batch_threads, group_cap
+from serving.settings import Settings, batch_threads
+from serving.state import ModelSlot
 from tests.fixtures import (
     FLOAT32_RTOL,
     LYON,
@@ -525,7 +519,7 @@ def test_a_model_trained_on_stored_events_knows_visitors_by_their_pseudonym(
         for key in ("hybrid.user_ids", "learned.user_ids"):  # as trained on the store's export
             arrays[key] = np.array([pseudonym(u, "pepper") for u in arrays[key]])
         loaded.bundle.model.set_arrays(arrays)
-        engine.state = replace(engine.state, model=_slot(loaded, engine.state.catalog))
+        engine.state = replace(engine.state, model=ModelSlot.of(loaded, engine.state.catalog))
         lists[salt] = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)[0]
     assert lists["pepper"].strategy == "personalized"
     assert [i.offer_id.rsplit("-", 1)[0] for i in lists["pepper"].items] == ["lyon-sport"] * 3
@@ -536,8 +530,7 @@ def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path])
     settings_ = Settings(
         model_uri=str(world["bundle"]),
         catalog=world["catalog"],
-        max_per_programme=0.5,
-        max_per_publisher=1.0,
+        policy=ListPolicy(max_per_programme=0.5, max_per_publisher=1.0),
     )
     engine = Engine.start(settings_)
     profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1])
@@ -547,7 +540,6 @@ def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path])
     only = RankFilters(types=[taxonomy.BENEVOLAT])
     response, _ = engine.rank(RankRequest(profile=profile, k=6, filters=only), at=AT)
     assert [i.programme for i in response.items] == [taxonomy.BENEVOLAT] * 6  # cap gives way
-    assert group_cap(0.5, 6) == 3 and group_cap(0.7, 10) == 7 and group_cap(0.01, 3) == 1
 
 
 def test_filters_and_exclusions(engine: Engine) -> None:
@@ -588,12 +580,12 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     said = reasons(catalog, rows, person, np.zeros(2, dtype=np.int64), distances, liked, AT)
     assert said == [
         [
-            "près de chez vous : 3 km",
-            "correspond à votre intérêt : culture et loisirs",
-            "activité qui vous correspond : créer et communiquer",
-            "Service Civique indemnisé",
+            ("near", "près de chez vous : 3 km"),
+            ("domain", "correspond à votre intérêt : culture et loisirs"),
+            ("activity", "activité qui vous correspond : créer et communiquer"),
+            ("service_civique", "Service Civique indemnisé"),
         ],
-        ["mission à distance", "apprécié par des profils proches"],
+        [("remote_full", "mission à distance"), ("liked", "apprécié par des profils proches")],
     ]
 
 
@@ -730,7 +722,7 @@ def test_settings_refuse_malformed_variables(monkeypatch: pytest.MonkeyPatch) ->
             Settings.from_env()
         monkeypatch.delenv(name)
     loaded = Settings.from_env()
-    assert loaded.max_per_programme == 0.4 and loaded.rules_remote_overrides is True
+    assert loaded.policy.max_per_programme == 0.4 and loaded.policy.rules_remote_overrides
     assert loaded.as_of == epoch_seconds(pd.Timestamp("2025-03-01T12:00:00", tz="UTC"))
     assert (loaded.max_batch, loaded.batch_threads) == (32, None)
     monkeypatch.setenv("RECSYS_BATCH_THREADS", "3")
@@ -747,20 +739,6 @@ def test_open_ended_offers_never_expire_from_the_cache() -> None:
     catalog = Catalog.build(offers, "open", at=AT)[0]
     assert catalog.arrays.end_at[0] == NO_END
     assert catalog.base_mask(None, False, AT).tolist() == [True]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    groups=st.lists(st.integers(0, 3), min_size=0, max_size=30),
-    k=st.integers(0, 12),
-    cap=st.integers(1, 4),
-)
-def test_capped_equals_the_core_diversify(groups: list[int], k: int, cap: int) -> None:
-    """The one-list walk gives `recsys.ranking.diversify`'s list (offers are positions)."""
-    group = np.array(groups, dtype=np.int64)
-    order = np.random.default_rng(len(groups)).permutation(len(groups))
-    expected = diversify(order, None, group, k, cap)
-    np.testing.assert_array_equal(capped(order, group[order], k, cap), expected[expected >= 0])
 
 
 def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) -> None:
@@ -789,31 +767,3 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
 def test_one_of_equals_isin(column: list[int], codes: list[int]) -> None:
     values = np.array(column, dtype=np.int16)
     np.testing.assert_array_equal(_one_of(values, codes, 15), np.isin(values, codes))
-
-
-def test_row_statistics_by_hand() -> None:
-    """Mean and deviation over a row's finite candidates; a constant row divides by 1."""
-    values = np.array([[1.0, 2.0, 3.0, np.nan], [4.0, 8.0, 100.0, 5.0], [7.0, 7.0, 7.0, 7.0]])
-    mask = np.array([[True, True, True, True], [True, True, False, False], [True] * 4])
-    stats = _RowStats.of(values, mask)
-    np.testing.assert_allclose(stats.mean[:, 0], [2.0, 6.0, 7.0])
-    np.testing.assert_allclose(stats.std[:, 0], [np.sqrt(2.0 / 3.0), 2.0, 1.0])
-    z = _standardised(values, mask)
-    np.testing.assert_allclose(z[1], [-1.0, 1.0, 0.0, 0.0])  # masked out: 0
-    assert z[0, 3] == 0.0  # NaN: counted as the mean
-
-
-def test_row_statistics_equal_numpy_over_the_counted_values() -> None:
-    """Random rows with NaN, infinities and masked-out values: numpy's mean and deviation
-    of each row's finite, admitted values."""
-    rng = np.random.default_rng(5)
-    values = rng.normal(size=(4, 1000)) * 3.0 + 1.0
-    values[rng.random(values.shape) < 0.05] = np.nan
-    values[0, :3] = [np.inf, -np.inf, 1e9]
-    mask = rng.random(values.shape) < 0.8
-    mask[0, 2] = False  # the huge value is not a candidate
-    stats = _RowStats.of(values, mask)
-    for i, (row, admitted) in enumerate(zip(values, mask, strict=True)):
-        counted = row[admitted & np.isfinite(row)]
-        np.testing.assert_allclose(stats.mean[i, 0], counted.mean(), rtol=1e-12)
-        np.testing.assert_allclose(stats.std[i, 0], counted.std(), rtol=1e-12)
