@@ -21,6 +21,7 @@ from pathlib import Path
 from serving import ranking
 from serving.catalog import Catalog, CatalogError, read_offers
 from serving.events import Ranking
+from serving.history import AppliedOffers
 from serving.loading import LoadedModel, ModelLoadError, load_model
 from serving.profiles import ProfileStore
 from serving.schemas import (
@@ -51,6 +52,7 @@ class Engine:
         self.settings = settings
         self.state = state
         self.profiles = profiles
+        self.applied = AppliedOffers()  # received since the model's data (serving.history)
         self._admin = threading.Lock()
 
     # --- Start-up ------------------------------------------------------------------------
@@ -102,7 +104,9 @@ class Engine:
         Raises:
             NotReady: no catalog is loaded.
         """
-        return ranking.rank_batch(self.state, self.settings, self.profiles, requests, at)
+        return ranking.rank_batch(
+            self.state, self.settings, self.profiles, self.applied, requests, at
+        )
 
     def similar(self, request: SimilarRequest, at: int | None = None) -> SimilarResponse:
         """Open offers most like `request.offer_id` (`serving.ranking.similar`).

@@ -31,6 +31,8 @@ REASONS: Final[dict[str, str]] = {
     "service_civique": "Service Civique indemnisé",
     "paid": "mission indemnisée",
     "new": "nouvelle mission",
+    "in_domain": "dans le domaine : {label}",  # when nothing above holds: every item says why
+    "open_to_you": "ouverte à votre profil",  # ... and, without a domain, that it is open
 }
 
 _ON_SITE = taxonomy.REMOTE_VALUES.index("no")
@@ -55,7 +57,7 @@ def reasons(
     at: int,
 ) -> list[list[tuple[str, str]]]:
     """(code, text) reasons for showing offer `rows[i]` to person `owner[i]` of `people`,
-    most telling first, at most MAX_REASONS.
+    most telling first, at least one, at most MAX_REASONS.
 
     Args:
         catalog: the live catalog `rows` index.
@@ -122,5 +124,9 @@ def reasons(
             said.append(("paid", REASONS["paid"]))
         if new:
             said.append(("new", REASONS["new"]))
+        if not said and domain is not None:
+            said.append(("in_domain", REASONS["in_domain"].format(label=_DOMAIN_LABELS[domain])))
+        elif not said:
+            said.append(("open_to_you", REASONS["open_to_you"]))
         out.append(said[:MAX_REASONS])
     return out

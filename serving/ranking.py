@@ -38,6 +38,7 @@ from recsys.rules import distances_km, rule_scores
 from serving.catalog import Catalog
 from serving.events import Ranking, pseudonym
 from serving.explanations import LIKED_Z, reasons
+from serving.history import AppliedOffers
 from serving.profiles import ProfileStore, request_row, row_arrays
 from serving.schemas import (
     RankRequest,
@@ -84,17 +85,34 @@ def _filters_hold(
     return held
 
 
-def _excluded_rows(catalog: Catalog, request: RankRequest) -> np.ndarray:
-    """Catalog rows of the offers the request asks to leave out."""
-    rows = [catalog.row[o] for o in request.exclude_offer_ids if o in catalog.row]
-    return np.array(rows, dtype=np.int64)
+def _excluded_rows(
+    state: ServingState, settings: Settings, applied: AppliedOffers, request: RankRequest
+) -> np.ndarray:
+    """Catalog rows of the offers the list must not hold (the policy's exclusions): the
+    request's exclusions, and what the visitor already applied to, before the model's data
+    (the bundle's, as offline evaluation excludes it) and since (the event store's)."""
+    excluded = set(request.exclude_offer_ids)
+    user_id = request.user_id
+    if user_id is not None:
+        stored = pseudonym(user_id, settings.id_salt or "")
+        excluded |= applied.of(stored)
+        if state.model is not None:
+            for key in (user_id, stored):
+                excluded |= state.model.applied.get(key, frozenset())
+    catalog = state.catalog
+    return np.array([catalog.row[o] for o in excluded if o in catalog.row], dtype=np.int64)
 
 
 def _candidates(
-    catalog: Catalog, people: ProfileArrays, requests: Sequence[RankRequest], at: int
+    state: ServingState,
+    people: ProfileArrays,
+    requests: Sequence[RankRequest],
+    at: int,
+    excluded: list[np.ndarray],
 ) -> np.ndarray:
     """(n_requests, n_offers) bool: the offers each person may be recommended, after their
-    request's filters and the policy's exclusions."""
+    request's filters and the policy's exclusions (`excluded`, catalog rows per request)."""
+    catalog = state.catalog
     mask = catalog.geography_mask(people.lat, people.lon, people.radius_km)
     for i, (age, disability) in enumerate(
         zip(people.age.tolist(), people.disability.tolist(), strict=True)
@@ -104,14 +122,19 @@ def _candidates(
         held = _filters_hold(catalog, request, slice(None))
         if held is not None:
             mask[i] &= held
-    return exclude(mask, [_excluded_rows(catalog, request) for request in requests])
+    return exclude(mask, excluded)
 
 
 def _request_rows(
-    catalog: Catalog, people: ProfileArrays, request: RankRequest, at: int
+    state: ServingState,
+    people: ProfileArrays,
+    request: RankRequest,
+    at: int,
+    excluded: np.ndarray,
 ) -> np.ndarray:
     """`_candidates` of a lone request as its catalog rows, ascending, without masks over
     the whole catalog (`Catalog.candidate_rows`)."""
+    catalog = state.catalog
     rows = catalog.candidate_rows(
         float(people.lat[0]),
         float(people.lon[0]),
@@ -123,7 +146,7 @@ def _request_rows(
     held = _filters_hold(catalog, request, rows)
     if held is not None:
         rows = rows[held]
-    return exclude_rows(rows, _excluded_rows(catalog, request))
+    return exclude_rows(rows, excluded)
 
 
 def _rules(
@@ -226,6 +249,7 @@ def rank_batch(
     state: ServingState,
     settings: Settings,
     profiles: ProfileStore,
+    applied: AppliedOffers,
     requests: Sequence[RankRequest],
     at: int | None = None,
 ) -> list[tuple[RankResponse, Ranking]]:
@@ -244,11 +268,12 @@ def rank_batch(
     at = state.now() if at is None else at
     rows = [request_row(r.profile, r.user_id, profiles.get(r.user_id)) for r in requests]
     people = concat_rows([row_arrays(row) for row in rows])
+    excluded = [_excluded_rows(state, settings, applied, request) for request in requests]
     if len(requests) == 1:  # a request alone: its candidates are the columns
-        columns = _request_rows(catalog, people, requests[0], at)
+        columns = _request_rows(state, people, requests[0], at, excluded[0])
         masks = np.ones((1, len(columns)), dtype=bool)
     else:
-        masks = _candidates(catalog, people, requests, at)
+        masks = _candidates(state, people, requests, at, excluded)
         columns = np.flatnonzero(masks.any(axis=0))
         masks = masks[:, columns]
     strategies, scores, learned = _score(state, settings, rows, people, columns, masks)

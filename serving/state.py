@@ -33,6 +33,7 @@ class ModelSlot:
     scorer: Scorer
     features: FeatureColumns
     prepared: Prepared | None
+    applied: dict[str, frozenset[str]]  # before the model's cutoff, by the model's user ids
 
     @classmethod
     def of(cls, loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
@@ -40,7 +41,8 @@ class ModelSlot:
         bundle = loaded.bundle
         scorer = Scorer(bundle.model, bundle.offer_encoder)
         prepared = scorer.prepare(catalog) if catalog is not None else None
-        return cls(loaded, scorer, FeatureColumns(bundle.user_encoder), prepared)
+        features = FeatureColumns(bundle.user_encoder)
+        return cls(loaded, scorer, features, prepared, bundle.applied_by_user())
 
 
 @dataclass(frozen=True)

@@ -589,6 +589,60 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "profile",
+    [
+        Profile(age=40, postal_code="75011", radius_km=30),
+        Profile(age=70, postal_code="75011", radius_km=30),
+        Profile(age=40),  # no place: offers without a distance to speak of
+        Profile(),
+    ],
+)
+def test_every_served_item_says_why(engine: Engine, profile: Profile) -> None:
+    response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
+    assert response.items
+    assert all(item.reasons for item in response.items), [
+        item.offer_id for item in response.items if not item.reasons
+    ]
+
+
+def test_reasons_fall_back_on_the_domain(engine: Engine) -> None:
+    """An offer with nothing else to say for this person (no place, no quiz, unpaid, not
+    new) says its domain."""
+    catalog = engine.state.catalog
+    assert catalog is not None
+    person = row_arrays(request_row(Profile(age=40), None, None))
+    rows = np.array([catalog.row["paris-sport-0"]])
+    said = reasons(
+        catalog,
+        rows,
+        person,
+        np.zeros(1, dtype=np.int64),
+        np.array([np.nan]),
+        np.array([False]),
+        AT,
+    )
+    assert said == [[("in_domain", "dans le domaine : sport")]]
+
+
+def test_known_visitors_never_get_what_they_applied_to(engine: Engine) -> None:
+    """The bundle's applies before the cutoff and the store's since are both excluded."""
+    in_lyon = Profile(age=20, lat=LYON[0], lon=LYON[1], radius_km=30)
+    request = RankRequest(user_id="sport-paris-0", profile=in_lyon, k=100)
+    listed = {item.offer_id for item in engine.rank(request, at=AT)[0].items}
+    # applied_elsewhere: sport-paris-0 applied to lyon-sport-0 before the cutoff.
+    assert "lyon-sport-0" not in listed
+    assert "lyon-sport-1" in listed
+    stranger = RankRequest(profile=in_lyon, k=100)
+    assert "lyon-sport-0" in {i.offer_id for i in engine.rank(stranger, at=AT)[0].items}
+    stored = pseudonym("sport-paris-0", engine.settings.id_salt or "")
+    engine.applied.add([(stored, "lyon-sport-1")])  # an apply the event store received
+    for batch in ([request], [request, stranger]):  # alone, and within a batch
+        response = engine.rank_batch(batch, at=AT)[0][0]
+        listed = {item.offer_id for item in response.items}
+        assert listed and not listed & {"lyon-sport-0", "lyon-sport-1"}
+
+
 def test_similar_offers(engine: Engine) -> None:
     response = engine.similar(SimilarRequest(offer_id="lyon-sport-1", k=3), at=AT)
     assert response.method == "item_embeddings"
