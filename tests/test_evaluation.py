@@ -50,32 +50,30 @@ def feature_set(tiny_features: Path) -> FeatureSet:
     return load_feature_set(tiny_features)
 
 
+def _models(feature_set: FeatureSet, *names: str) -> dict[str, Recommender]:
+    """Popularity trained on the feature set, then the named extra models."""
+    popularity = create_model("popularity")
+    popularity.train(feature_set.training_data())
+    extra = {
+        "perfect": lambda: _Fixed(feature_set.targets, default=0.0),
+        "silent": lambda: _Fixed(feature_set.targets.iloc[:0], default=np.nan),
+        "incumbent_local": lambda: create_model("incumbent_local"),
+    }
+    return {"popularity": popularity, **{name: extra[name]() for name in names}}
+
+
 @pytest.fixture(scope="module")
 def result(feature_set: FeatureSet, tiny_dataset: Path):
-    data = feature_set.training_data()
-    popularity = create_model("popularity")
-    popularity.train(data)
-    models = {
-        "popularity": popularity,
-        "perfect": _Fixed(feature_set.targets, default=0.0),
-        "silent": _Fixed(feature_set.targets.iloc[:0], default=np.nan),
-    }
-    return evaluate(
-        feature_set, models, truth_dir=tiny_dataset / "truth", batch_size=7, policy=None
-    )
+    """The models' own order (`policy=None`)."""
+    models = _models(feature_set, "perfect", "silent")
+    truth = tiny_dataset / "truth"
+    return evaluate(feature_set, models, truth_dir=truth, batch_size=7, policy=None)
 
 
 @pytest.fixture(scope="module")
 def served(feature_set: FeatureSet, tiny_dataset: Path):
-    """The served policy (the default) over the same models."""
-    data = feature_set.training_data()
-    popularity = create_model("popularity")
-    popularity.train(data)
-    models = {
-        "popularity": popularity,
-        "silent": _Fixed(feature_set.targets.iloc[:0], default=np.nan),
-        "incumbent_local": create_model("incumbent_local"),
-    }
+    """The served policy (the default)."""
+    models = _models(feature_set, "silent", "incumbent_local")
     return evaluate(feature_set, models, truth_dir=tiny_dataset / "truth", batch_size=7)
 
 

@@ -29,6 +29,7 @@ from recsys.models._common import (
     sparse_from_arrays,
     sparse_to_arrays,
     unicode_ids,
+    with_history,
 )
 from recsys.models.base import ModelConfig, Recommender
 
@@ -121,10 +122,7 @@ class ItemKNNModel(Recommender):
         """Training users with at least one interaction: the others are scored from their
         quiz like strangers."""
         require_trained(self._state, self.name)
-        rows = lookup(self._state.user_ids, user_ids)
-        known = rows >= 0
-        known[known] = np.diff(self._state.history.indptr)[rows[known]] > 0
-        return known
+        return with_history(self._state.user_ids, self._state.history, user_ids)
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
