@@ -44,9 +44,6 @@ CATALOG_FILE = "catalog.parquet"
 APPLIED_FILE = "applied.parquet"
 APPLIED_COLUMNS = ("userId", "offerId")
 
-_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
-_FLAG_COLUMNS = ("disability", "hasQuiz")
-
 
 def profiles_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """A request's profile rows completed to the canonical profile columns.
@@ -60,11 +57,11 @@ def profiles_frame(rows: pd.DataFrame) -> pd.DataFrame:
             frame[name] = rows[name].to_numpy(dtype=object)
         else:
             frame[name] = None
-    for name in _LIST_COLUMNS:
+    for name in schema.PROFILE_LIST_COLUMNS:
         frame[name] = [
             list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[name]
         ]
-    for name in _FLAG_COLUMNS:
+    for name in schema.PROFILE_FLAG_COLUMNS:
         frame[name] = frame[name].astype("boolean").fillna(False).astype(bool)
     for name in ("age", "lat", "lon", "radiusKm"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce")

@@ -166,6 +166,14 @@ PROFILE_SCHEMA = pa.schema(
     ]
 )
 
+# A profile's list columns (quiz answers) and yes/no flags, as the schema types them.
+PROFILE_LIST_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in PROFILE_SCHEMA if pa.types.is_list(field.type)
+)
+PROFILE_FLAG_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in PROFILE_SCHEMA if pa.types.is_boolean(field.type)
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "offers": OFFER_SCHEMA,
     "events": EVENT_SCHEMA,

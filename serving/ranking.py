@@ -3,8 +3,9 @@
 The hot path of `rank_batch` (numpy over prepared arrays only, no pandas, no disk), for the
 requests that arrived together (one or many, `serving.batching`):
 
-1. the people: stored profile (known `user_id`) with the request's fields over it, as arrays
-   and encoder columns (`serving.profiles`);
+1. the people: stored profile (known `user_id`) with the request's fields over it
+   (`serving.profiles`), as arrays and encoded features (`recsys.arrays.profile_row_arrays`,
+   `UserEncoder.transform_rows`);
 2. candidates, one row per request: the core's eligibility (`Catalog.candidate_rows` for a
    lone request, `Catalog.base_mask` ∧ `Catalog.geography_mask` for a batch) and the
    request's filters; then the policy's exclusions (`recsys.policy.exclude`);
@@ -29,7 +30,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from recsys import taxonomy
-from recsys.arrays import ProfileArrays, concat_rows
+from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays
 from recsys.dataset import UserBatch
 from recsys.geo import haversine_km
 from recsys.policy import ListPolicy, ModelScores, exclude, exclude_rows
@@ -39,7 +40,7 @@ from serving.catalog import Catalog
 from serving.events import Ranking, pseudonym
 from serving.explanations import LIKED_Z, reasons
 from serving.history import AppliedOffers
-from serving.profiles import ProfileStore, request_row, row_arrays
+from serving.profiles import ProfileStore, request_row
 from serving.schemas import (
     RankRequest,
     RankResponse,
@@ -189,7 +190,7 @@ def _score(
         strategies: list[Strategy] = ["rules_fallback"] * len(rows)
         return strategies, _rules(catalog, people, columns, policy), None
     ids = np.array([_model_user_id(state, settings, row["userId"]) for row in rows], dtype=object)
-    users = UserBatch(ids, model.features.matrix(rows), people)
+    users = UserBatch(ids, model.loaded.bundle.user_encoder.transform_rows(rows), people)
     learned = ModelScores(model.scorer.score(users, model.prepared, columns), masks)
     known = model.scorer.model.knows(ids)
     strategies = ["personalized" if k else "cold_start" for k in known.tolist()]
@@ -267,7 +268,7 @@ def rank_batch(
     policy = settings.policy
     at = state.now() if at is None else at
     rows = [request_row(r.profile, r.user_id, profiles.get(r.user_id)) for r in requests]
-    people = concat_rows([row_arrays(row) for row in rows])
+    people = concat_rows([profile_row_arrays(row) for row in rows])
     excluded = [_excluded_rows(state, settings, applied, request) for request in requests]
     if len(requests) == 1:  # a request alone: its candidates are the columns
         columns = _request_rows(state, people, requests[0], at, excluded[0])

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from serving.catalog import Catalog
 from serving.loading import LoadedModel
-from serving.profiles import FeatureColumns
 from serving.scorer import Prepared, Scorer
 
 RULES_VERSION = "rules"
@@ -27,11 +26,11 @@ class UnknownOffer(LookupError):
 
 @dataclass(frozen=True)
 class ModelSlot:
-    """A loaded model, its scorer, and the arrays it prepared for the state's catalog."""
+    """A loaded model, its scorer, the arrays it prepared for the state's catalog, and what
+    its known visitors applied to before its data ended."""
 
     loaded: LoadedModel
     scorer: Scorer
-    features: FeatureColumns
     prepared: Prepared | None
     applied: dict[str, frozenset[str]]  # before the model's cutoff, by the model's user ids
 
@@ -41,8 +40,7 @@ class ModelSlot:
         bundle = loaded.bundle
         scorer = Scorer(bundle.model, bundle.offer_encoder)
         prepared = scorer.prepare(catalog) if catalog is not None else None
-        features = FeatureColumns(bundle.user_encoder)
-        return cls(loaded, scorer, features, prepared, bundle.applied_by_user())
+        return cls(loaded, scorer, prepared, bundle.applied_by_user())
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys import geo, taxonomy
-from recsys.arrays import NO_END, offer_arrays, profile_arrays
+from recsys.arrays import NO_END, offer_arrays, profile_arrays, profile_row_arrays
 from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible
@@ -32,7 +32,7 @@ from serving.engine import Engine, UnknownOffer
 from serving.events import pseudonym
 from serving.explanations import reasons
 from serving.loading import ModelLoadError, load_model
-from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
+from serving.profiles import ProfileStore, empty_row, request_row
 from serving.ranking import _one_of
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
@@ -121,9 +121,9 @@ def _frame(row: dict[str, Any]) -> pd.DataFrame:
 
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
-def test_feature_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: dict) -> None:
+def test_row_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: dict) -> None:
     expected = np.flatnonzero(user_encoder.transform(_frame(row)).toarray()[0])
-    np.testing.assert_array_equal(FeatureColumns(user_encoder).columns(row), expected)
+    np.testing.assert_array_equal(user_encoder.row_columns(row), expected)
 
 
 def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserEncoder) -> None:
@@ -133,28 +133,28 @@ def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserE
         request_row(Profile(age=40, postal_code="75011", disability=True), None, None),
     ]
     expected = user_encoder.transform(profiles_frame(pd.DataFrame(rows))).toarray()
-    np.testing.assert_array_equal(FeatureColumns(user_encoder).matrix(rows).toarray(), expected)
-    assert FeatureColumns(user_encoder).matrix([]).shape == (0, user_encoder.n_features)
+    np.testing.assert_array_equal(user_encoder.transform_rows(rows).toarray(), expected)
+    assert user_encoder.transform_rows([]).shape == (0, user_encoder.n_features)
 
 
 def test_feature_matrix_of_a_lone_row_is_built_once(user_encoder: UserEncoder) -> None:
     """Each lone row gets the encoder's matrix; rows with the same features share one."""
-    columns = FeatureColumns(user_encoder)
+    columns = user_encoder
     sporty = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), None, None)
     same = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), "someone", None)
     other = request_row(Profile(age=40, postal_code="75011", disability=True), None, None)
     for row in (sporty, other):
         expected = user_encoder.transform(profiles_frame(pd.DataFrame([row]))).toarray()
-        np.testing.assert_array_equal(columns.matrix([row]).toarray(), expected)
-    assert columns.matrix([same]) is columns.matrix([sporty])
-    assert columns.matrix([other]) is not columns.matrix([sporty])
+        np.testing.assert_array_equal(columns.transform_rows([row]).toarray(), expected)
+    assert columns.transform_rows([same]) is columns.transform_rows([sporty])
+    assert columns.transform_rows([other]) is not columns.transform_rows([sporty])
 
 
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
-def test_row_arrays_equal_profile_arrays(row: dict) -> None:
+def test_profile_row_arrays_equal_profile_arrays(row: dict) -> None:
     expected = profile_arrays(_frame(row))
-    found = row_arrays(row)
+    found = profile_row_arrays(row)
     for name in expected.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(found, name), getattr(expected, name), err_msg=name)
         assert getattr(found, name).dtype == getattr(expected, name).dtype, name
@@ -170,14 +170,14 @@ def test_request_fields_override_the_stored_profile() -> None:
     assert row["region"] == "Île-de-France" and row["lat"] is None
     assert row["disability"] is False and row["hasQuiz"] is True  # disability: not given, kept
     assert row["quizDomains"] == ["sport"]
-    arrays = row_arrays(row)
+    arrays = profile_row_arrays(row)
     assert (arrays.lat[0], arrays.lon[0]) == geo.locate(postal_code="75011")
     assert arrays.radius_km[0] == taxonomy.DEFAULT_RADIUS_KM
     # Mobility without a radius replaces a stored radius by the mobility's.
     moved = request_row(Profile(mobility="bike"), None, {**stored, "radiusKm": 50.0})
-    assert row_arrays(moved).radius_km[0] == taxonomy.MOBILITY_RADIUS_KM["bike"]
+    assert profile_row_arrays(moved).radius_km[0] == taxonomy.MOBILITY_RADIUS_KM["bike"]
     # Nothing known: unknown age and place, default radius.
-    nobody = row_arrays(request_row(None, None, None))
+    nobody = profile_row_arrays(request_row(None, None, None))
     assert math.isnan(nobody.age[0]) and math.isnan(nobody.lat[0])
     assert store.get("nobody") is None and empty_row("x")["quizDomains"] == []
 
@@ -321,9 +321,11 @@ def _people() -> list[tuple[str | None, Profile | None]]:
     ]
 
 
-def _query(user_id: str | None, row: dict, columns: FeatureColumns) -> UserBatch:
+def _query(user_id: str | None, row: dict, columns: UserEncoder) -> UserBatch:
     """One person as the engine hands them to the scorer."""
-    return UserBatch(np.array([user_id], dtype=object), columns.matrix([row]), row_arrays(row))
+    return UserBatch(
+        np.array([user_id], dtype=object), columns.transform_rows([row]), profile_row_arrays(row)
+    )
 
 
 def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
@@ -331,7 +333,7 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
     catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
     scorer = Scorer(model, feature_set.offer_encoder)
     prepared = scorer.prepare(catalog)
-    columns = FeatureColumns(feature_set.user_encoder)
+    columns = feature_set.user_encoder
     store = ProfileStore(training_profiles())
     offers = catalog.offers
     batch = OfferBatch.encode(offers, feature_set.offer_encoder)
@@ -366,7 +368,7 @@ def test_scorer_update_equals_prepare_on_the_merged_catalog(trained: tuple[Any, 
     if hasattr(fresh.similarity, "toarray"):
         similarity = (updated.similarity.toarray(), fresh.similarity.toarray())
     assert_scores_close(*similarity, FLOAT32_RTOL)
-    columns = FeatureColumns(feature_set.user_encoder)
+    columns = feature_set.user_encoder
     row = request_row(Profile(age=19, lat=LYON[0], lon=LYON[1]), None, None)
     query = _query(None, row, columns)
     every = np.arange(len(merged))
@@ -421,7 +423,7 @@ def test_lists_hold_exactly_the_eligible_offers(
     engine: Engine, profile: Profile, expected_out: set[str]
 ) -> None:
     response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
-    arrays = row_arrays(request_row(profile, None, None))
+    arrays = profile_row_arrays(request_row(profile, None, None))
     expected = _eligible_ids(
         engine,
         None if profile.age is None else profile.age,
@@ -561,7 +563,7 @@ def test_filters_and_exclusions(engine: Engine) -> None:
 def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     catalog = engine.state.catalog
     assert catalog is not None
-    person = row_arrays(
+    person = profile_row_arrays(
         request_row(
             Profile(
                 lat=LYON[0],
@@ -611,7 +613,7 @@ def test_reasons_fall_back_on_the_domain(engine: Engine) -> None:
     new) says its domain."""
     catalog = engine.state.catalog
     assert catalog is not None
-    person = row_arrays(request_row(Profile(age=40), None, None))
+    person = profile_row_arrays(request_row(Profile(age=40), None, None))
     rows = np.array([catalog.row["paris-sport-0"]])
     said = reasons(
         catalog,

@@ -24,12 +24,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 from tqdm.auto import tqdm
 
-from recsys import config
+from recsys import config, schema
 from recsys.bundle import MODEL_DIR, save_bundle
 from recsys.evaluation import EvaluationResult, evaluate
 from recsys.featureset import (
@@ -53,17 +54,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PYFUNC_FILE = Path(__file__).with_name("ranker_pyfunc.py")
-PROFILE_STRING_COLUMNS = (
-    "userId",
-    "postalCode",
-    "departmentCode",
-    "region",
-    "mobility",
-    "quizRhythm",
-)
-PROFILE_DOUBLE_COLUMNS = ("age", "lat", "lon", "radiusKm")
-PROFILE_BOOLEAN_COLUMNS = ("disability", "hasQuiz")
-PROFILE_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
 SEGMENT_METRIC_PREFIXES = ("ndcg@", "recall@", "precision@", "map@", "hit_rate@", "users_")
 
 
@@ -191,13 +181,19 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def pyfunc_signature() -> ModelSignature:
-    """Profile columns (all optional) and `k` in; `userId` and ranked `offerIds` out."""
-    inputs = [ColSpec(DataType.string, name, required=False) for name in PROFILE_STRING_COLUMNS]
-    inputs += [ColSpec(DataType.double, name, required=False) for name in PROFILE_DOUBLE_COLUMNS]
-    inputs += [ColSpec(DataType.boolean, name, required=False) for name in PROFILE_BOOLEAN_COLUMNS]
-    inputs += [
-        ColSpec(Array(DataType.string), name, required=False) for name in PROFILE_LIST_COLUMNS
-    ]
+    """Profile columns (all optional, typed after `schema.PROFILE_SCHEMA`: text, numbers as
+    doubles, flags, lists of text) and `k` in; `userId` and ranked `offerIds` out."""
+    inputs = []
+    for field in schema.PROFILE_SCHEMA:
+        if field.name in schema.PROFILE_LIST_COLUMNS:
+            kind = Array(DataType.string)
+        elif field.name in schema.PROFILE_FLAG_COLUMNS:
+            kind = DataType.boolean
+        elif pa.types.is_string(field.type):
+            kind = DataType.string
+        else:
+            kind = DataType.double
+        inputs.append(ColSpec(kind, field.name, required=False))
     inputs.append(ColSpec(DataType.long, "k", required=False))
     outputs = Schema(
         [ColSpec(DataType.string, "userId"), ColSpec(Array(DataType.string), "offerIds")]
