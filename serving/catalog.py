@@ -45,7 +45,7 @@ from recsys.arrays import (
     offer_arrays,
     to_epoch_seconds,
 )
-from recsys.eligibility import eligible, remote_anywhere
+from recsys.eligibility import closed, eligible, remote_anywhere
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.policy import group_codes, tie_keys
 from recsys.rules import offer_tags
@@ -120,11 +120,6 @@ def _fingerprint(offers: pd.DataFrame) -> str:
     keys = offers[["id", "updatedAt", "statusCode", "endAt", "deletedAt", "places"]]
     hashed = pd.util.hash_pandas_object(keys.astype(str), index=False).to_numpy()
     return hashlib.sha256(np.sort(hashed).tobytes()).hexdigest()[:12]
-
-
-def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
-    """Offers that can never become eligible again after `at` (refused, deleted, ended)."""
-    return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
 
 
 def _storage_order(arrays: OfferArrays) -> np.ndarray:
@@ -218,7 +213,7 @@ class Catalog:
         frame = offers.drop_duplicates("id", keep="last").reset_index(drop=True)
         arrays = offer_arrays(frame)
         order = _storage_order(arrays)
-        keep = order[~_closed(arrays, at)[order]]
+        keep = order[~closed(arrays, at)[order]]
         catalog = cls._assemble(frame.iloc[keep].reset_index(drop=True), arrays.take(keep), source)
         change = CatalogChange(
             kept_rows=np.zeros(0, dtype=np.int64),
@@ -241,10 +236,10 @@ class Catalog:
         at = _now() if at is None else at
         frame = update.drop_duplicates("id", keep="last").reset_index(drop=True)
         new_arrays = offer_arrays(frame)
-        open_new = np.flatnonzero(~_closed(new_arrays, at))
+        open_new = np.flatnonzero(~closed(new_arrays, at))
         replaced = frame["id"].astype(str).isin(self.row).to_numpy()
         old_ids = self.arrays.ids
-        still_open = ~_closed(self.arrays, at)
+        still_open = ~closed(self.arrays, at)
         untouched = ~pd.Index(old_ids).isin(frame["id"].astype(str)) & still_open
         kept_rows = np.flatnonzero(untouched)
         offers = pd.concat([self.offers.iloc[kept_rows], frame.iloc[open_new]], ignore_index=True)
