@@ -38,6 +38,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recsys.arrays import row_flag, row_number, row_text, row_values
+from recsys.schema import CANDIDATE_AGE_BAND_EDGES
 from recsys.typed_config import DictConfig
 
 logger = logging.getLogger(__name__)
@@ -431,7 +432,7 @@ class UserEncoderConfig(DictConfig):
     """How profiles are encoded; `age_band_edges` are the lower bounds of bands after the first
     (defaults: <16, 16-17, 18-20, 21-25, 26-30, 31+, plus unknown)."""
 
-    age_band_edges: tuple[int, ...] = (16, 18, 21, 26, 31)
+    age_band_edges: tuple[int, ...] = CANDIDATE_AGE_BAND_EDGES
     min_category_count: int = 1
 
 

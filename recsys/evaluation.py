@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import metrics, rules, taxonomy
+from recsys import metrics, rules, schema, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.candidates import candidate_mask, open_during
 from recsys.dataset import OfferBatch, UserBatch
@@ -41,13 +41,6 @@ logger = logging.getLogger(__name__)
 
 ORACLE = "oracle"
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("15-17", 0, 18),
-    ("18-20", 18, 21),
-    ("21-25", 21, 26),
-    ("26-30", 26, 31),
-    ("31+", 31, 200),
-)
 
 
 @dataclass
@@ -285,8 +278,10 @@ def _segments(
         "anonymous": (~has_profile, None),
         "new_offers": (np.ones(len(users), dtype=bool), is_new),
     }
-    for name, low, high in AGE_BANDS:
-        segments[f"age:{name}"] = ((profile.age >= low) & (profile.age < high), None)
+    # The age bands of the whole project (`schema.CANDIDATE_AGE_BANDS`, the encoder's too).
+    band = np.searchsorted(schema.CANDIDATE_AGE_BAND_EDGES, profile.age, side="right")
+    for code, name in enumerate(schema.CANDIDATE_AGE_BANDS):
+        segments[f"age:{name}"] = (~np.isnan(profile.age) & (band == code), None)
     segments["age:unknown"] = (np.isnan(profile.age), None)
     for code, programme in enumerate(taxonomy.PROGRAMMES):
         segments[f"programme:{programme}"] = (

@@ -53,7 +53,6 @@ from recsys.rules import offer_tags
 logger = logging.getLogger(__name__)
 
 _BAND_MARGIN_DEGREES = 1e-6  # about 0.1 m of latitude
-MAX_AGE = 120  # Profile.age's bound: the mask cache has at most 2 · 122 entries
 PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
 DOMAIN_NAMES = np.array([*taxonomy.DOMAINS, None], dtype=object)
 
@@ -307,7 +306,8 @@ class Catalog:
 
     def _eligible(self, age: float | None, disability: bool, at: int) -> _Eligible:
         """`base_mask` and its row lists for this age at `at`, computed once per window."""
-        years = -1 if age is None or math.isnan(age) else min(math.floor(age), MAX_AGE)
+        # Ages capped at the schema's bound: the cache holds at most 2 · (MAX_AGE + 2) masks.
+        years = -1 if age is None or math.isnan(age) else min(math.floor(age), schema.MAX_AGE)
         key = (years, bool(disability))
         cache = self._cache
         if not cache[0] <= at < cache[1]:

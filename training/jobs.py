@@ -43,6 +43,7 @@ from recsys.featureset import (
 )
 from recsys.models import create_model
 from recsys.models.base import Recommender
+from recsys.provenance import code_label
 from training import plots, record, registry, tracking
 from training.experiment import Experiment
 from training.ranker_pyfunc import BUNDLE_ARTIFACT
@@ -164,7 +165,7 @@ def run_params(
             record.FINGERPRINT_PARAM: manifest.get("data_fingerprint"),
             record.DATA_DIR_PARAM: manifest.get("data_dir"),
             "data.window": f"{feature_set.window_start} / {feature_set.window_end}",
-            "code.version": tracking.code_version(),
+            "code.version": code_label(),
             "code.features_version": (manifest.get("code_version") or {}).get("git_commit"),
             "evaluation.ks": ",".join(str(k) for k in experiment.evaluation.ks),
             "evaluation.baselines": ",".join(experiment.evaluation.baselines),
