@@ -298,8 +298,8 @@ def _row_multi_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
 
 def profile_row_arrays(row: Mapping[str, Any]) -> ProfileArrays:
     """`profile_arrays` of one canonical profile row (a dict of `schema.PROFILE_SCHEMA`
-    columns), equal to it: a one-row DataFrame costs milliseconds per request, several
-    times the ranking of a 10,000-offer catalog, and a request has one row."""
+    columns), equal to it, without the one-row DataFrame whose building costs more than a
+    request's whole ranking (docs/benchmarks.md)."""
     from recsys import geo  # local import: geo loads its tables lazily
 
     lat, lon = row_number(row["lat"]), row_number(row["lon"])

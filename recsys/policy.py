@@ -121,8 +121,8 @@ def _row_moments(values: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np
     """Each row's mean and (population) standard deviation over its finite values where
     `mask` holds, into `mean` and `std` (n_rows, 1); 0 and 0 for a row with none.
 
-    Two compiled passes per row: with numpy, masking, the mean and the deviations took a
-    dozen passes over a request's tens of thousands of candidates.
+    Two compiled passes per row, where numpy's masking, mean and deviations make a dozen
+    passes over a request's tens of thousands of candidates (docs/benchmarks.md).
     """
     for i in range(values.shape[0]):
         count, total = 0, 0.0

@@ -75,8 +75,8 @@ def _select(scores: np.ndarray, admissible: np.ndarray, keys: np.ndarray, out: n
     """Each row's `out.shape[1]` best admissible offers into `out`, best first.
 
     Written as a compiled loop where numpy has `argpartition`: partitioning, then fixing the
-    ties it leaves at the boundary and sorting the kept took ten passes over each row, most
-    of a request's selection time. Here a max-heap holds the k best so far, its root the
+    ties it leaves at the boundary and sorting the kept make ten passes over each row. Here
+    a max-heap holds the k best so far, its root the
     worst of them by (score descending, key ascending): an offer enters only when it beats
     the root. An empty `admissible` admits every offer, an empty `keys` keys each offer by
     its index; -inf counts as the lowest finite score, so it ranks by key among its equals;

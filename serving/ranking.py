@@ -59,7 +59,7 @@ _REMOTE_CODE = {name: i for i, name in enumerate(taxonomy.REMOTE_VALUES)}
 
 def _one_of(column: np.ndarray, codes: list[int], n_codes: int) -> np.ndarray:
     """`np.isin(column, codes)` for codes in [0, n_codes) and -1 (unknown, never chosen):
-    a look-up per offer where `isin` sorts, a tenth of the time per filtered request."""
+    a look-up per offer where `isin` sorts."""
     allowed = np.zeros(n_codes + 1, dtype=bool)  # the last slot is -1's, False
     allowed[codes] = True
     return allowed[column]
