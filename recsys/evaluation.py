@@ -362,8 +362,9 @@ def evaluate(
         hard_rules = eligible_matrix(window_offers, batch.arrays, clock)
         mask = exclude(candidate_mask(window_offers, batch.arrays, clock), applied)
 
-        rule_scores = functools.partial(
-            rules.incumbent_scores, batch.arrays, offer_batch.arrays, overrides
+        # The same for every model of the batch: computed once, when a model first needs it.
+        rule_scores = functools.cache(
+            functools.partial(rules.incumbent_scores, batch.arrays, offer_batch.arrays, overrides)
         )
         made: dict[str, tuple[dict[int, np.ndarray], np.ndarray]] = {}
         for name, model in models.items():
