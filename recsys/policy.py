@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from recsys import taxonomy
 from recsys.arrays import OfferArrays
-from recsys.ranking import PAD, diversify, top_k
+from recsys.ranking import diversify, top_k
 from recsys.typed_config import DictConfig
 
 POOL_FACTOR = 5  # candidates kept before the caps, per slot of the list
@@ -267,8 +267,3 @@ def _capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarra
         else:
             rest.append(item)
     return np.array(taken + rest[: k - len(taken)], dtype=np.int64)
-
-
-def drop_padding(ranked: np.ndarray) -> np.ndarray:
-    """A row of `top_k` or `ListPolicy.lists` without its -1 padding."""
-    return ranked[ranked != PAD]
