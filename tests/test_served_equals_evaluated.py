@@ -1,4 +1,5 @@
-"""What is evaluated is what is served: `recsys evaluate --lists` against `/rank` over HTTP.
+"""What is evaluated is what is served: `recsys evaluate --lists` against `/rank` over HTTP
+and against the registered model's lists (`RankerBundle.recommend`).
 
 On the tiny preset, one model is evaluated at one instant (the cutoff, `--at`) and the same
 model, trained the same way on the same feature set, is served from a bundle by a real
@@ -20,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engagement.cli import app
-from recsys.bundle import save_bundle
+from recsys.bundle import load_bundle, save_bundle
 from recsys.featureset import load_feature_set
 from recsys.models import create_model
 from serving.process import running_servers
@@ -99,3 +100,19 @@ def test_evaluated_lists_are_the_served_lists(
                     rtol=1e-5,
                     atol=1e-5,
                 )
+
+    # The registered model (the MLflow pyfunc ranks with `RankerBundle.recommend`): the same
+    # lists from each person's stored profile, or their id alone when they have none.
+    stored = pd.read_parquet(tiny_dataset / "profiles.parquet")
+    registered = load_bundle(bundle)
+    for kind, chosen in kinds.items():
+        rows = [
+            stored[stored["userId"] == person].iloc[:1]
+            if (stored["userId"] == person).any()
+            else pd.DataFrame({"userId": [person]})
+            for person in chosen.tolist()
+        ]
+        lists = registered.recommend(pd.concat(rows, ignore_index=True), K, at=cutoff)
+        for person, listed in zip(chosen.tolist(), lists, strict=True):
+            expected = evaluated[evaluated["person"] == person].sort_values("rank")
+            assert listed == expected["offer"].tolist(), (kind, person)
