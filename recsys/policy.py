@@ -6,7 +6,9 @@ measured are the lists served. Given each person's candidates (eligibility, requ
 `recsys.candidates`) and the model's scores of them, the policy:
 
 1. removes the exclusions (`exclude`, `exclude_rows`): offers the person already applied to
-   and the offers a request asks to leave out;
+   (evaluation: the feature set's applies before the cutoff; the registered model: the same,
+   kept in the bundle; the service: the bundle's and the event store's since) and the offers
+   a request asks to leave out;
 2. blends the rules engine into the scores of people the model learned nothing about
    (`ListPolicy.served_scores`): for a model that does not blend the rules itself
    (`Recommender.blends_rules`), both scores are standardised over the person's candidates
