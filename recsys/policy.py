@@ -215,6 +215,11 @@ class ListPolicy(DictConfig):
         """Candidates kept before the caps for a list of k."""
         return max(POOL_FACTOR * k, MIN_POOL)
 
+    def paged_pool_size(self, k: int, offset: int) -> int:
+        """Candidates kept for the page of k starting at `offset` (`order_page`): each earlier
+        page takes k of them."""
+        return offset + self.pool_size(k)
+
     def caps(self, k: int) -> tuple[int, int]:
         """(publisher cap, programme cap) of a list of k."""
         return group_cap(self.max_per_publisher, k), group_cap(self.max_per_programme, k)
@@ -297,6 +302,32 @@ class ListPolicy(DictConfig):
         publisher_cap, programme_cap = self.caps(k)
         by_publisher = _capped(np.arange(len(publisher)), publisher, len(publisher), publisher_cap)
         return _capped(by_publisher, programme[by_publisher], k, programme_cap)
+
+    def order_page(
+        self, publisher: np.ndarray, programme: np.ndarray, k: int, offset: int
+    ) -> np.ndarray:
+        """The page of k starting at `offset` (a multiple of k) of one person's pool.
+
+        Pages are lists of k made one after the other: page n is `order_pool` of the best
+        `pool_size(k)` offers the earlier pages did not take. Page 1 is `order_pool` itself,
+        and the pages of one ranking never repeat an offer nor skip one.
+
+        Args:
+            publisher, programme: group codes of the pool's offers, best first (a row of
+                `top_k` of `paged_pool_size(k, offset)`, padding dropped).
+            k: page length.
+            offset: offers on the earlier pages.
+
+        Returns:
+            Positions into the pool, at most k, best first.
+        """
+        remaining = np.arange(len(publisher))
+        page = remaining[:0]
+        for _ in range(offset // k + 1):
+            window = remaining[: self.pool_size(k)]
+            page = window[self.order_pool(publisher[window], programme[window], k)]
+            remaining = remaining[~np.isin(remaining, page)]
+        return page
 
 
 def _capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:

@@ -131,6 +131,18 @@ class Ranking:
     user_id: str | None
     offer_ids: list[str]
     scores: list[float]
+    offset: int = 0  # the list is positions offset + 1, offset + 2... of the ranking
+    context: dict[str, Any] | None = None  # `serving.schemas.RankContext`, as sent
+
+
+_CONTEXT_FIELDS = ("publisher_id", "widget_id", "source", "page")
+
+
+def _context_row(request_id: str, context: dict[str, Any]) -> tuple:
+    """A `rank_contexts` row: the named fields, the others as one JSON object."""
+    extra = {name: value for name, value in context.items() if name not in _CONTEXT_FIELDS}
+    named = tuple(context.get(name) for name in _CONTEXT_FIELDS)
+    return (request_id, *named, json.dumps(extra, ensure_ascii=False) if extra else None)
 
 
 class EventStore:
@@ -192,6 +204,16 @@ class EventStore:
             sa.Column("position", sa.SmallInteger(), primary_key=True),
             sa.Column("missionId", sa.String(), nullable=False),
             sa.Column("score", sa.Float(), nullable=False),
+        )
+        self.contexts = sa.Table(  # where a list was shown (`Ranking.context`), when said
+            f"{prefix}rank_contexts",
+            metadata,
+            sa.Column("requestId", sa.String(), primary_key=True),
+            sa.Column("publisherId", sa.String()),
+            sa.Column("widgetId", sa.String()),
+            sa.Column("source", sa.String()),
+            sa.Column("page", sa.String()),
+            sa.Column("extra", sa.String()),  # JSON object of the other fields sent
         )
         self.admin = sa.Table(
             f"{prefix}admin_actions",
@@ -346,14 +368,17 @@ class EventStore:
             for r in rankings
         ]
         items = [
-            (r.request_id, i + 1, offer, float(score))
+            (r.request_id, r.offset + i + 1, offer, float(score))
             for r in rankings
             for i, (offer, score) in enumerate(zip(r.offer_ids, r.scores, strict=True))
         ]
+        contexts = [_context_row(r.request_id, r.context) for r in rankings if r.context]
         with self.engine.begin() as connection:
             self._insert_rows(connection, self.requests, requests, ["requestId"])
             if items:
                 self._insert_rows(connection, self.items, items, ["requestId", "position"])
+            if contexts:
+                self._insert_rows(connection, self.contexts, contexts, ["requestId"])
 
     def _insert_rows(
         self, connection: sa.Connection, table: sa.Table, rows: list[tuple], key: list[str]
@@ -434,6 +459,13 @@ class EventStore:
             frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
         frame["createdAt"] = _utc(frame["createdAt"])
         return frame
+
+    def read_contexts(self) -> pd.DataFrame:
+        """Every logged list context: requestId, publisherId, widgetId, source, page, extra
+        (a JSON object, or null)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(self.contexts).order_by(self.contexts.c.requestId))
+            return pd.DataFrame(rows.all(), columns=list(rows.keys()))
 
     def record_admin(self, action: str, arguments: dict[str, Any]) -> int:
         """Record an admin action that succeeded, for the other workers (`serving.admin_sync`);

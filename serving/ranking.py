@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from recsys import taxonomy
 from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays
 from recsys.dataset import UserBatch
 from recsys.geo import haversine_km
@@ -39,7 +38,9 @@ from recsys.rules import distances_km, rule_scores
 from serving.catalog import Catalog
 from serving.events import Ranking, pseudonym
 from serving.explanations import LIKED_Z, reasons
+from serving.filtering import filters_hold
 from serving.history import AppliedOffers
+from serving.payload import display
 from serving.profiles import ProfileStore, request_row
 from serving.schemas import (
     RankRequest,
@@ -51,39 +52,6 @@ from serving.schemas import (
 )
 from serving.settings import Settings
 from serving.state import ServingState, UnknownOffer
-
-_PROGRAMME_CODE = {name: i for i, name in enumerate(taxonomy.PROGRAMMES)}
-_DOMAIN_CODE = {name: i for i, name in enumerate(taxonomy.DOMAINS)}
-_REMOTE_CODE = {name: i for i, name in enumerate(taxonomy.REMOTE_VALUES)}
-
-
-def _one_of(column: np.ndarray, codes: list[int], n_codes: int) -> np.ndarray:
-    """`np.isin(column, codes)` for codes in [0, n_codes) and -1 (unknown, never chosen):
-    a look-up per offer where `isin` sorts."""
-    allowed = np.zeros(n_codes + 1, dtype=bool)  # the last slot is -1's, False
-    allowed[codes] = True
-    return allowed[column]
-
-
-def _filters_hold(
-    catalog: Catalog, request: RankRequest, rows: np.ndarray | slice
-) -> np.ndarray | None:
-    """Where the request's filters (programmes, domains, remote) hold over catalog rows
-    `rows`; None when it sets none."""
-    filters = request.filters
-    if filters is None:
-        return None
-    a = catalog.arrays
-    held = None
-    for values, codes, column in (
-        (filters.types, _PROGRAMME_CODE, a.programme),
-        (filters.domains, _DOMAIN_CODE, a.domain),
-        (filters.remote, _REMOTE_CODE, a.remote),
-    ):
-        if values:
-            match = _one_of(column[rows], [codes[v] for v in values], len(codes))
-            held = match if held is None else held & match
-    return held
 
 
 def _excluded_rows(
@@ -120,7 +88,7 @@ def _candidates(
     ):
         mask[i] &= catalog.base_mask(age, disability, at)
     for i, request in enumerate(requests):
-        held = _filters_hold(catalog, request, slice(None))
+        held = filters_hold(catalog, request.filters)
         if held is not None:
             mask[i] &= held
     return exclude(mask, excluded)
@@ -144,9 +112,9 @@ def _request_rows(
         bool(people.disability[0]),
         at,
     )
-    held = _filters_hold(catalog, request, rows)
+    held = filters_hold(catalog, request.filters)
     if held is not None:
-        rows = rows[held]
+        rows = rows[held[rows]]
     return exclude_rows(rows, excluded)
 
 
@@ -213,15 +181,18 @@ def _items(
     personalized: list[bool],
     at: int,
     learned_z: np.ndarray | None,
+    fields: list[list[str] | None],
 ) -> list[dict]:
     """The `RankedItem` fields of every listed offer of the batch: item i is catalog row
-    `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`."""
+    `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`, whose request asked for
+    the display fields `fields[owner[i]]` (None: all)."""
     a = catalog.arrays
     distances = haversine_km(people.lat[owner], people.lon[owner], a.lat[rows], a.lon[rows])
     liked = np.zeros(len(rows), dtype=bool)
     if learned_z is not None:
         liked = np.array(personalized, dtype=bool) & (learned_z >= LIKED_Z)
     said = reasons(catalog, rows, people, owner, distances, liked, at)
+    shown = display(catalog, rows.tolist(), [fields[person] for person in owner.tolist()])
     return [
         {
             "offer_id": offer_id,
@@ -230,10 +201,10 @@ def _items(
             "programme": programme,
             "domain": domain,
             "distance_km": None if math.isnan(distance) else round(distance, 1),
-            "reasons": [text for _, text in why],
-            "reason_codes": [code for code, _ in why],
+            "reasons": [{"code": code, "text": text} for code, text in why],
+            **shown,
         }
-        for offer_id, rank, score, programme, domain, distance, why in zip(
+        for offer_id, rank, score, programme, domain, distance, why, shown in zip(
             a.ids[rows].tolist(),
             ranks.tolist(),
             scores.astype(float).tolist(),
@@ -241,6 +212,7 @@ def _items(
             catalog.domain[rows].tolist(),
             distances.tolist(),
             said,
+            shown,
             strict=True,
         )
     ]
@@ -278,15 +250,18 @@ def rank_batch(
         columns = np.flatnonzero(masks.any(axis=0))
         masks = masks[:, columns]
     strategies, scores, learned = _score(state, settings, rows, people, columns, masks)
-    pool_size = min(len(columns), max(policy.pool_size(r.k) for r in requests))
+    pool_size = min(len(columns), max(policy.paged_pool_size(r.k, r.offset) for r in requests))
     pools = top_k(scores, pool_size, masks, catalog.tie_key[columns])
     chosen = []
     for pool, request in zip(pools, requests, strict=True):
-        pool = pool[: policy.pool_size(request.k)]
+        pool = pool[: policy.paged_pool_size(request.k, request.offset)]
         pool = pool[pool != PAD]
         offers = columns[pool]
-        order = policy.order_pool(
-            catalog.publisher_code[offers], catalog.programme_code[offers], request.k
+        order = policy.order_page(
+            catalog.publisher_code[offers],
+            catalog.programme_code[offers],
+            request.k,
+            request.offset,
         )
         chosen.append(pool[order])
     lengths = np.array([len(positions) for positions in chosen], dtype=np.int64)
@@ -299,11 +274,15 @@ def rank_batch(
         people,
         owner,
         columns[positions],
-        np.arange(len(owner)) - np.repeat(ends - lengths, lengths) + 1,
+        np.arange(len(owner))
+        - np.repeat(ends - lengths, lengths)
+        + 1
+        + np.repeat([r.offset for r in requests], lengths),
         scores[owner, positions],
         personalized,
         at,
         learned.z(owner, positions) if learned is not None and any(personalized) else None,
+        [request.fields for request in requests],
     )
     created_at = datetime.now(UTC)
     out = []
@@ -330,6 +309,8 @@ def rank_batch(
             user_id=request.user_id,
             offer_ids=[item["offer_id"] for item in listed],
             scores=[item["score"] for item in listed],
+            offset=request.offset,
+            context=None if request.context is None else request.context.model_dump(),
         )
         out.append((response, ranking))
     return out

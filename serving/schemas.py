@@ -9,12 +9,22 @@ a 400 that names the field and lists what is allowed.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from recsys import taxonomy
+from recsys.filters import OfferFilters
 from recsys.schema import Profile
+from serving.payload import DISPLAY_FIELDS
 
 Programme = Literal[taxonomy.PROGRAMMES]  # type: ignore[valid-type]
 Domain = Literal[taxonomy.DOMAINS]  # type: ignore[valid-type]
@@ -22,10 +32,17 @@ Remote = Literal[taxonomy.REMOTE_VALUES]  # type: ignore[valid-type]
 EventType = Literal[taxonomy.EVENT_TYPES]  # type: ignore[valid-type]
 EventSource = Literal[taxonomy.EVENT_SOURCES]  # type: ignore[valid-type]
 ApplyStatus = Literal[taxonomy.APPLY_STATUSES]  # type: ignore[valid-type]
+ActivitySlug = Literal[taxonomy.ACTIVITIES]  # type: ignore[valid-type]
+DepartmentCode = Annotated[str, StringConstraints(pattern=r"^(\d{2,3}|2[ABab])$")]
+CityName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+DisplayField = Literal[tuple(DISPLAY_FIELDS)]  # type: ignore[valid-type]
 Strategy = Literal["personalized", "cold_start", "rules_fallback"]
 
 MAX_K = 100
 MAX_EVENTS = 1000
+MAX_OFFSET = 1000
+MAX_CONTEXT_EXTRA = 10
 MAX_CLOCK_SKEW = timedelta(days=1)  # events dated further in the future are refused
 
 
@@ -36,11 +53,119 @@ class _Strict(BaseModel):
 
 
 class RankFilters(_Strict):
-    """Optional restrictions of a list; each is "any of these" (empty or absent = no filter)."""
+    """Optional restrictions of a list (the incumbent widget's search, `recsys.filters`).
 
-    types: list[Programme] | None = Field(default=None, description="programmes (offer `type`)")
-    domains: list[Domain] | None = Field(default=None, description="offer domains")
-    remote: list[Remote] | None = Field(default=None, description="remote values")
+    Each is "any of these" (empty or absent = no filter); filters combine with AND and only
+    narrow the offers the person may join, never widen them.
+    """
+
+    types: list[Programme] | None = Field(
+        default=None, description="programmes (offer `type`)", examples=[["benevolat"]]
+    )
+    domains: list[Domain] | None = Field(
+        default=None, description="offer domains", examples=[["environnement", "sport"]]
+    )
+    remote: list[Remote] | None = Field(
+        default=None, description="remote values", examples=[["no", "possible"]]
+    )
+    activities: list[ActivitySlug] | None = Field(
+        default=None, description="activity slugs (any of the offer's)", examples=[["animation"]]
+    )
+    departments: list[DepartmentCode] | None = Field(
+        default=None, description="department codes", examples=[["75", "2A", "971"]]
+    )
+    cities: list[CityName] | None = Field(
+        default=None,
+        description="postal codes (5 characters) or city names (case and accents ignored)",
+        examples=[["69003", "Saint-Étienne"]],
+    )
+    organisations: list[ShortText] | None = Field(
+        default=None,
+        description="host organisation names (exact, case ignored)",
+        examples=[["Croix-Rouge française"]],
+    )
+    publishers: list[ShortText] | None = Field(
+        default=None, description="publisher ids (the offer's owner)", examples=[["pub-1"]]
+    )
+    open_to_minors: bool | None = Field(
+        default=None, description="true: only offers open to minors; false: only the others"
+    )
+    snu: bool | None = Field(default=None, description="true: only SNU general-interest offers")
+    start_after: datetime | None = Field(
+        default=None,
+        description="offers starting at or after (UTC if no offset)",
+        examples=["2026-01-01T00:00:00Z"],
+    )
+    start_before: datetime | None = Field(
+        default=None,
+        description="offers starting at or before (UTC if no offset)",
+        examples=["2026-03-31T23:59:59Z"],
+    )
+    min_duration_days: int | None = Field(
+        default=None, ge=0, le=3660, description="start to end, whole days", examples=[30]
+    )
+    max_duration_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=3660,
+        description="start to end, whole days (open-ended offers are left out)",
+        examples=[7],
+    )
+
+    def core(self) -> OfferFilters:
+        """The same filters for the candidate step (`recsys.filters`)."""
+        return OfferFilters(
+            **{
+                name: getattr(self, name)
+                for name in RankFilters.model_fields
+                if name not in ("start_after", "start_before")
+            },
+            start_after=_epoch(self.start_after),
+            start_before=_epoch(self.start_before),
+        )
+
+
+def _epoch(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return int(value.timestamp())
+
+
+class RankContext(BaseModel):
+    """Where the list is shown, stored with it in the rank log (`rank_contexts` table).
+
+    Other fields a front sends here (a campaign, a page section) are accepted and stored
+    as they are: at most MAX_CONTEXT_EXTRA of them, short values.
+    """
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
+
+    publisher_id: str | None = Field(
+        default=None, max_length=128, description="the site showing the list", examples=["pub-1"]
+    )
+    widget_id: str | None = Field(
+        default=None, max_length=128, description="the partner widget", examples=["widget-42"]
+    )
+    source: EventSource | None = Field(default=None, description="how the list is diffused")
+    page: str | None = Field(
+        default=None,
+        max_length=512,
+        description="page or path showing the list",
+        examples=["/missions/environnement"],
+    )
+
+    @model_validator(mode="after")
+    def _small_extra(self) -> RankContext:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_CONTEXT_EXTRA:
+            raise ValueError(f"at most {MAX_CONTEXT_EXTRA} extra context fields")
+        for name, value in extra.items():
+            if len(name) > 64 or not isinstance(value, str | int | float | bool | None):
+                raise ValueError(f"extra context field {name[:64]!r}: a short scalar expected")
+            if isinstance(value, str) and len(value) > 256:
+                raise ValueError(f"extra context field {name[:64]!r}: at most 256 characters")
+        return self
 
 
 class RankRequest(_Strict):
@@ -48,9 +173,25 @@ class RankRequest(_Strict):
 
     user_id: str | None = Field(default=None, min_length=1, max_length=128)
     profile: Profile | None = None
-    k: int = Field(default=10, ge=1, le=MAX_K, description="list length")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="list length (page size)")
     filters: RankFilters | None = None
     exclude_offer_ids: list[str] = Field(default_factory=list, max_length=1000)
+    offset: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_OFFSET,
+        description="where the page starts in the ranking: a multiple of k (page n: (n-1)·k); "
+        "pages of one visitor and catalog version never repeat or skip an offer",
+        examples=[10],
+    )
+    context: RankContext | None = Field(
+        default=None, description="where the list is shown (stored with it, not used to rank)"
+    )
+    fields: list[DisplayField] | None = Field(
+        default=None,
+        description="display fields to return (default: all); [] for none",
+        examples=[["title", "city", "start_at"]],
+    )
 
     @model_validator(mode="after")
     def _one_person(self) -> RankRequest:
@@ -59,23 +200,62 @@ class RankRequest(_Strict):
             raise ValueError("user_id and profile.user_id name different people")
         if self.user_id is None and inner is not None:
             self.user_id = inner
+        if self.offset % self.k:
+            raise ValueError(f"offset {self.offset} is not a multiple of k ({self.k})")
         return self
 
 
+class Reason(BaseModel):
+    """Why an offer is listed: a French text and its stable code (icons, analyses)."""
+
+    code: str = Field(
+        description="stable code (`serving.explanations.REASONS`): near, remote_full, "
+        "remote_possible, domain, activity, liked, rhythm, service_civique, paid, new, "
+        "in_domain, open_to_you",
+        examples=["near"],
+    )
+    text: str = Field(description="short French text", examples=["près de chez vous : 3 km"])
+
+
 class RankedItem(BaseModel):
-    """One recommended offer and why it was chosen."""
+    """One recommended offer, why it was chosen, and what a front displays of it.
+
+    The display fields (title to application_url) are all present by default, null when the
+    offer does not say; a request's `fields` keeps only those it names (the others are left
+    out of the answer). Partner texts are returned as they are and may hold HTML: escape them.
+    """
 
     offer_id: str
-    rank: int = Field(description="1 for the first offer of the list")
+    rank: int = Field(description="1 for the first offer of the ranking (pages continue it)")
     score: float = Field(description="the ranking score (higher first); comparable within a list")
     programme: str | None
     domain: str | None
     distance_km: float | None = Field(description="great-circle distance, null when unknown")
-    reasons: list[str] = Field(description="short French texts, most telling first")
-    reason_codes: list[str] = Field(
-        description="the stable code of each reason, in the same order "
-        "(`serving.explanations.REASONS`: near, remote_full, domain, activity, liked...)"
+    reasons: list[Reason] = Field(description="why, most telling first (at least one)")
+    title: str | None = Field(default=None, examples=["Nettoyage des berges du Furan"])
+    organisation: str | None = Field(default=None, examples=["Les Amis du Furan"])
+    publisher: str | None = Field(default=None, examples=["JeVeuxAider.gouv.fr"])
+    city: str | None = Field(default=None, examples=["Saint-Étienne"])
+    postal_code: str | None = Field(default=None, examples=["42000"])
+    department: str | None = Field(default=None, description="code", examples=["42"])
+    start_at: str | None = Field(default=None, examples=["2026-01-10T09:00:00+00:00"])
+    end_at: str | None = Field(default=None, description="null: open-ended")
+    places_left: int | None = Field(default=None, examples=[3])
+    remote: str | None = Field(default=None, description="no, possible, full, local")
+    programme_label: str | None = Field(default=None, examples=["Service Civique"])
+    domain_label: str | None = Field(default=None, examples=["Environnement"])
+    application_url: str | None = Field(
+        default=None, description="where to apply (the catalog's `applicationUrl`)"
     )
+
+    @model_serializer(mode="wrap")
+    def _asked_only(self, handler):  # unannotated: pydantic keeps the model's JSON schema
+        data = handler(self)
+        return {
+            name: value
+            for name, value in data.items()
+            if name not in DISPLAY_FIELDS or name in self.model_fields_set
+        }
 
 
 class RankResponse(BaseModel):

@@ -25,6 +25,7 @@ from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible
 from recsys.encoding import UserEncoder
+from recsys.filters import one_of
 from recsys.policy import ListPolicy
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
@@ -33,7 +34,6 @@ from serving.events import pseudonym
 from serving.explanations import reasons
 from serving.loading import ModelLoadError, load_model
 from serving.profiles import ProfileStore, empty_row, request_row
-from serving.ranking import _one_of
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
 from serving.settings import Settings, batch_threads
@@ -822,4 +822,4 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
 )
 def test_one_of_equals_isin(column: list[int], codes: list[int]) -> None:
     values = np.array(column, dtype=np.int16)
-    np.testing.assert_array_equal(_one_of(values, codes, 15), np.isin(values, codes))
+    np.testing.assert_array_equal(one_of(values, codes, 15), np.isin(values, codes))

@@ -202,7 +202,9 @@ def test_known_users_get_personalised_lists(served: Server) -> None:
     assert [i["domain"] for i in sport["items"]] == ["sport"] * 3
     assert [i["domain"] for i in culture["items"]] == ["culture-loisirs"] * 3
     assert {i["offer_id"][:4] for i in sport["items"] + culture["items"]} == {"lyon"}
-    assert "apprécié par des profils proches" in sport["items"][0]["reasons"]
+    assert {"code": "liked", "text": "apprécié par des profils proches"} in sport["items"][0][
+        "reasons"
+    ]
 
 
 def test_anonymous_profiles_get_cold_start_lists(served: Server) -> None:
@@ -212,7 +214,9 @@ def test_anonymous_profiles_get_cold_start_lists(served: Server) -> None:
     assert [i["domain"] for i in answer["items"]] == ["culture-loisirs"] * 3
     first = answer["items"][0]
     assert first["rank"] == 1 and first["distance_km"] < 10
-    assert "correspond à votre intérêt : culture et loisirs" in first["reasons"]
+    assert "correspond à votre intérêt : culture et loisirs" in [
+        reason["text"] for reason in first["reasons"]
+    ]
 
 
 def test_concurrent_requests_are_ranked_together_each_as_alone(served: Server) -> None:

@@ -1,0 +1,86 @@
+"""What a front displays of each listed offer, so that it needs no second call per offer.
+
+The display columns of a catalog are prepared once, on its first list (`display_columns`,
+kept as long as the catalog lives, like `serving.filtering`), as Python lists: a list then
+reads k values per field. Texts come from partners as they are (titles and organisation
+names may hold HTML): every consumer must escape them; the service never renders them.
+French labels of programmes and domains are `recsys.taxonomy`'s.
+
+`fields` (RankRequest) keeps a subset: `DISPLAY_FIELDS` names every field this adds.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any, Final
+
+import pandas as pd
+
+from recsys import taxonomy
+from serving.catalog import Catalog
+
+# Display field -> the offers column it comes from (None: computed below).
+DISPLAY_FIELDS: Final[dict[str, str | None]] = {
+    "title": "title",
+    "organisation": "organizationName",
+    "publisher": "publisherName",
+    "city": "city",
+    "postal_code": "postalCode",
+    "department": "departmentCode",
+    "start_at": "startAt",
+    "end_at": "endAt",
+    "places_left": "places",
+    "remote": "remote",
+    "programme_label": None,
+    "domain_label": None,
+    "application_url": "applicationUrl",
+}
+
+_columns: weakref.WeakKeyDictionary[Catalog, dict[str, list]] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _values(offers: pd.DataFrame, column: str) -> list:
+    if column not in offers.columns:
+        return [None] * len(offers)
+    series = offers[column]
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return [None if pd.isna(v) else v.isoformat() for v in series]
+    if column == "places":
+        return [None if pd.isna(v) else int(v) for v in series]
+    return [None if v is None or (isinstance(v, float) and pd.isna(v)) else v for v in series]
+
+
+def display_columns(catalog: Catalog) -> dict[str, list]:
+    """Each display field's value for every catalog row (built once per catalog)."""
+    with _lock:
+        columns = _columns.get(catalog)
+        if columns is None:
+            offers = catalog.offers
+            columns = {
+                field: _values(offers, column)
+                for field, column in DISPLAY_FIELDS.items()
+                if column is not None
+            }
+            columns["programme_label"] = [
+                taxonomy.PROGRAMME_LABELS_FR.get(p) for p in catalog.programme.tolist()
+            ]
+            columns["domain_label"] = [
+                taxonomy.DOMAIN_LABELS_FR.get(d) for d in catalog.domain.tolist()
+            ]
+            _columns[catalog] = columns
+        return columns
+
+
+def display(
+    catalog: Catalog, rows: Sequence[int], fields: Sequence[Sequence[str] | None]
+) -> list[dict[str, Any]]:
+    """The display fields of catalog rows `rows`: row i's are `fields[i]` (None: all)."""
+    columns = display_columns(catalog)
+    every = list(DISPLAY_FIELDS)
+    return [
+        {field: columns[field][row] for field in (every if chosen is None else chosen)}
+        for row, chosen in zip(rows, fields, strict=True)
+    ]

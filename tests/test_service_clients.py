@@ -1,0 +1,298 @@
+"""The service as its diffusion clients call it, over real HTTP: request context, search
+filters, paging.
+
+One `bentoml serve` process for the module, rules only (no model: the fastest start), on the
+served test catalog plus offers that tell the filters apart, events in SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from serving.events import EventStore
+from serving.process import running_servers
+from tests.service_fixtures import _offers, catalog_offers
+
+pytestmark = pytest.mark.service
+
+PARIS_PERSON = {"age": 20, "postal_code": "75001", "lat": 48.8566, "lon": 2.3522}
+LYON_PERSON = {"age": 20, "lat": 45.764, "lon": 4.8357, "radius_km": 30}
+
+
+def filter_offers(now: pd.Timestamp) -> pd.DataFrame:
+    """Offers in Saint-Étienne (42) that differ by one filterable field each."""
+    base = {
+        "domain": "environnement",
+        "activities": ["ramassage-dechets"],
+        "title": "Nettoyage des berges",
+        "description": "Ramassage de déchets.",
+        "type": "benevolat",
+        "publisherId": "p-se",
+        "publisherName": "Publisher SE",
+        "organizationName": "Les Amis du Furan",
+        "lat": 45.4397,
+        "lon": 4.3872,
+        "city": "Saint-Étienne",
+        "postalCode": "42000",
+        "departmentCode": "42",
+        "region": "Auvergne-Rhône-Alpes",
+        "openToMinors": True,
+        "startAt": now + pd.Timedelta(days=10),
+        "endAt": now + pd.Timedelta(days=12),
+    }
+    variants = [
+        {"id": "se-short"},
+        {"id": "se-long", "endAt": now + pd.Timedelta(days=200)},
+        {"id": "se-late", "startAt": now + pd.Timedelta(days=90), "endAt": None},
+        {"id": "se-adults", "openToMinors": False, "organizationName": "Croix-Rouge française"},
+        {"id": "se-snu", "snu": True, "activities": ["animation"], "publisherId": "p-snu"},
+    ]
+    return _offers([{**base, **variant} for variant in variants], now)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, EventStore]]:
+    folder = tmp_path_factory.mktemp("clients")
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    catalog = folder / "offers.parquet"
+    pd.concat([catalog_offers(now), filter_offers(now)], ignore_index=True).to_parquet(
+        catalog, index=False
+    )
+    url = f"sqlite:///{folder / 'events.db'}"
+    env = {
+        "RECSYS_MODEL_URI": str(folder / "no-such-model"),
+        "RECSYS_CATALOG": str(catalog),
+        "RECSYS_EVENT_STORE_URL": url,
+        "RECSYS_RANK_LOG_FLUSH_SECONDS": "0.1",
+    }
+    store = EventStore(url)
+    try:
+        with (
+            running_servers([(env, folder / "server.log")]) as bases,
+            httpx.Client(base_url=bases[0], timeout=30) as client,
+        ):
+            yield client, store
+    finally:
+        store.close()
+
+
+def rank(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return client.post("/rank", json=body)
+
+
+def ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["offer_id"] for item in response.json()["items"]]
+
+
+def test_context_is_accepted_and_stored_with_the_list(server: tuple) -> None:
+    client, store = server
+    context = {
+        "publisher_id": "pub-1",
+        "widget_id": "widget-42",
+        "source": "widget",
+        "page": "/missions",
+        "campaign": "rentree",
+    }
+    response = rank(client, {"profile": PARIS_PERSON, "k": 3, "context": context})
+    assert response.status_code == 200, response.text
+    request_id = response.json()["request_id"]
+    deadline = time.monotonic() + 10
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:
+        rows = store.read_contexts()
+        if request_id in set(rows["requestId"]):
+            break
+        time.sleep(0.1)
+    row = rows.set_index("requestId").loc[request_id]
+    assert (row["publisherId"], row["widgetId"], row["source"], row["page"]) == (
+        "pub-1",
+        "widget-42",
+        "widget",
+        "/missions",
+    )
+    assert json.loads(row["extra"]) == {"campaign": "rentree"}
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [
+        ({"source": "carrier-pigeon"}, "source"),
+        ({"widget_id": "w" * 200}, "widget_id"),
+        ({"nested": {"a": 1}}, "context"),
+    ],
+)
+def test_bad_context_is_refused_naming_the_field(server: tuple, context: dict, field: str) -> None:
+    client, _ = server
+    response = rank(client, {"profile": PARIS_PERSON, "context": context})
+    assert response.status_code == 400
+    assert field in response.text
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"departments": ["42"]}, {"se-short", "se-long", "se-late", "se-adults", "se-snu"}),
+        ({"cities": ["saint etienne"]}, {"se-short", "se-long", "se-late", "se-adults", "se-snu"}),
+        ({"cities": ["42000"], "activities": ["animation"]}, {"se-snu"}),
+        ({"departments": ["42"], "snu": True}, {"se-snu"}),
+        ({"departments": ["42"], "publishers": ["p-snu"]}, {"se-snu"}),
+        ({"organisations": ["croix-rouge française"]}, {"se-adults"}),
+        (
+            {"departments": ["42"], "open_to_minors": True},
+            {"se-short", "se-long", "se-late", "se-snu"},
+        ),
+        ({"departments": ["42"], "max_duration_days": 7}, {"se-short", "se-adults", "se-snu"}),
+        ({"departments": ["42"], "min_duration_days": 100}, {"se-long", "se-late"}),
+    ],
+)
+def test_filters_narrow_the_list(server: tuple, filters: dict, expected: set[str]) -> None:
+    client, _ = server
+    body = {"profile": {"age": 30, "lat": 45.4397, "lon": 4.3872}, "k": 20, "filters": filters}
+    assert set(ids(rank(client, body))) == expected
+
+
+def test_start_window_filter(server: tuple) -> None:
+    client, _ = server
+    soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=60)).isoformat()
+    body = {
+        "profile": {"age": 30, "lat": 45.4397, "lon": 4.3872},
+        "k": 20,
+        "filters": {"departments": ["42"], "start_after": soon},
+    }
+    assert ids(rank(client, body)) == ["se-late"]
+
+
+def test_a_filter_never_widens_eligibility(server: tuple) -> None:
+    """A 16-year-old asking for the organisation whose offer is closed to minors gets none."""
+    client, _ = server
+    body = {
+        "profile": {"age": 16, "lat": 45.4397, "lon": 4.3872},
+        "k": 20,
+        "filters": {"organisations": ["Croix-Rouge française"]},
+    }
+    assert ids(rank(client, body)) == []
+    body["filters"] = {"departments": ["42"]}
+    assert "se-adults" not in ids(rank(client, body))
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ({"departments": ["Loire"]}, "departments"),
+        ({"activities": ["juggling"]}, "activities"),
+        ({"min_duration_days": -1}, "min_duration_days"),
+        ({"widget": "x"}, "widget"),
+    ],
+)
+def test_bad_filter_is_refused_naming_the_field(server: tuple, filters: dict, field: str) -> None:
+    client, _ = server
+    response = rank(client, {"profile": PARIS_PERSON, "filters": filters})
+    assert response.status_code == 400
+    assert field in response.text
+
+
+def test_pages_continue_the_ranking_without_duplicates_or_gaps(server: tuple) -> None:
+    client, store = server
+    body: dict[str, Any] = {"profile": LYON_PERSON, "k": 3}
+    pages = [ids(rank(client, {**body, "offset": offset})) for offset in (0, 3, 6, 9, 12)]
+    seen = [offer for page in pages for offer in page]
+    assert len(seen) == len(set(seen)), "an offer repeated across pages"
+    assert pages[0] == ids(rank(client, body)), "page 1 is the list without offset"
+    everything = set(ids(rank(client, {**body, "k": 100})))
+    assert set(seen) == everything, "the pages together are every candidate"
+    assert len(seen) > 6, "the test needs more than two pages of candidates"
+    # ranks continue from the offset
+    response = rank(client, {**body, "offset": 3})
+    assert [item["rank"] for item in response.json()["items"]] == [4, 5, 6]
+    # the logged positions too
+    request_id = response.json()["request_id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = store.read_rankings()
+        if request_id in set(logged["requestId"]):
+            break
+        time.sleep(0.1)
+    positions = logged.loc[logged["requestId"] == request_id, "position"].tolist()
+    assert positions == [4, 5, 6]
+
+
+def test_offset_not_a_multiple_of_k_is_refused(server: tuple) -> None:
+    client, _ = server
+    response = rank(client, {"profile": PARIS_PERSON, "k": 5, "offset": 7})
+    assert response.status_code == 400
+    assert "offset" in response.text
+
+
+DISPLAY_KEYS = {
+    "title",
+    "organisation",
+    "publisher",
+    "city",
+    "postal_code",
+    "department",
+    "start_at",
+    "end_at",
+    "places_left",
+    "remote",
+    "programme_label",
+    "domain_label",
+    "application_url",
+}
+
+
+def test_items_carry_what_a_front_displays(server: tuple) -> None:
+    client, _ = server
+    body = {"profile": {"age": 30, "lat": 45.4397, "lon": 4.3872}, "k": 20}
+    body["filters"] = {"organisations": ["Croix-Rouge française"]}
+    response = rank(client, body)
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["items"]
+    assert set(item) >= DISPLAY_KEYS
+    assert item["title"] == "Nettoyage des berges"
+    assert item["organisation"] == "Croix-Rouge française"
+    assert item["publisher"] == "Publisher SE"
+    assert (item["city"], item["postal_code"], item["department"]) == (
+        "Saint-Étienne",
+        "42000",
+        "42",
+    )
+    assert item["programme_label"] == "Bénévolat"
+    assert item["domain_label"] == "Environnement"
+    assert item["remote"] == "no"
+    start, end = pd.Timestamp(item["start_at"]), pd.Timestamp(item["end_at"])
+    assert end - start == pd.Timedelta(days=2)
+    assert item["reasons"] and all(set(r) == {"code", "text"} for r in item["reasons"])
+    assert item["reasons"][0]["code"] == "near"
+
+
+def test_fields_keep_a_lighter_payload(server: tuple) -> None:
+    client, _ = server
+    body = {"profile": PARIS_PERSON, "k": 3, "fields": ["title", "city"]}
+    items = rank(client, body).json()["items"]
+    assert items
+    for item in items:
+        assert set(item) & DISPLAY_KEYS == {"title", "city"}
+        assert {"offer_id", "rank", "score", "reasons", "distance_km"} <= set(item)
+    none = rank(client, {**body, "fields": []}).json()["items"]
+    assert all(not set(item) & DISPLAY_KEYS for item in none)
+    refused = rank(client, {**body, "fields": ["password"]})
+    assert refused.status_code == 400 and "fields" in refused.text
+
+
+def test_openapi_documents_the_new_fields(server: tuple) -> None:
+    client, _ = server
+    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    request = next(v for k, v in schemas.items() if k.startswith("RankRequest"))
+    assert {"offset", "context", "fields", "filters"} <= set(request["properties"])
+    filters = schemas["RankFilters"]["properties"]
+    assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
+    assert filters["departments"].get("examples")
+    assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
