@@ -69,10 +69,12 @@ from serving.settings import (
     Settings,
     access_log_all,
     batch_threads,
+    cors_origins,
     max_body_bytes,
     trace_rank,
     workers,
 )
+from serving.web import PublicCors, WebConventions
 
 logger = logging.getLogger(__name__)
 
@@ -397,6 +399,10 @@ def _routine(request: str, response: str) -> bool:
     return status.isdigit() and int(status) < 400 and "path=/admin/" not in request
 
 
+# Outermost first: CORS headers on every answer (errors too), then the error shape and
+# X-Request-Id (`serving.web`), then the body limit.
+RankingService.add_asgi_middleware(PublicCors, origins=cors_origins())
+RankingService.add_asgi_middleware(WebConventions)
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 

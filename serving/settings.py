@@ -187,6 +187,14 @@ def max_body_bytes() -> int:
     return int(_float("RECSYS_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, 1024, 1 << 30))
 
 
+def cors_origins() -> list[str]:
+    """RECSYS_CORS_ORIGINS: origins whose browser pages may call the public endpoints,
+    comma-separated, or `*` for any; unset or empty: no cross-origin call (`serving.web`).
+    Read apart from `Settings` for the same reason as `max_body_bytes`."""
+    value = os.environ.get("RECSYS_CORS_ORIGINS", "")
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+
 def workers() -> int:
     """RECSYS_WORKERS: how many worker processes serve (1 to 64, default 1).
 

@@ -190,7 +190,7 @@ def check(response: httpx.Response, body: Any, model: type, answer: type) -> Non
     assert response.status_code < 500, (body, response.text)
     if response.status_code == 400:
         names = _field_names(model) | (set(body) if isinstance(body, dict) else set())
-        detail = response.json()["detail"]
+        detail = response.json()["error"]["details"]
         assert detail, response.text
         for error in detail:
             named = any(isinstance(part, str) and part in names for part in error["loc"])
@@ -263,7 +263,9 @@ def test_a_valid_event_passes_the_fuzzed_shape(client: httpx.Client) -> None:
 def test_bodies_over_a_megabyte_are_refused_with_413(client: httpx.Client, path: str) -> None:
     body = json.dumps({"user_id": "x" * (1 << 20)}).encode()
     response = client.post(path, content=body, headers={"content-type": "application/json"})
-    assert response.status_code == 413 and "request body" in response.json()["error"]
+    error = response.json()["error"]
+    assert response.status_code == 413 and "request body" in error["message"]
+    assert error["code"] == "body_too_large"
 
 
 def test_chunked_bodies_are_cut_off_at_the_limit(client: httpx.Client) -> None:
@@ -296,17 +298,15 @@ def test_absurd_sizes_are_refused_naming_the_field(
 ) -> None:
     response = client.post(path, json=body)
     assert response.status_code == 400
-    assert [error["loc"][0] for error in response.json()["detail"]] == [field]
+    error = response.json()["error"]
+    assert [detail["loc"][0] for detail in error["details"]] == [field]
+    assert error["field"].split(".")[0] == field
 
 
 def test_nul_characters_in_events_are_refused(client: httpx.Client) -> None:
     body = {"events": [{"id": "a\x00b", "type": "click", "mission_id": "paris-sport-0"}]}
     response = client.post("/events", json=body)
-    assert response.status_code == 400 and response.json()["detail"][0]["loc"] == [
-        "events",
-        0,
-        "id",
-    ]
+    assert response.status_code == 400 and response.json()["error"]["field"] == "events.0.id"
 
 
 def test_refused_values_are_not_echoed(client: httpx.Client) -> None:

@@ -22,6 +22,7 @@ from tests.service_fixtures import _offers, catalog_offers
 
 pytestmark = pytest.mark.service
 
+PARTNER = "https://partner.example"
 PARIS_PERSON = {"age": 20, "postal_code": "75001", "lat": 48.8566, "lon": 2.3522}
 LYON_PERSON = {"age": 20, "lat": 45.764, "lon": 4.8357, "radius_km": 30}
 
@@ -71,6 +72,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
         "RECSYS_CATALOG": str(catalog),
         "RECSYS_EVENT_STORE_URL": url,
         "RECSYS_RANK_LOG_FLUSH_SECONDS": "0.1",
+        "RECSYS_CORS_ORIGINS": f"{PARTNER}, https://other.example",
+        "RECSYS_ADMIN_TOKEN": "token",
     }
     store = EventStore(url)
     try:
@@ -296,3 +299,79 @@ def test_openapi_documents_the_new_fields(server: tuple) -> None:
     assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
     assert filters["departments"].get("examples")
     assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
+
+
+# --- Web conventions ---------------------------------------------------------------------------
+
+
+def test_cors_lets_listed_origins_call_public_endpoints(server: tuple) -> None:
+    client, _ = server
+    preflight = client.options(
+        "/rank",
+        headers={
+            "origin": PARTNER,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type, x-request-id",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == PARTNER
+    answer = client.post("/rank", json={"k": 1}, headers={"origin": PARTNER})
+    assert answer.headers["access-control-allow-origin"] == PARTNER
+    assert "x-request-id" in answer.headers["access-control-expose-headers"].lower()
+    stranger = client.post("/rank", json={"k": 1}, headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_cors_never_opens_admin_endpoints(server: tuple) -> None:
+    client, _ = server
+    preflight = client.options(
+        "/admin/catalog",
+        headers={"origin": PARTNER, "access-control-request-method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    answer = client.post("/admin/catalog", json={}, headers={"origin": PARTNER})
+    assert "access-control-allow-origin" not in answer.headers
+
+
+def test_request_id_is_returned_and_made_when_missing(server: tuple) -> None:
+    client, _ = server
+    given = client.post("/rank", json={"k": 1}, headers={"x-request-id": "front-123.a"})
+    assert given.headers["x-request-id"] == "front-123.a"
+    made = client.post("/rank", json={"k": 1})
+    assert len(made.headers["x-request-id"]) == 32
+    odd = client.post("/rank", json={"k": 1}, headers={"x-request-id": "<script>"})
+    assert odd.headers["x-request-id"] != "<script>"
+    failed = client.post("/rank", json={"k": 0}, headers={"x-request-id": "r-1"})
+    assert failed.headers["x-request-id"] == "r-1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code", "field"),
+    [
+        (
+            "POST",
+            "/rank",
+            {"filters": {"departments": ["Loire"]}},
+            400,
+            "invalid_request",
+            "filters.departments.0",
+        ),
+        ("POST", "/rank", {"k": 5, "offset": 3}, 400, "invalid_request", None),
+        ("POST", "/similar", {"offer_id": "no-such-offer"}, 404, "not_found", None),
+        ("POST", "/events", {"events": []}, 400, "invalid_request", "events"),
+        ("POST", "/admin/catalog", {}, 403, "forbidden", None),
+        ("GET", "/no-such-page", None, 404, "not_found", None),
+    ],
+)
+def test_every_error_has_one_shape(
+    server: tuple, method: str, path: str, body: Any, status: int, code: str, field: str | None
+) -> None:
+    client, _ = server
+    response = client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert isinstance(error["message"], str) and error["message"]
+    if path == "/similar":
+        assert "no-such-offer" in error["message"]

@@ -1,0 +1,153 @@
+"""Web conventions every endpoint follows: one error shape, X-Request-Id, CORS.
+
+* Errors: every answer of status 400 or more has the body
+  `{"error": {"code", "message", "field"}}` (`field` is the dotted path of the first refused
+  field, or null). BentoML answers a refused body `{"error", "detail": [pydantic errors]}`,
+  other failures `{"error": "..."}` or `[{"error": "..."}]`, Starlette `{"detail": "..."}`;
+  `ErrorShape` rewrites each into the one shape (the pydantic errors stay, without the
+  refused values, under `error.details`). A failed admin action keeps its `AdminResult`
+  body (`ok: false`, the reason and the state still served), which says more.
+* `X-Request-Id`: taken from the caller when it is a short token, else made here; returned on
+  every answer, so a front can quote it and operations can find the request.
+* CORS (`cors_app`): browsers on the origins of RECSYS_CORS_ORIGINS (a list, or `*`) may call
+  the public endpoints; admin endpoints never answer a cross-origin request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from starlette.middleware.cors import CORSMiddleware
+
+REQUEST_ID_HEADER = b"x-request-id"
+_TOKEN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+ADMIN_PREFIX = "/admin/"
+CODES: dict[int, str] = {
+    400: "invalid_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "action_failed",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def error_body(status: int, body: bytes) -> bytes | None:
+    """The one error shape for an error answer's body; None to keep the body as it is."""
+    try:
+        data: Any = json.loads(body) if body else None
+    except ValueError:
+        data = body.decode("utf-8", "replace").strip() or None
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if isinstance(data, dict) and "ok" in data:  # an AdminResult: kept
+        return None
+    message, field, details = None, None, None
+    if isinstance(data, dict):
+        error, detail = data.get("error"), data.get("detail")
+        if isinstance(error, dict) and {"code", "message"} <= set(error):
+            return None  # already in shape
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            details = detail
+            first = detail[0]
+            path = [str(part) for part in first.get("loc", ()) if part != "body"]
+            field = ".".join(path) or None
+            message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+        else:
+            message = error if isinstance(error, str) else detail
+    elif isinstance(data, str):
+        message = data
+    if not isinstance(message, str) or not message:
+        message = HTTPStatus(status).phrase
+    code = CODES.get(status, "internal_error" if status >= 500 else "error")
+    shaped: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details is not None:
+        shaped["details"] = details
+    return json.dumps({"error": shaped}, ensure_ascii=False).encode()
+
+
+class WebConventions:
+    """ASGI middleware: X-Request-Id in and out, and error answers in the one shape."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER, b"")
+        request_id = given if _TOKEN.match(given) else uuid.uuid4().hex.encode()
+        held: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def reply(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, request_id))
+                message = {**message, "headers": headers}
+                if message["status"] >= 400:
+                    held["start"] = message  # sent with the rewritten body
+                    return
+                await send(message)
+                return
+            if message["type"] != "http.response.body" or "start" not in held:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start, body = held.pop("start"), b"".join(chunks)
+            shaped = error_body(start["status"], body)
+            if shaped is not None:
+                body = shaped
+                start["headers"] = [
+                    (name, value)
+                    for name, value in start["headers"]
+                    if name.lower() not in (b"content-length", b"content-type")
+                ] + [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reply)
+
+
+class PublicCors:
+    """ASGI middleware: Starlette's CORS for every path but the admin endpoints', which get
+    no CORS header and whose preflight is refused (a browser then blocks the call)."""
+
+    def __init__(self, app: Any, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+        )
+        self.enabled = bool(origins)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (
+            not self.enabled
+            or scope["type"] != "http"
+            or scope.get("path", "").startswith(ADMIN_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        await self.cors(scope, receive, send)
