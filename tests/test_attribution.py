@@ -92,7 +92,7 @@ def test_clicks_are_credited_by_their_request() -> None:
 
 
 def test_the_window_is_configurable() -> None:
-    assert DEFAULT_WINDOW == timedelta(days=7)
+    assert timedelta(days=7) == DEFAULT_WINDOW
     short = attribute(_events(), _lists(), window=timedelta(days=1)).set_index("id")
     assert short.loc["a2", "requestId"] is None  # L2 is two days before
     assert short.loc["a5", "requestId"] == "L4"  # an hour: still in
