@@ -173,12 +173,13 @@ def summary(
 
 
 def _rate_interval(counts: np.ndarray | None, level: float = LEVEL) -> list[float] | None:
-    """A normal interval of an arm's mean per visitor, per 1,000 visitors (None below two)."""
+    """A normal interval of an arm's mean per visitor, per 1,000 visitors, its low end
+    clipped at 0 (None below two visitors)."""
     if counts is None or len(counts) < 2:
         return None
     z = float(stats.norm.ppf(0.5 + level / 2))
     half = z * counts.std(ddof=1) / math.sqrt(len(counts))
-    return [PER * (counts.mean() - half), PER * (counts.mean() + half)]
+    return [PER * max(counts.mean() - half, 0.0), PER * (counts.mean() + half)]
 
 
 def _as_dict(lift: Lift | None) -> dict[str, float] | None:

@@ -53,7 +53,9 @@ def _targets(events: pd.DataFrame, kind: str) -> pd.DataFrame:
 def _chained(targets: pd.DataFrame, request_ids: pd.Series, items: pd.DataFrame) -> pd.Series:
     """Each target's position in the list `request_ids` names when it holds the target's offer
     (NaN otherwise)."""
-    keys = pd.DataFrame({"requestId": request_ids.to_numpy(), "missionId": targets["missionId"]})
+    keys = pd.DataFrame(  # object keys: ids that are all missing would be float
+        {"requestId": request_ids.astype(object).to_numpy(), "missionId": targets["missionId"]}
+    )
     found = keys.merge(
         items[["requestId", "missionId", "position"]], on=["requestId", "missionId"], how="left"
     )

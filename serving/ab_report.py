@@ -121,7 +121,12 @@ def cumulative_figure(report: dict[str, Any]) -> Figure:
         if days:
             index = pd.to_datetime(list(days))
             axes.step(
-                index, np.cumsum(list(days.values())), where="post", label=arm, color=colors[arm]
+                index,
+                np.cumsum(list(days.values())),
+                where="post",
+                marker="o",
+                label=arm,
+                color=colors[arm],
             )
     axes.set_ylabel("applications")
     axes.set_title("Cumulative credited applications")
@@ -159,7 +164,7 @@ TEMPLATE = """<!doctype html>
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #161616; }
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, .text { text-align: left; }
 .warn { color: #ce0500; font-weight: bold; } .ok { color: #18753c; }
 img { max-width: 100%; }
 </style></head><body>
@@ -171,12 +176,13 @@ else to the last list that showed the offer to the visitor within {{ r.window_da
 days; {{ r.unattributed_applications }} applications went to no list. Generated
 {{ r.generated_at }}.</p>
 <h2>Arms</h2>
-<table><tr><th>arm</th><th>share</th><th>serves</th><th>visitors</th><th>lists</th>
+<table><tr><th>arm</th><th>share</th><th class="text">serves</th><th>visitors</th><th>lists</th>
 <th>clicks</th><th>applications</th><th>clicks / 1,000 visitors</th>
 <th>applications / 1,000 visitors</th></tr>
 {% for arm, a in r.arms.items() %}<tr>
 <td>{{ arm }}{% if arm == r.control %} (control){% endif %}</td>
-<td>{{ a.share }}</td><td>{{ serves[arm] }}</td><td>{{ a.visitors }}</td><td>{{ a.lists }}</td>
+<td>{{ a.share }}</td><td class="text">{{ serves[arm] }}</td>
+<td>{{ a.visitors }}</td><td>{{ a.lists }}</td>
 <td>{{ a.clicks }}</td><td>{{ a.applications }}</td><td>{{ a.clicks_per_1000_visitors|rate }}</td>
 <td>{{ a.applications_per_1000_visitors|rate }}</td></tr>
 {% endfor %}</table>

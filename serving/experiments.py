@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from serving.engine import Engine
     from serving.events import EventStore, Ranking
     from serving.schemas import RankRequest, RankResponse
+    from serving.settings import Settings
 
 VARIABLE = "RECSYS_EXPERIMENT"
 STOP_ACTION = "experiment_stop"  # the admin action (`serving.admin_sync`) that stops one
@@ -344,6 +345,12 @@ class Experiment:
         return list(seen.values())
 
 
+def _arm_settings(settings: Settings, arm: ArmConfig) -> Settings:
+    """The service's settings with the arm's overrides and model."""
+    settings = replace(settings, **arm.overrides.given())
+    return settings if arm.model_uri is None else replace(settings, model_uri=arm.model_uri)
+
+
 def _without(values: dict[str, Any], names: set[str]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if name not in names}
 
@@ -362,15 +369,13 @@ def arm_engines(config: ExperimentConfig, main: Engine) -> dict[str, Engine]:
         if arm.serves_service_model:
             engines[arm.name] = main
             continue
-        settings = replace(main.settings, **arm.overrides.given())
+        settings = _arm_settings(main.settings, arm)
         state = main.state
         if arm.policy == "rules":
             state = replace(state, model=None, model_uri=RULES_ARM_URI, model_error=None)
         engine = Engine(settings, state, main.profiles)
         engine.applied = main.applied  # one record of what visitors applied to
         if arm.model_uri is not None:
-            settings = replace(settings, model_uri=arm.model_uri)
-            engine.settings = settings
             result = engine.reload_model(arm.model_uri)
             if not result.ok:
                 raise ExperimentError(

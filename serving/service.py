@@ -16,6 +16,10 @@ input is refused by pydantic with a 400 naming the field; an unknown offer in
 right X-Admin-Token header are 403; a failed admin action answers 422 with the reason, and
 the previous state keeps serving.
 
+Online experiments (RECSYS_EXPERIMENT, `serving.experiments`): each /rank request goes to its
+arm's engine, its answer and its log entry carry the experiment and the arm, `/status` shows
+the experiment, and `/admin/experiment/stop` stops it on every worker.
+
 Run with `recsys serve` or `bentoml serve serving.service:RankingService` (configuration by
 environment variables, `serving.settings`).
 

@@ -106,3 +106,6 @@ def test_nothing_to_attribute() -> None:
     credited = attribute(_events(), empty_lists)
     assert credited["method"].isna().all() and len(credited) == 8
     assert attribute(_events().iloc[:0], _lists()).empty
+    no_clicks = _events()[_events()["type"] != "click"]  # a3 names a click never received
+    credited = attribute(no_clicks, _lists()).set_index("id")
+    assert credited.loc["a3", "method"] is None and credited.loc["a1", "requestId"] == "L1"
