@@ -338,3 +338,12 @@ def pg_schema() -> Iterator[str]:
 @pytest.mark.postgres
 def test_postgres_store_logs_arms_and_upgrades_an_older_store(pg_schema: str, main: Engine) -> None:
     _check_store(POSTGRES_URL, pg_schema, main)
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "serving.md").read_text("utf-8")
+    section = text.split("## Online experiments", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "experiment.yaml").write_text(example)
+    config = load_experiment(str(tmp_path / "experiment.yaml"))
+    assert config is not None and [arm.policy for arm in config.arms] == ["rules", "model"]
