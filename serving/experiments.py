@@ -1,25 +1,11 @@
 """Online experiments: arms, sticky assignment by visitor, and the engines that serve each arm.
 
 An experiment is configured by RECSYS_EXPERIMENT: the path of a YAML or JSON file, or the JSON
-itself (text starting with `{`)::
-
-    name: hybrid-vs-rules          # letters, digits, '.', '_', '-'
-    salt: spring-2027              # optional (default: the name): keys the assignment hash
-    start: 2027-03-01T00:00:00Z    # optional (default: at once); UTC when no offset
-    end: 2027-04-01T00:00:00Z      # optional (default: until stopped)
-    arms:
-      - name: hybrid
-        share: 0.5
-        model_uri: models:/engagement-ranker@challenger   # optional: default the service's
-      - name: incumbent
-        share: 0.5
-        policy: rules                  # the incumbent's rules engine alone (no model)
-        overrides: {rules_remote_overrides: true}   # optional list-policy settings
-
-Arms: `policy` is `model` (default: the arm's `model_uri`, else the service's own model,
-RECSYS_MODEL_URI) or `rules` (the rules engine alone, as the `rules_fallback` strategy serves
-it; no `model_uri` then); `overrides` sets the list-policy settings of the arm
-(`ARM_OVERRIDES`); shares are in (0, 1] and sum to 1.
+itself (text starting with `{`); `ExperimentConfig` says what it holds and docs/serving.md
+("Online experiments") gives an example. Arms: `policy` is `model` (default: the arm's
+`model_uri`, else the service's own model, RECSYS_MODEL_URI) or `rules` (the rules engine
+alone, as the `rules_fallback` strategy serves it; no `model_uri` then); `overrides` sets the
+list-policy settings of the arm (`ArmOverrides`); shares are in (0, 1] and sum to 1.
 
 Assignment (`assign`) is sticky and needs no state: the visitor's bucket is the SHA-256 of
 the salt, the name and the visitor id, read as a number in [0, 1); the arms take consecutive
@@ -27,8 +13,8 @@ slices of [0, 1) by share, in the order listed. The visitor id is the request's 
 known account, or the id the front sends for an anonymous visitor (a first-party cookie, for
 instance). A request without one, one outside [start, end), or after the experiment was
 stopped is unassigned: served by the service's own model, logged with no arm, and left out
-of the A/B report. Changing the shares of a running experiment moves visitors between arms:
-start a new experiment (a new name or salt) instead.
+of the A/B report. Other shares or another salt under the same name would move visitors
+between arms: `Experiment.attach` refuses them.
 
 Each arm is served by an `Engine` over the service's catalog (`arm_engines`): an arm that
 serves the service's own model without overrides is the service's engine itself; the others
@@ -84,9 +70,6 @@ class ArmOverrides(BaseModel):
     def given(self) -> dict[str, Any]:
         """The settings this arm sets (field name → value)."""
         return self.model_dump(exclude_none=True)
-
-
-ARM_OVERRIDES = tuple(ArmOverrides.model_fields)
 
 
 class ArmConfig(BaseModel):
