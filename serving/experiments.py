@@ -328,6 +328,17 @@ class Experiment:
         return list(seen.values())
 
 
+def stop_experiment(experiment: Experiment | None, arguments: dict[str, Any]) -> tuple[bool, str]:
+    """Carry out a recorded stop (`STOP_ACTION`: the experiment's `name` and the time `at`);
+    whether it applies to this experiment, and what to answer."""
+    if experiment is None:
+        return False, f"no experiment configured ({VARIABLE})"
+    if arguments.get("name") != experiment.name:
+        return False, f"name: the experiment is {experiment.name!r}"
+    stopped = experiment.stop(datetime.fromisoformat(arguments["at"]))
+    return True, f"experiment {experiment.name} {'stopped' if stopped else 'already stopped'}"
+
+
 def _arm_settings(settings: Settings, arm: ArmConfig) -> Settings:
     """The service's settings with the arm's overrides and model."""
     settings = replace(settings, **arm.overrides.given())

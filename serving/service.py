@@ -58,7 +58,7 @@ from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
-from serving.experiments import STOP_ACTION, Experiment
+from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
@@ -229,17 +229,7 @@ class RankingService:
     def _stop_experiment(self, arguments: dict[str, Any]) -> AdminResult:
         """Stop the experiment named in `arguments` (from `at`): every request unassigned."""
         state = self.engine.state
-        experiment = self.experiment
-        if experiment is None:
-            ok, message = False, "no experiment configured (RECSYS_EXPERIMENT)"
-        elif arguments.get("name") != experiment.name:
-            ok, message = False, f"name: the experiment is {experiment.name!r}"
-        else:
-            stopped = experiment.stop(datetime.fromisoformat(arguments["at"]))
-            ok = True
-            message = f"experiment {experiment.name} " + (
-                "stopped" if stopped else "already stopped"
-            )
+        ok, message = stop_experiment(self.experiment, arguments)
         return AdminResult(
             ok=ok,
             message=message,

@@ -27,6 +27,7 @@ from serving.experiments import (
     ExperimentError,
     assign,
     load_experiment,
+    stop_experiment,
 )
 from serving.schemas import RankRequest
 from serving.settings import Settings
@@ -347,3 +348,21 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     (tmp_path / "experiment.yaml").write_text(example)
     config = load_experiment(str(tmp_path / "experiment.yaml"))
     assert config is not None and [arm.policy for arm in config.arms] == ["rules", "model"]
+
+
+def test_a_stop_names_the_experiment(main: Engine) -> None:
+    at = {"at": WHEN.isoformat()}
+    assert stop_experiment(None, {"name": "x", **at}) == (
+        False,
+        "no experiment configured (RECSYS_EXPERIMENT)",
+    )
+    experiment = Experiment.start(_config(), main)
+    assert stop_experiment(experiment, {"name": "other", **at}) == (
+        False,
+        "name: the experiment is 'hybrid-vs-rules'",
+    )
+    assert experiment.stopped_at is None
+    stop = {"name": "hybrid-vs-rules", **at}
+    assert stop_experiment(experiment, stop) == (True, "experiment hybrid-vs-rules stopped")
+    assert stop_experiment(experiment, stop)[1] == "experiment hybrid-vs-rules already stopped"
+    assert experiment.stopped_at == WHEN
