@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from serving.cli import app
 from serving.events import EVENT_COLUMNS, EventStore, Ranking
 from serving.experiments import STOP_ACTION
 from tests.fixtures import make_offers_frame
+from tests.service_fixtures import POSTGRES_URL, postgres_available, postgres_schema
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SC, BENEVOLAT = taxonomy.SERVICE_CIVIQUE, taxonomy.BENEVOLAT
@@ -105,10 +107,10 @@ def test_summary_by_hand() -> None:
 # --- The command over a store --------------------------------------------------------------------
 
 
-def _store(url: str) -> None:
+def _store(url: str, db_schema: str | None = None) -> None:
     """An experiment "exp" (A control, B) and an older one; lists and events through the
     store's own writes; visitor ids as the front sends them (the store hashes them)."""
-    store = EventStore(url, id_salt="s")
+    store = EventStore(url, db_schema=db_schema, id_salt="s")
     design = {"name": "exp", "arms": [{"name": "A", "share": 0.5}, {"name": "B", "share": 0.5}]}
     store.record_experiment("older", {**design, "name": "older"})
     store.record_experiment("exp", design)
@@ -213,3 +215,27 @@ def test_report_command_writes_the_figures_and_the_page(tmp_path: Path) -> None:
     EventStore(empty).close()
     result = runner.invoke(app, ["ab", "report", "--store", empty, "--json", str(figures)])
     assert result.exit_code == 2 and "no experiment recorded" in result.output
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    if not postgres_available():
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+    with postgres_schema() as name:
+        yield name
+
+
+@pytest.mark.postgres
+def test_report_from_a_postgres_store(pg_schema: str, tmp_path: Path) -> None:
+    _store(POSTGRES_URL, pg_schema)
+    figures = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app,
+        ["ab", "report", "--store", POSTGRES_URL, "--schema", pg_schema, "--json", str(figures)],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(figures.read_text())
+    assert {
+        arm: (a["visitors"], a["clicks"], a["applications"]) for arm, a in report["arms"].items()
+    } == {"A": (2, 1, 1), "B": (2, 1, 1)}
+    assert report["programmes"] == {} and report["unattributed_applications"] == 1
