@@ -58,7 +58,8 @@ class ExperimentError(ValueError):
 
 
 class ArmOverrides(BaseModel):
-    """The list-policy settings an arm may set apart from the service's (`serving.settings`)."""
+    """The list-policy knobs an arm may set apart from the service's (`recsys.policy.ListPolicy`,
+    bounded as `serving.settings` bounds their variables)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -340,8 +341,8 @@ def stop_experiment(experiment: Experiment | None, arguments: dict[str, Any]) ->
 
 
 def _arm_settings(settings: Settings, arm: ArmConfig) -> Settings:
-    """The service's settings with the arm's overrides and model."""
-    settings = replace(settings, **arm.overrides.given())
+    """The service's settings with the arm's list policy and model."""
+    settings = replace(settings, policy=replace(settings.policy, **arm.overrides.given()))
     return settings if arm.model_uri is None else replace(settings, model_uri=arm.model_uri)
 
 

@@ -8,6 +8,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from recsys.policy import ListPolicy
 from serving.cli import app
 from serving.engine import Engine
 from serving.events import EventStore
 from serving.experiments import (
     STOP_ACTION,
+    ArmOverrides,
     Experiment,
     ExperimentConfig,
     ExperimentError,
@@ -209,6 +212,10 @@ def test_each_arm_ranks_with_its_engine_and_is_tagged(main: Engine) -> None:
     assert experiment.status().state == "stopped"
 
 
+def test_arms_may_set_every_knob_of_the_list_policy() -> None:
+    assert set(ArmOverrides.model_fields) == {f.name for f in fields(ListPolicy)}
+
+
 def test_dates_bound_the_experiment(main: Engine) -> None:
     experiment = Experiment.start(_config(start=WHEN, end=WHEN + timedelta(days=7)), main)
     visitor = _visitors(experiment.config)["rules"]
@@ -231,7 +238,8 @@ def test_an_arm_with_its_own_model_and_one_that_cannot_load(
     own, capped = experiment.engines["own"], experiment.engines["capped"]
     assert own is not main and own.state.catalog is main.state.catalog
     assert own.state.model_version == main.state.model_version and own.applied is main.applied
-    assert capped.settings.max_per_programme == 0.2 and capped.state.model is main.state.model
+    assert capped.settings.policy.max_per_programme == 0.2
+    assert capped.state.model is main.state.model
     broken = [{**arms[0], "model_uri": str(tmp_path / "nothing")}, arms[1]]
     failed = Experiment.start(_config(arms=broken), main)
     assert failed.error is not None and failed.error.startswith(
