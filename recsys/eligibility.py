@@ -369,3 +369,10 @@ _REASONS: dict[str, Callable[[OfferArrays, dict[str, float]], str]] = {
     "age": _age_reason,
     "geography": _geography_reason,
 }
+
+
+def admits_age(offers: OfferArrays, age: float | None, disability: bool) -> np.ndarray:
+    """Whether each offer's age rules (programme bounds, minors, SNU, disability extension)
+    admit a person of `age` (None: unknown, as in `eligible`), whatever the offer's dates and
+    place: what a question about a programme, rather than an offer, is answered from."""
+    return _age_mask(offers, _nan_if_none(age), disability)

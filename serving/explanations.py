@@ -33,6 +33,12 @@ REASONS: Final[dict[str, str]] = {
     "new": "nouvelle mission",
     "in_domain": "dans le domaine : {label}",  # when nothing above holds: every item says why
     "open_to_you": "ouverte à votre profil",  # ... and, without a domain, that it is open
+    # A list that continues after an application (`serving.paths`), said first on every item.
+    "after_refused": "après un refus, une autre voie d’engagement : {label}",
+    "after_too_old": "{previous} n’est plus accessible à votre âge, {label} l’est",
+    "after_finished": "pour continuer après votre mission : {label}",
+    "after_full": "la mission choisie est complète : une mission proche, même domaine",
+    "after_expired": "la mission choisie est terminée : une mission proche, même domaine",
 }
 
 _ON_SITE = taxonomy.REMOTE_VALUES.index("no")

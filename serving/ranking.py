@@ -40,6 +40,7 @@ from serving.events import Ranking, pseudonym
 from serving.explanations import LIKED_Z, reasons
 from serving.filtering import filters_hold
 from serving.history import AppliedOffers
+from serving.paths import bridged
 from serving.payload import display
 from serving.profiles import ProfileStore, request_row
 from serving.schemas import (
@@ -290,6 +291,7 @@ def rank_batch(
         requests, strategies, ends.tolist(), lengths.tolist(), strict=True
     ):
         listed = items[end - length : end]
+        bridged(request, listed)
         request_id = uuid.uuid4().hex
         response = RankResponse.model_validate(  # one pass in pydantic's core
             {

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     field_validator,
     model_serializer,
@@ -168,6 +169,30 @@ class RankContext(BaseModel):
         return self
 
 
+Outcome = Literal["refused", "full", "expired", "too_old", "finished"]
+
+
+class RankAfter(_Strict):
+    """What happened to an application: the list continues the person's path from there
+    (`serving.paths`)."""
+
+    offer_id: str = Field(min_length=1, max_length=128, examples=["m-981"])
+    outcome: Outcome = Field(
+        description="refused, too_old, finished: other programmes the person may join; "
+        "full, expired: close offers of the same domain in any programme they may join",
+        examples=["refused"],
+    )
+    programme: Programme | None = Field(
+        default=None,
+        description="the offer's programme, needed only when it has left the live catalog",
+    )
+    domain: Domain | None = Field(
+        default=None,
+        description="the offer's domain, needed only when it has left the live catalog",
+    )
+    snu: bool = Field(default=False, description="the offer was an SNU mission (left catalog)")
+
+
 class RankRequest(_Strict):
     """Who to rank for (a known `user_id`, a `profile`, or both: the profile's fields win)."""
 
@@ -192,6 +217,12 @@ class RankRequest(_Strict):
         description="display fields to return (default: all); [] for none",
         examples=[["title", "city", "start_at"]],
     )
+    after: RankAfter | None = Field(
+        default=None,
+        description="continue after an application's outcome, with a reason for the bridge",
+    )
+    # Set by `serving.paths.redirect`: (reason code, template) said first on every item.
+    _bridge: tuple[str, str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_person(self) -> RankRequest:
@@ -272,6 +303,50 @@ class RankResponse(BaseModel):
     arm: str | None = Field(
         default=None, description="the experiment's arm that made the list; null: unassigned"
     )
+
+
+class EligibilityRequest(_Strict):
+    """A person's question: which programmes may I join?"""
+
+    age: int | None = Field(
+        default=None,
+        ge=0,
+        le=120,
+        description="age in completed years (null: unknown)",
+        examples=[27],
+    )
+    disability: bool = Field(
+        default=False, description="a disability (Service Civique is then open up to 30)"
+    )
+
+
+class ProgrammeEligibility(BaseModel):
+    """One programme: may the person join it, and why (`recsys.paths`)."""
+
+    programme: str = Field(
+        description="programme (`type`), or `snu` for the SNU general-interest mission",
+        examples=["volontariat_service_civique"],
+    )
+    label: str = Field(examples=["Service Civique"])
+    eligible: bool
+    code: Literal["eligible", "too_young", "too_old", "unknown_age"]
+    reason: str = Field(
+        description="plain French",
+        examples=[
+            "Service Civique : ouvert de 16 à 25 ans (30 ans avec un handicap), "
+            "plus accessible à 27 ans"
+        ],
+    )
+    notes: list[str] = Field(
+        description="worth knowing (nationality, parental consent, missions open to minors)",
+        examples=[["réservé aux personnes de nationalité française"]],
+    )
+
+
+class EligibilityResponse(BaseModel):
+    age: int | None
+    disability: bool
+    programmes: list[ProgrammeEligibility]
 
 
 class SimilarRequest(_Strict):

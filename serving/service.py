@@ -39,6 +39,7 @@ collections are made rarer (`GC_THRESHOLDS`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import hmac
@@ -50,22 +51,27 @@ from typing import Any
 
 import anyio
 import bentoml
-from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from recsys.paths import programme_answers
 from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
+from serving.paths import NoPath, redirect
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
+    EligibilityRequest,
+    EligibilityResponse,
     EventsRequest,
     EventsResponse,
     ExperimentStop,
     ModelReload,
+    ProgrammeEligibility,
     RankRequest,
     RankResponse,
     SimilarRequest,
@@ -272,12 +278,28 @@ class RankingService:
     async def rank(self, request: RankRequest, /) -> RankResponse:
         """The k best eligible offers for a known visitor or a profile, with reasons."""
         try:
+            request = redirect(self.engine.state.catalog, request)
+        except UnknownOffer as error:
+            raise NotFound(str(error)) from error
+        except NoPath as error:
+            raise InvalidArgument(str(error)) from error
+        try:
             response, ranking = await self.batcher.submit(request)
         except NotReady as error:
             raise ServiceUnavailable(str(error)) from error
         if self.rank_log is not None:
             self.rank_log.put(ranking)
         return response
+
+    @bentoml.api(route="/eligibility")
+    def eligibility(self, request: EligibilityRequest, /) -> EligibilityResponse:
+        """Which programmes a person may join, each with the reason in plain French."""
+        answers = programme_answers(request.age, request.disability)
+        return EligibilityResponse(
+            age=request.age,
+            disability=request.disability,
+            programmes=[ProgrammeEligibility(**dataclasses.asdict(a)) for a in answers],
+        )
 
     @bentoml.api(route="/similar")
     async def similar(self, request: SimilarRequest, /) -> SimilarResponse:

@@ -1,12 +1,13 @@
 """Web conventions every endpoint follows: one error shape, X-Request-Id, CORS.
 
 * Errors: every answer of status 400 or more has the body
-  `{"error": {"code", "message", "field"}}` (`field` is the dotted path of the first refused
-  field, or null). BentoML answers a refused body `{"error", "detail": [pydantic errors]}`,
-  other failures `{"error": "..."}` or `[{"error": "..."}]`, Starlette `{"detail": "..."}`;
-  `ErrorShape` rewrites each into the one shape (the pydantic errors stay, without the
-  refused values, under `error.details`). A failed admin action keeps its `AdminResult`
-  body (`ok: false`, the reason and the state still served), which says more.
+  `{"error": {"code", "message", "field"}}`: `field` is the dotted path of the first refused
+  field, or null (a message of the service's own that starts "field.path: " names it).
+  BentoML answers a refused body `{"error", "detail": [pydantic errors]}`, other failures
+  `{"error": "..."}` or `[{"error": "..."}]`, Starlette `{"detail": "..."}`; `WebConventions`
+  rewrites each into the one shape (the pydantic errors stay, without the refused values,
+  under `error.details`). A failed admin action keeps its `AdminResult` body (`ok: false`,
+  the reason and the state still served), which says more.
 * `X-Request-Id`: taken from the caller when it is a short token, else made here; returned on
   every answer, so a front can quote it and operations can find the request.
 * CORS (`cors_app`): browsers on the origins of RECSYS_CORS_ORIGINS (a list, or `*`) may call
@@ -26,6 +27,7 @@ from starlette.middleware.cors import CORSMiddleware
 REQUEST_ID_HEADER = b"x-request-id"
 _TOKEN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 ADMIN_PREFIX = "/admin/"
+_NAMED = re.compile(r"^([a-z_][a-z_0-9]*(?:\.[a-z_0-9]+)*): ")  # "field.path: message"
 CODES: dict[int, str] = {
     400: "invalid_request",
     403: "forbidden",
@@ -62,6 +64,8 @@ def error_body(status: int, body: bytes) -> bytes | None:
             message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
         else:
             message = error if isinstance(error, str) else detail
+            named = _NAMED.match(message) if isinstance(message, str) else None
+            field = named.group(1) if named else None
     elif isinstance(data, str):
         message = data
     if not isinstance(message, str) or not message:

@@ -358,7 +358,7 @@ def test_request_id_is_returned_and_made_when_missing(server: tuple) -> None:
             "filters.departments.0",
         ),
         ("POST", "/rank", {"k": 5, "offset": 3}, 400, "invalid_request", None),
-        ("POST", "/similar", {"offer_id": "no-such-offer"}, 404, "not_found", None),
+        ("POST", "/similar", {"offer_id": "no-such-offer"}, 404, "not_found", "offer_id"),
         ("POST", "/events", {"events": []}, 400, "invalid_request", "events"),
         ("POST", "/admin/catalog", {}, 403, "forbidden", None),
         ("GET", "/no-such-page", None, 404, "not_found", None),
@@ -375,3 +375,89 @@ def test_every_error_has_one_shape(
     assert isinstance(error["message"], str) and error["message"]
     if path == "/similar":
         assert "no-such-offer" in error["message"]
+
+
+# --- Paths between programmes ------------------------------------------------------------------
+
+
+def test_eligibility_answers_every_programme_in_french(server: tuple) -> None:
+    client, _ = server
+    response = client.post("/eligibility", json={"age": 27})
+    assert response.status_code == 200, response.text
+    answers = {a["programme"]: a for a in response.json()["programmes"]}
+    assert set(answers) == {
+        "volontariat_service_civique",
+        "snu",
+        "benevolat",
+        "volontariat_sapeurs_pompiers",
+        "volontariat_reserve_operationnelle",
+    }
+    sc = answers["volontariat_service_civique"]
+    assert (sc["eligible"], sc["code"], sc["label"]) == (False, "too_old", "Service Civique")
+    assert "16 à 25 ans" in sc["reason"]
+    assert answers["benevolat"]["eligible"] and not answers["snu"]["eligible"]
+    assert "nationalité française" in " ".join(
+        answers["volontariat_reserve_operationnelle"]["notes"]
+    )
+    with_disability = client.post("/eligibility", json={"age": 27, "disability": True}).json()
+    assert with_disability["programmes"][0]["eligible"] is True
+    refused = client.post("/eligibility", json={"age": -1})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "age"
+
+
+def test_after_a_refusal_the_list_continues_in_other_programmes(server: tuple) -> None:
+    client, _ = server
+    body = {
+        "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
+        "k": 10,
+        "after": {"offer_id": "paris-sport-1", "outcome": "refused"},
+    }
+    response = rank(client, body)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert items
+    assert all(item["programme"] != "volontariat_service_civique" for item in items)
+    assert "paris-sport-1" not in {item["offer_id"] for item in items}
+    for item in items:
+        first = item["reasons"][0]
+        assert first["code"] == "after_refused"
+        assert first["text"].endswith(item["programme_label"])
+
+
+def test_after_a_full_offer_the_list_stays_in_its_domain(server: tuple) -> None:
+    client, _ = server
+    body = {
+        "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
+        "k": 10,
+        "after": {"offer_id": "paris-culture-0", "outcome": "full"},
+    }
+    items = rank(client, body).json()["items"]
+    assert items and {item["domain"] for item in items} == {"culture-loisirs"}
+    assert {item["programme"] for item in items} > {"benevolat"}  # any programme
+    assert "paris-culture-0" not in {item["offer_id"] for item in items}
+    assert {item["reasons"][0]["code"] for item in items} == {"after_full"}
+
+
+def test_after_an_offer_gone_from_the_catalog(server: tuple) -> None:
+    client, _ = server
+    after = {"offer_id": "gone-1", "outcome": "too_old"}
+    body = {"profile": {"age": 27, "lat": 48.8566, "lon": 2.3522}, "after": after}
+    unknown = rank(client, body)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["field"] == "after.offer_id"
+    body["after"] = {**after, "programme": "volontariat_service_civique"}
+    items = rank(client, body).json()["items"]
+    assert items and all(i["reasons"][0]["code"] == "after_too_old" for i in items)
+    assert items[0]["reasons"][0]["text"].startswith("Service Civique n’est plus accessible")
+
+
+def test_after_with_filters_that_leave_no_path_is_refused(server: tuple) -> None:
+    client, _ = server
+    body = {
+        "profile": PARIS_PERSON,
+        "filters": {"types": ["volontariat_service_civique"]},
+        "after": {"offer_id": "paris-sport-1", "outcome": "refused"},
+    }
+    response = rank(client, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "filters.types"
