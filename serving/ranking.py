@@ -342,14 +342,25 @@ def similar(state: ServingState, request: SimilarRequest, at: int | None = None)
         similarity = np.asarray((vectors @ vectors[source].T).toarray()).ravel()
     else:
         similarity = vectors @ vectors[source]
-    mask = catalog.base_mask(None, False, at).copy()
+    a = catalog.arrays
+    origin = (a.lat[source], a.lon[source])
+    if request.profile is None:
+        mask = catalog.base_mask(None, False, at).copy()
+    else:  # only what the person may join, measured from them when they are placed
+        person = profile_row_arrays(request_row(request.profile, None, None))
+        age = None if np.isnan(person.age[0]) else float(person.age[0])
+        mask = (
+            catalog.base_mask(age, bool(person.disability[0]), at)
+            & catalog.geography_mask(person.lat, person.lon, person.radius_km)[0]
+        )
+        if not np.isnan(person.lat[0]):
+            origin = (person.lat[0], person.lon[0])
     mask[source] = False
     if request.other_programmes:
         mask &= catalog.programme_code != catalog.programme_code[source]
     chosen = top_k(similarity.astype(np.float64), request.k, mask, catalog.tie_key)
     chosen = chosen[chosen != PAD]
-    a = catalog.arrays
-    distances = haversine_km(a.lat[source], a.lon[source], a.lat[chosen], a.lon[chosen])
+    distances = haversine_km(origin[0], origin[1], a.lat[chosen], a.lon[chosen])
     return SimilarResponse(
         offer_id=request.offer_id,
         model_version=state.model_version,

@@ -357,6 +357,11 @@ class SimilarRequest(_Strict):
     other_programmes: bool = Field(
         default=False, description="only offers of a different programme than offer_id's"
     )
+    profile: Profile | None = Field(
+        default=None,
+        description="the person the offers are for: then only offers they may join "
+        "(age, programme, radius), and distances from them",
+    )
 
 
 class SimilarItem(BaseModel):
@@ -365,7 +370,9 @@ class SimilarItem(BaseModel):
     score: float = Field(description="cosine similarity to the given offer")
     programme: str | None
     domain: str | None
-    distance_km: float | None = Field(description="distance from the given offer")
+    distance_km: float | None = Field(
+        description="from the person when `profile` places them, else from the given offer"
+    )
 
 
 class SimilarResponse(BaseModel):

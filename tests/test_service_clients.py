@@ -461,3 +461,21 @@ def test_after_with_filters_that_leave_no_path_is_refused(server: tuple) -> None
     response = rank(client, body)
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "filters.types"
+
+
+def test_similar_with_a_profile_keeps_what_the_person_may_join(server: tuple) -> None:
+    client, _ = server
+    body = {"offer_id": "paris-sport-0", "k": 40}
+    anyone = {i["offer_id"] for i in client.post("/similar", json=body).json()["items"]}
+    assert {"paris-adults", "paris-reserve"} <= anyone
+    minor = {"age": 16, "lat": 48.8566, "lon": 2.3522, "radius_km": 30}
+    response = client.post("/similar", json={**body, "profile": minor})
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    offered = {i["offer_id"] for i in items}
+    assert offered and not offered & {"paris-adults", "paris-reserve", "marseille-onsite"}
+    assert offered < anyone
+    # distances are from the person now: on-site offers within the radius, Lyon ones gone
+    far = {i["offer_id"] for i in items if i["distance_km"] is not None and i["distance_km"] > 30}
+    assert far <= {"marseille-remote"}  # remote: at any distance
+    assert not any(o.startswith("lyon-") for o in offered)
