@@ -96,6 +96,18 @@ QUIZ_DOMAINS: Final[tuple[str, ...]] = (
     "education",
 )
 
+QUIZ_DOMAIN_LABELS_FR: Final[dict[str, str]] = {
+    "sante-bien-etre": "santé et bien-être",
+    "sport": "sport",
+    "solidarite-inclusion": "solidarité et inclusion",
+    "environnement-animaux": "environnement et animaux",
+    "art-culture": "art et culture",
+    "securite-secours": "sécurité et secours",
+    "citoyennete": "citoyenneté",
+    "numerique": "numérique",
+    "education": "éducation",
+}
+
 # Offer domain -> quiz engagement domains it answers to.
 DOMAIN_TO_QUIZ: Final[dict[str, tuple[str, ...]]] = {
     "animaux": ("environnement-animaux",),
@@ -202,6 +214,14 @@ RHYTHMS: Final[tuple[str, ...]] = (
     "quelques-jours-dans-l-annee",
     "temps-plein-plusieurs-mois",
 )
+
+RHYTHM_LABELS_FR: Final[dict[str, str]] = {
+    "un-jour": "une journée",
+    "quelques-heures-par-semaine": "quelques heures par semaine",
+    "plusieurs-jours-par-semaine": "plusieurs jours par semaine",
+    "quelques-jours-dans-l-annee": "quelques jours dans l’année",
+    "temps-plein-plusieurs-mois": "à temps plein pendant plusieurs mois",
+}
 
 MOTIVATIONS: Final[tuple[str, ...]] = (
     "indemnisation",

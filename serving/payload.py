@@ -36,6 +36,8 @@ DISPLAY_FIELDS: Final[dict[str, str | None]] = {
     "programme_label": None,
     "domain_label": None,
     "application_url": "applicationUrl",
+    "lat": "lat",
+    "lon": "lon",
 }
 
 _columns: weakref.WeakKeyDictionary[Catalog, dict[str, list]] = weakref.WeakKeyDictionary()

@@ -278,6 +278,8 @@ class RankedItem(BaseModel):
     application_url: str | None = Field(
         default=None, description="where to apply (the catalog's `applicationUrl`)"
     )
+    lat: float | None = Field(default=None, description="the address's latitude (a map's)")
+    lon: float | None = Field(default=None, description="the address's longitude")
 
     @model_serializer(mode="wrap")
     def _asked_only(self, handler):  # unannotated: pydantic keeps the model's JSON schema

@@ -62,6 +62,7 @@ from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.paths import NoPath, redirect
+from serving.public_page import PublicPage
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
@@ -473,9 +474,10 @@ def _routine(request: str, response: str) -> bool:
 
 
 # Outermost first: CORS headers on every answer (errors too), then the error shape and
-# X-Request-Id (`serving.web`), then the body limit.
+# X-Request-Id (`serving.web`), the public page (`serving.public_page`), the body limit.
 RankingService.add_asgi_middleware(PublicCors, origins=cors_origins())
 RankingService.add_asgi_middleware(WebConventions)
+RankingService.add_asgi_middleware(PublicPage)
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 

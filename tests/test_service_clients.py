@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 
 from serving.events import EventStore
 from serving.process import running_servers
+from tests.browser import CHROMIUM, Browser
 from tests.service_fixtures import _offers, catalog_offers
 
 pytestmark = pytest.mark.service
@@ -58,14 +60,38 @@ def filter_offers(now: pd.Timestamp) -> pd.DataFrame:
     return _offers([{**base, **variant} for variant in variants], now)
 
 
+HOSTILE_TITLE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+def hostile_offer(now: pd.Timestamp) -> pd.DataFrame:
+    """A partner's offer whose texts hold markup that would run if rendered as HTML."""
+    row = {
+        "id": "paris-hostile",
+        "domain": "sport",
+        "activities": ["animation-sportive"],
+        "title": HOSTILE_TITLE,
+        "description": "<iframe src=javascript:alert(1)>",
+        "type": "benevolat",
+        "publisherId": "p-hostile",
+        "publisherName": "Publisher H",
+        "organizationName": '<svg onload="window.__pwned = 3">Club</svg>',
+        "lat": 48.86,
+        "lon": 2.36,
+        "city": "Paris",
+        "postalCode": "75003",
+        "departmentCode": "75",
+        "openToMinors": True,
+    }
+    return _offers([row], now)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, EventStore]]:
     folder = tmp_path_factory.mktemp("clients")
     now = pd.Timestamp.now(tz="UTC").floor("s")
     catalog = folder / "offers.parquet"
-    pd.concat([catalog_offers(now), filter_offers(now)], ignore_index=True).to_parquet(
-        catalog, index=False
-    )
+    offers = [catalog_offers(now), filter_offers(now), hostile_offer(now)]
+    pd.concat(offers, ignore_index=True).to_parquet(catalog, index=False)
     url = f"sqlite:///{folder / 'events.db'}"
     env = {
         "RECSYS_MODEL_URI": str(folder / "no-such-model"),
@@ -81,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
             running_servers([(env, folder / "server.log")]) as bases,
             httpx.Client(base_url=bases[0], timeout=30) as client,
         ):
-            yield client, store
+            yield client, store, bases[0]
     finally:
         store.close()
 
@@ -96,7 +122,7 @@ def ids(response: httpx.Response) -> list[str]:
 
 
 def test_context_is_accepted_and_stored_with_the_list(server: tuple) -> None:
-    client, store = server
+    client, store = server[:2]
     context = {
         "publisher_id": "pub-1",
         "widget_id": "widget-42",
@@ -133,7 +159,7 @@ def test_context_is_accepted_and_stored_with_the_list(server: tuple) -> None:
     ],
 )
 def test_bad_context_is_refused_naming_the_field(server: tuple, context: dict, field: str) -> None:
-    client, _ = server
+    client = server[0]
     response = rank(client, {"profile": PARIS_PERSON, "context": context})
     assert response.status_code == 400
     assert field in response.text
@@ -157,13 +183,13 @@ def test_bad_context_is_refused_naming_the_field(server: tuple, context: dict, f
     ],
 )
 def test_filters_narrow_the_list(server: tuple, filters: dict, expected: set[str]) -> None:
-    client, _ = server
+    client = server[0]
     body = {"profile": {"age": 30, "lat": 45.4397, "lon": 4.3872}, "k": 20, "filters": filters}
     assert set(ids(rank(client, body))) == expected
 
 
 def test_start_window_filter(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=60)).isoformat()
     body = {
         "profile": {"age": 30, "lat": 45.4397, "lon": 4.3872},
@@ -175,7 +201,7 @@ def test_start_window_filter(server: tuple) -> None:
 
 def test_a_filter_never_widens_eligibility(server: tuple) -> None:
     """A 16-year-old asking for the organisation whose offer is closed to minors gets none."""
-    client, _ = server
+    client = server[0]
     body = {
         "profile": {"age": 16, "lat": 45.4397, "lon": 4.3872},
         "k": 20,
@@ -196,14 +222,14 @@ def test_a_filter_never_widens_eligibility(server: tuple) -> None:
     ],
 )
 def test_bad_filter_is_refused_naming_the_field(server: tuple, filters: dict, field: str) -> None:
-    client, _ = server
+    client = server[0]
     response = rank(client, {"profile": PARIS_PERSON, "filters": filters})
     assert response.status_code == 400
     assert field in response.text
 
 
 def test_pages_continue_the_ranking_without_duplicates_or_gaps(server: tuple) -> None:
-    client, store = server
+    client, store = server[:2]
     body: dict[str, Any] = {"profile": LYON_PERSON, "k": 3}
     pages = [ids(rank(client, {**body, "offset": offset})) for offset in (0, 3, 6, 9, 12)]
     seen = [offer for page in pages for offer in page]
@@ -228,7 +254,7 @@ def test_pages_continue_the_ranking_without_duplicates_or_gaps(server: tuple) ->
 
 
 def test_offset_not_a_multiple_of_k_is_refused(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     response = rank(client, {"profile": PARIS_PERSON, "k": 5, "offset": 7})
     assert response.status_code == 400
     assert "offset" in response.text
@@ -248,11 +274,13 @@ DISPLAY_KEYS = {
     "programme_label",
     "domain_label",
     "application_url",
+    "lat",
+    "lon",
 }
 
 
 def test_items_carry_what_a_front_displays(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {"profile": {"age": 30, "lat": 45.4397, "lon": 4.3872}, "k": 20}
     body["filters"] = {"organisations": ["Croix-Rouge française"]}
     response = rank(client, body)
@@ -277,7 +305,7 @@ def test_items_carry_what_a_front_displays(server: tuple) -> None:
 
 
 def test_fields_keep_a_lighter_payload(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {"profile": PARIS_PERSON, "k": 3, "fields": ["title", "city"]}
     items = rank(client, body).json()["items"]
     assert items
@@ -291,7 +319,7 @@ def test_fields_keep_a_lighter_payload(server: tuple) -> None:
 
 
 def test_openapi_documents_the_new_fields(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     schemas = client.get("/docs.json").json()["components"]["schemas"]
     request = next(v for k, v in schemas.items() if k.startswith("RankRequest"))
     assert {"offset", "context", "fields", "filters"} <= set(request["properties"])
@@ -305,7 +333,7 @@ def test_openapi_documents_the_new_fields(server: tuple) -> None:
 
 
 def test_cors_lets_listed_origins_call_public_endpoints(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     preflight = client.options(
         "/rank",
         headers={
@@ -324,7 +352,7 @@ def test_cors_lets_listed_origins_call_public_endpoints(server: tuple) -> None:
 
 
 def test_cors_never_opens_admin_endpoints(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     preflight = client.options(
         "/admin/catalog",
         headers={"origin": PARTNER, "access-control-request-method": "POST"},
@@ -335,7 +363,7 @@ def test_cors_never_opens_admin_endpoints(server: tuple) -> None:
 
 
 def test_request_id_is_returned_and_made_when_missing(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     given = client.post("/rank", json={"k": 1}, headers={"x-request-id": "front-123.a"})
     assert given.headers["x-request-id"] == "front-123.a"
     made = client.post("/rank", json={"k": 1})
@@ -367,7 +395,7 @@ def test_request_id_is_returned_and_made_when_missing(server: tuple) -> None:
 def test_every_error_has_one_shape(
     server: tuple, method: str, path: str, body: Any, status: int, code: str, field: str | None
 ) -> None:
-    client, _ = server
+    client = server[0]
     response = client.request(method, path, json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -381,7 +409,7 @@ def test_every_error_has_one_shape(
 
 
 def test_eligibility_answers_every_programme_in_french(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     response = client.post("/eligibility", json={"age": 27})
     assert response.status_code == 200, response.text
     answers = {a["programme"]: a for a in response.json()["programmes"]}
@@ -406,7 +434,7 @@ def test_eligibility_answers_every_programme_in_french(server: tuple) -> None:
 
 
 def test_after_a_refusal_the_list_continues_in_other_programmes(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {
         "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
         "k": 10,
@@ -425,7 +453,7 @@ def test_after_a_refusal_the_list_continues_in_other_programmes(server: tuple) -
 
 
 def test_after_a_full_offer_the_list_stays_in_its_domain(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {
         "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
         "k": 10,
@@ -439,7 +467,7 @@ def test_after_a_full_offer_the_list_stays_in_its_domain(server: tuple) -> None:
 
 
 def test_after_an_offer_gone_from_the_catalog(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     after = {"offer_id": "gone-1", "outcome": "too_old"}
     body = {"profile": {"age": 27, "lat": 48.8566, "lon": 2.3522}, "after": after}
     unknown = rank(client, body)
@@ -452,7 +480,7 @@ def test_after_an_offer_gone_from_the_catalog(server: tuple) -> None:
 
 
 def test_after_with_filters_that_leave_no_path_is_refused(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {
         "profile": PARIS_PERSON,
         "filters": {"types": ["volontariat_service_civique"]},
@@ -464,7 +492,7 @@ def test_after_with_filters_that_leave_no_path_is_refused(server: tuple) -> None
 
 
 def test_similar_with_a_profile_keeps_what_the_person_may_join(server: tuple) -> None:
-    client, _ = server
+    client = server[0]
     body = {"offer_id": "paris-sport-0", "k": 40}
     anyone = {i["offer_id"] for i in client.post("/similar", json=body).json()["items"]}
     assert {"paris-adults", "paris-reserve"} <= anyone
@@ -479,3 +507,74 @@ def test_similar_with_a_profile_keeps_what_the_person_may_join(server: tuple) ->
     far = {i["offer_id"] for i in items if i["distance_km"] is not None and i["distance_km"] > 30}
     assert far <= {"marseille-remote"}  # remote: at any distance
     assert not any(o.startswith("lyon-") for o in offered)
+
+
+# --- The public page, in a browser -------------------------------------------------------------
+
+
+def test_page_headers_are_strict(server: tuple) -> None:
+    client = server[0]
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe" not in csp
+    assert '<html lang="fr">' in page.text and "<script>" not in page.text.replace(" ", "")
+    assert client.get("/page/france.json").json()["polygons"]
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_quiz_in_a_browser_lists_offers_with_reasons_and_runs_no_partner_markup(
+    server: tuple, tmp_path: Path
+) -> None:
+    base = server[2]
+    with Browser() as browser:
+        browser.open(f"{base}/")
+        browser.evaluate(
+            """(() => {
+              document.getElementById('age').value = '20';
+              document.getElementById('place').value = '75001';
+              document.getElementById('domains-sport').checked = true;
+              document.querySelector('#quiz button[type=submit]').click();
+            })()"""
+        )
+        count = browser.wait_for("document.querySelectorAll('#offers > li').length")
+        assert count >= 3
+        items = browser.evaluate(
+            """[...document.querySelectorAll('#offers > li')].map(li => ({
+                id: li.dataset.offerId,
+                title: li.querySelector('h3').textContent,
+                reasons: [...li.querySelectorAll('.reasons li')].map(r => r.dataset.code),
+                badges: [...li.querySelectorAll('.badge')].map(b => b.textContent),
+                distance: (li.querySelector('.distance') || {}).textContent}))"""
+        )
+        assert all(item["reasons"] for item in items)
+        assert all(item["badges"] for item in items)
+        assert any(item["distance"] for item in items)
+        hostile = [item for item in items if item["id"] == "paris-hostile"]
+        assert hostile and hostile[0]["title"] == HOSTILE_TITLE  # shown as text
+        assert browser.evaluate("window.__pwned === undefined")
+        assert browser.evaluate("document.querySelectorAll('#offers img, #offers svg').length") == 0
+        assert browser.evaluate("document.querySelectorAll('#map circle').length") >= 1
+        # the list is shareable: the URL holds the quiz, and opening it lists the same offers
+        url = browser.evaluate("window.location.href")
+        assert "age=20" in url and "lieu=75001" in url and "domaines=sport" in url
+        browser.open(url)
+        browser.wait_for("document.querySelectorAll('#offers > li').length")
+        again = browser.evaluate(
+            "[...document.querySelectorAll('#offers > li')].map(li => li.dataset.offerId)"
+        )
+        assert again == [item["id"] for item in items]
+        # "Pourquoi pas le Service Civique ?"
+        browser.evaluate(
+            """(() => { document.getElementById('age').value = '27';
+                        document.getElementById('ask-eligibility').click(); })()"""
+        )
+        answer = browser.wait_for(
+            "(document.querySelector("
+            "'#eligibility li[data-programme=volontariat_service_civique]') || {}).textContent"
+        )
+        assert answer.startswith("Non") and "25 ans" in answer
+        assert browser.evaluate("window.__pwned === undefined")
+        browser.screenshot(tmp_path / "page.png")
+        assert (tmp_path / "page.png").stat().st_size > 10_000
