@@ -86,9 +86,11 @@ from serving.settings import (
     cors_origins,
     max_body_bytes,
     trace_rank,
+    widgets_file,
     workers,
 )
 from serving.web import PublicCors, WebConventions
+from serving.widgets import NoPublisher, WidgetRules
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +174,7 @@ class RankingService:
 
     def __init__(self) -> None:
         self.settings = Settings.from_env()
+        self.widgets = WidgetRules.load(widgets_file())
         self.engine = Engine.start(self.settings)
         self.experiment: Experiment | None = None
         if self.settings.experiment is not None:
@@ -279,10 +282,10 @@ class RankingService:
     async def rank(self, request: RankRequest, /) -> RankResponse:
         """The k best eligible offers for a known visitor or a profile, with reasons."""
         try:
-            request = redirect(self.engine.state.catalog, request)
+            request = self.widgets.narrowed(redirect(self.engine.state.catalog, request))
         except UnknownOffer as error:
             raise NotFound(str(error)) from error
-        except NoPath as error:
+        except (NoPath, NoPublisher) as error:
             raise InvalidArgument(str(error)) from error
         try:
             response, ranking = await self.batcher.submit(request)

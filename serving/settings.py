@@ -200,6 +200,11 @@ def cors_origins() -> list[str]:
     return [origin.strip() for origin in value.split(",") if origin.strip()]
 
 
+def widgets_file() -> str | None:
+    """RECSYS_WIDGETS: the per-widget publisher allow-lists (`serving.widgets`), or None."""
+    return os.environ.get("RECSYS_WIDGETS") or None
+
+
 def workers() -> int:
     """RECSYS_WORKERS: how many worker processes serve (1 to 64, default 1).
 

@@ -93,7 +93,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
     offers = [catalog_offers(now), filter_offers(now), hostile_offer(now)]
     pd.concat(offers, ignore_index=True).to_parquet(catalog, index=False)
     url = f"sqlite:///{folder / 'events.db'}"
+    widgets = folder / "widgets.json"
+    widgets.write_text(json.dumps({"widget-se": {"publishers": ["p-snu", "p-elsewhere"]}}))
     env = {
+        "RECSYS_WIDGETS": str(widgets),
         "RECSYS_MODEL_URI": str(folder / "no-such-model"),
         "RECSYS_CATALOG": str(catalog),
         "RECSYS_EVENT_STORE_URL": url,
@@ -327,6 +330,20 @@ def test_openapi_documents_the_new_fields(server: tuple) -> None:
     assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
     assert filters["departments"].get("examples")
     assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
+
+
+def test_a_widget_shows_only_its_publishers(server: tuple) -> None:
+    client = server[0]
+    person = {"age": 30, "lat": 45.4397, "lon": 4.3872}
+    body = {"profile": person, "k": 20, "filters": {"departments": ["42"]}}
+    assert len(ids(rank(client, body))) == 5
+    widget = {**body, "context": {"widget_id": "widget-se"}}
+    assert ids(rank(client, widget)) == ["se-snu"]
+    other = {**body, "context": {"widget_id": "widget-unlisted"}}
+    assert len(ids(rank(client, other))) == 5  # a widget not configured is not restricted
+    refused = rank(client, {**widget, "filters": {"publishers": ["p-se"]}})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "filters.publishers"
 
 
 # --- Web conventions ---------------------------------------------------------------------------
