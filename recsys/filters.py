@@ -30,8 +30,9 @@ DAY_SECONDS = 86_400
 
 def city_key(name: str) -> str:
     """A city name as it is compared: lower case, no accents, words split by single spaces."""
-    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    return " ".join(re.split(r"[\s\-'’]+", plain)).strip()
+    words = re.split(r"[\s\-'’]+", name)
+    plain = unicodedata.normalize("NFKD", " ".join(words)).encode("ascii", "ignore").decode()
+    return " ".join(plain.lower().split())
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,11 @@ class OfferFilters:
 
 def _index(values: Iterable) -> dict[str, np.ndarray]:
     """value → ascending rows holding it (None and empty values are left out)."""
-    series = pd.Series(list(values), dtype=object)
+    series = pd.Series(list(values), dtype=object)  # labels are the rows
     series = series[series.notna() & (series.astype(str) != "")]
     return {
-        str(k): np.asarray(v, dtype=np.int64) for k, v in series.groupby(series).indices.items()
+        str(k): series.index[v].to_numpy(dtype=np.int64)
+        for k, v in series.groupby(series).indices.items()
     }
 
 
@@ -88,7 +90,9 @@ class FilterColumns:
                 return offers[name].astype(object)
             return pd.Series([None] * len(offers), dtype=object)
 
-        activities = column("activities").map(lambda v: list(v) if v is not None else [])
+        activities = column("activities").map(
+            lambda v: list(v) if isinstance(v, list | tuple | np.ndarray) else []
+        )
         flat = [str(value) for values in activities for value in values]
         owners = np.repeat(np.arange(len(offers)), activities.map(len).to_numpy(dtype=np.int64))
         activity = (

@@ -1,0 +1,64 @@
+"""`recsys.filters`: each filter over offers with missing values, hand-checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys.arrays import offer_arrays
+from recsys.filters import FilterColumns, OfferFilters, city_key, filter_mask
+from tests.fixtures import make_offers_frame
+
+DAY = pd.Timedelta(days=1)
+T0 = pd.Timestamp("2026-03-01", tz="UTC")
+
+
+def offers() -> pd.DataFrame:
+    return make_offers_frame(
+        4,
+        departmentCode=[None, "42", "2A", "42"],
+        postalCode=[None, "42000", "20000", "42100"],
+        city=[None, "Saint-Étienne", "Ajaccio", "Saint-Etienne"],
+        organizationName=["  Croix-Rouge ", None, "Secours", "croix-rouge"],
+        activities=[["animation"], [], ["secourisme", "animation"], ["mentorat-parrainage"]],
+        startAt=[T0, T0 + 10 * DAY, T0 + 20 * DAY, T0 + 30 * DAY],
+        endAt=[T0 + 5 * DAY, None, T0 + 100 * DAY, T0 + 31 * DAY],
+        snu=[False, True, False, False],
+        openToMinors=[True, None, False, True],
+    )
+
+
+def held(**filters: object) -> list[int]:
+    frame = offers()
+    mask = filter_mask(offer_arrays(frame), FilterColumns.of(frame), OfferFilters(**filters))
+    assert mask is not None
+    return np.flatnonzero(mask).tolist()
+
+
+def test_each_filter_keeps_the_offers_it_names() -> None:
+    assert held(departments=["42"]) == [1, 3]
+    assert held(departments=["2a".upper()]) == [2]
+    assert held(cities=["saint etienne"]) == [1, 3]
+    assert held(cities=["20000", "Saint-Étienne"]) == [1, 2, 3]
+    assert held(organisations=["croix-rouge"]) == [0, 3]
+    assert held(activities=["animation"]) == [0, 2]
+    assert held(snu=True) == [1]
+    assert held(open_to_minors=True) == [0, 3]
+    start = int((T0 + 15 * DAY).timestamp())
+    assert held(start_after=start) == [2, 3]
+    assert held(start_before=start) == [0, 1]
+    assert held(max_duration_days=5) == [0, 3]  # the open-ended offer has no bounded duration
+    assert held(min_duration_days=50) == [1, 2]
+    assert held(departments=["42"], open_to_minors=True) == [3]
+
+
+def test_no_filter_set_is_none() -> None:
+    frame = offers()
+    columns = FilterColumns.of(frame)
+    assert filter_mask(offer_arrays(frame), columns, OfferFilters()) is None
+    assert filter_mask(offer_arrays(frame), columns, OfferFilters(domains=[])) is None
+
+
+def test_city_names_compare_without_case_accents_or_hyphens() -> None:
+    assert city_key("Saint-Étienne") == city_key("saint etienne") == "saint etienne"
+    assert city_key("L’Haÿ-les-Roses") == "l hay les roses"
