@@ -89,9 +89,13 @@ class RankFilters(_Strict):
         default=None, description="publisher ids (the offer's owner)", examples=[["pub-1"]]
     )
     open_to_minors: bool | None = Field(
-        default=None, description="true: only offers open to minors; false: only the others"
+        default=None,
+        description="true: only offers open to minors; false: only the others",
+        examples=[True],
     )
-    snu: bool | None = Field(default=None, description="true: only SNU general-interest offers")
+    snu: bool | None = Field(
+        default=None, description="true: only SNU general-interest offers", examples=[True]
+    )
     start_after: datetime | None = Field(
         default=None,
         description="offers starting at or after (UTC if no offset)",
@@ -148,7 +152,9 @@ class RankContext(BaseModel):
     widget_id: str | None = Field(
         default=None, max_length=128, description="the partner widget", examples=["widget-42"]
     )
-    source: EventSource | None = Field(default=None, description="how the list is diffused")
+    source: EventSource | None = Field(
+        default=None, description="how the list is diffused", examples=["widget"]
+    )
     page: str | None = Field(
         default=None,
         max_length=512,
@@ -185,22 +191,26 @@ class RankAfter(_Strict):
     programme: Programme | None = Field(
         default=None,
         description="the offer's programme, needed only when it has left the live catalog",
+        examples=["volontariat_service_civique"],
     )
     domain: Domain | None = Field(
         default=None,
         description="the offer's domain, needed only when it has left the live catalog",
+        examples=["solidarite-insertion"],
     )
-    snu: bool = Field(default=False, description="the offer was an SNU mission (left catalog)")
+    snu: bool = Field(
+        default=False, description="the offer was an SNU mission (left catalog)", examples=[False]
+    )
 
 
 class RankRequest(_Strict):
     """Who to rank for (a known `user_id`, a `profile`, or both: the profile's fields win)."""
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    user_id: str | None = Field(default=None, min_length=1, max_length=128, examples=["jva-5521"])
     profile: Profile | None = None
-    k: int = Field(default=10, ge=1, le=MAX_K, description="list length (page size)")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="list length (page size)", examples=[10])
     filters: RankFilters | None = None
-    exclude_offer_ids: list[str] = Field(default_factory=list, max_length=1000)
+    exclude_offer_ids: list[str] = Field(default_factory=list, max_length=1000, examples=[["m-42"]])
     offset: int = Field(
         default=0,
         ge=0,
@@ -256,12 +266,18 @@ class RankedItem(BaseModel):
     out of the answer). Partner texts are returned as they are and may hold HTML: escape them.
     """
 
-    offer_id: str
-    rank: int = Field(description="1 for the first offer of the ranking (pages continue it)")
-    score: float = Field(description="the ranking score (higher first); comparable within a list")
-    programme: str | None
-    domain: str | None
-    distance_km: float | None = Field(description="great-circle distance, null when unknown")
+    offer_id: str = Field(examples=["m-981"])
+    rank: int = Field(
+        description="1 for the first offer of the ranking (pages continue it)", examples=[1]
+    )
+    score: float = Field(
+        description="the ranking score (higher first); comparable within a list", examples=[1.42]
+    )
+    programme: str | None = Field(examples=["benevolat"])
+    domain: str | None = Field(examples=["environnement"])
+    distance_km: float | None = Field(
+        description="great-circle distance, null when unknown", examples=[2.7]
+    )
     reasons: list[Reason] = Field(description="why, most telling first (at least one)")
     title: str | None = Field(default=None, examples=["Nettoyage des berges du Furan"])
     organisation: str | None = Field(default=None, examples=["Les Amis du Furan"])
@@ -270,16 +286,24 @@ class RankedItem(BaseModel):
     postal_code: str | None = Field(default=None, examples=["42000"])
     department: str | None = Field(default=None, description="code", examples=["42"])
     start_at: str | None = Field(default=None, examples=["2026-01-10T09:00:00+00:00"])
-    end_at: str | None = Field(default=None, description="null: open-ended")
+    end_at: str | None = Field(
+        default=None, description="null: open-ended", examples=["2026-01-10T12:00:00+00:00"]
+    )
     places_left: int | None = Field(default=None, examples=[3])
-    remote: str | None = Field(default=None, description="no, possible, full, local")
+    remote: str | None = Field(
+        default=None, description="no, possible, full, local", examples=["no"]
+    )
     programme_label: str | None = Field(default=None, examples=["Service Civique"])
     domain_label: str | None = Field(default=None, examples=["Environnement"])
     application_url: str | None = Field(
-        default=None, description="where to apply (the catalog's `applicationUrl`)"
+        default=None,
+        description="where to apply (the catalog's `applicationUrl`)",
+        examples=["https://www.jeveuxaider.gouv.fr/missions/981"],
     )
-    lat: float | None = Field(default=None, description="the address's latitude (a map's)")
-    lon: float | None = Field(default=None, description="the address's longitude")
+    lat: float | None = Field(
+        default=None, description="the address's latitude (a map's)", examples=[45.44]
+    )
+    lon: float | None = Field(default=None, description="the address's longitude", examples=[4.39])
 
     @model_serializer(mode="wrap")
     def _asked_only(self, handler):  # unannotated: pydantic keeps the model's JSON schema
@@ -318,7 +342,9 @@ class EligibilityRequest(_Strict):
         examples=[27],
     )
     disability: bool = Field(
-        default=False, description="a disability (Service Civique is then open up to 30)"
+        default=False,
+        description="a disability (Service Civique is then open up to 30)",
+        examples=[False],
     )
 
 
@@ -330,8 +356,8 @@ class ProgrammeEligibility(BaseModel):
         examples=["volontariat_service_civique"],
     )
     label: str = Field(examples=["Service Civique"])
-    eligible: bool
-    code: Literal["eligible", "too_young", "too_old", "unknown_age"]
+    eligible: bool = Field(examples=[False])
+    code: Literal["eligible", "too_young", "too_old", "unknown_age"] = Field(examples=["too_old"])
     reason: str = Field(
         description="plain French",
         examples=[
@@ -346,18 +372,22 @@ class ProgrammeEligibility(BaseModel):
 
 
 class EligibilityResponse(BaseModel):
-    age: int | None
-    disability: bool
+    """Every programme (`recsys.paths.KINDS` order) for the person asked about."""
+
+    age: int | None = Field(examples=[27])
+    disability: bool = Field(examples=[False])
     programmes: list[ProgrammeEligibility]
 
 
 class SimilarRequest(_Strict):
     """Offers like `offer_id`, optionally only from other programmes (cross-programme links)."""
 
-    offer_id: str = Field(min_length=1, max_length=128)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    offer_id: str = Field(min_length=1, max_length=128, examples=["m-981"])
+    k: int = Field(default=10, ge=1, le=MAX_K, examples=[5])
     other_programmes: bool = Field(
-        default=False, description="only offers of a different programme than offer_id's"
+        default=False,
+        description="only offers of a different programme than offer_id's",
+        examples=[True],
     )
     profile: Profile | None = Field(
         default=None,

@@ -329,6 +329,22 @@ def test_openapi_documents_the_new_fields(server: tuple) -> None:
     filters = schemas["RankFilters"]["properties"]
     assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
     assert filters["departments"].get("examples")
+    for name in (
+        "RankFilters",
+        "RankContext",
+        "RankAfter",
+        "Reason",
+        "RankedItem",
+        "EligibilityRequest",
+        "ProgrammeEligibility",
+    ):
+        model = next(v for k, v in schemas.items() if k.startswith(name))
+        bare = [
+            field
+            for field, spec in model["properties"].items()
+            if "examples" not in spec and field != "reasons"
+        ]
+        assert not bare, (name, bare)
     assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
 
 
