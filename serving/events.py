@@ -32,8 +32,6 @@ builders read.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -49,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys import schema
+from recsys.privacy import pseudonym
 
 logger = logging.getLogger(__name__)
 
@@ -85,17 +84,6 @@ API_TO_COLUMN = {
 
 PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
 CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to create tables
-
-
-def pseudonym(value: str | None, salt: str) -> str | None:
-    """The stored form of a visitor id: hex HMAC-SHA256 keyed by the salt (None stays None).
-
-    Keyed, so that without the salt nobody can confirm a guessed id (or an IP address behind
-    the front's `user` hash) against the store.
-    """
-    if value is None:
-        return None
-    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
 def without_exact_age(row: dict[str, Any]) -> dict[str, Any]:

@@ -236,9 +236,15 @@ class ProfileStore:
         frame = (
             profiles if profiles is not None else pd.DataFrame(columns=schema.PROFILE_SCHEMA.names)
         )
-        missing = [name for name in schema.PROFILE_SCHEMA.names if name not in frame.columns]
+        optional = schema.OPTIONAL_COLUMNS["profiles"]
+        missing = [
+            name
+            for name in schema.PROFILE_SCHEMA.names
+            if name not in frame.columns and name not in optional
+        ]
         if missing:
             raise ValueError(f"profiles: missing column(s) {', '.join(missing)}")
+        frame = frame.assign(**{name: None for name in optional if name not in frame.columns})
         frame = frame.dropna(subset=["userId"]).drop_duplicates("userId", keep="last")
         self.source = source
         # Plain object columns: a row is then a dict built from numpy scalars, no pandas call.

@@ -2,7 +2,9 @@
 
 Validated against the same bounds and vocabularies as `schema.Profile` and `schema.Quiz`, but
 column-wise. List fields (quiz answers) may come as lists, JSON strings or ";"-separated
-strings. Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>,
+strings. `contactConsent` (yes/no, missing reads as no) and `consentAt` (ISO time) say whether
+and since when the person agreed to be contacted for a mobilisation (`recsys.audience`); a
+`consentAt` without consent is dropped, so the table never suggests a consent that is not there. Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>,
 then duplicate_id (the last occurrence is kept: a later row is a later state of the person).
 """
 
@@ -33,6 +35,7 @@ from recsys.loaders.values import (
     as_postal_code,
     as_str_list,
     as_text,
+    as_timestamp,
     in_vocabulary,
     unknown_items,
 )
@@ -145,7 +148,21 @@ def _validate(frame: pd.DataFrame, verdicts: Verdicts) -> dict[str, pd.Series]:
     has_quiz, bad = as_bool(_column(frame, "hasQuiz"))
     verdicts.flag(bad, invalid_field("hasQuiz"), "hasQuiz is not yes/no", _column(frame, "hasQuiz"))
     out["hasQuiz"] = has_quiz.fillna(pd.Series(answered.to_numpy(), dtype="boolean"))
+    _validate_consent(frame, verdicts, out)
     return out
+
+
+def _validate_consent(frame: pd.DataFrame, verdicts: Verdicts, out: dict[str, pd.Series]) -> None:
+    """contactConsent (missing = no) and consentAt, kept only where consent is given."""
+    consent, bad = as_bool(_column(frame, "contactConsent"))
+    message = "contactConsent is not yes/no"
+    verdicts.flag(bad, invalid_field("contactConsent"), message, _column(frame, "contactConsent"))
+    consent = consent.fillna(False).astype(bool)
+    out["contactConsent"] = consent
+    consent_at, bad = as_timestamp(_column(frame, "consentAt"))
+    message = "consentAt is not an ISO time"
+    verdicts.flag(bad, invalid_field("consentAt"), message, _column(frame, "consentAt"))
+    out["consentAt"] = consent_at.where(consent.to_numpy())
 
 
 def _validate_department(
