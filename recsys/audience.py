@@ -77,13 +77,15 @@ class AudienceConfig(DictConfig):
     hybrid as model (`recsys audience evaluate --window validation`).
     """
 
-    model_weight: float = 0.5
+    model_weight: float = 1.0
     rules_weight: float = 1.0
-    engagement_weight: float = 1.0
+    engagement_weight: float = 0.5
     domain_weight: float = 1.0
     distance_weight: float = 1.0
-    distance_scale_km: float = 10.0
+    recency_weight: float = 3.0
+    distance_scale_km: float = 30.0
     half_life_days: float = 30.0
+    recency_days: float = 30.0
     print_weight: float = 0.2
     click_weight: float = 1.0
     apply_weight: float = 3.0
@@ -96,13 +98,14 @@ class AudienceConfig(DictConfig):
             "engagement_weight",
             "domain_weight",
             "distance_weight",
+            "recency_weight",
             "print_weight",
             "click_weight",
             "apply_weight",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AudienceConfig.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("distance_scale_km", "half_life_days"):
+        for name in ("distance_scale_km", "half_life_days", "recency_days"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"AudienceConfig.{name}: must be > 0, got {getattr(self, name)}")
         if self.chunk_size < 1:
@@ -227,11 +230,17 @@ class People:
             dtype=object,
         )
         ids = users.ids.astype(str)
+        activity = engagement_of(ids) if engagement_of is not None else Engagement.none(len(ids))
+        # Consenting is engaging too: the consent's time counts as a sign of life.
+        consented = to_epoch_seconds(kept["consentAt"], -1) if "consentAt" in kept else -1
+        if at is not None:
+            consented = np.where(consented <= at, consented, -1)
+        activity = replace(activity, last_seen=np.maximum(activity.last_seen, consented))
         return cls(
             users=users,
             department=kept["departmentCode"].to_numpy(dtype=object),
             age_band=bands,
-            engagement=engagement_of(ids) if engagement_of is not None else Engagement.none(len(ids)),
+            engagement=activity,
         )
 
 
@@ -420,6 +429,7 @@ class Targets:
     """What audiences are drawn for: offers (or a need's row) and what scoring derives once."""
 
     offers: OfferBatch
+    at: int  # epoch seconds of the request: eligibility and recency are measured then
     extra_domains: tuple[np.ndarray, ...] = ()  # per target: more domain indices (a need's)
     area: Area | None = None
     prepared: Any = None  # the model's `prepare_offers` of `offers`, when a model scores
@@ -441,7 +451,7 @@ def need_targets(need: Need, encoder: FrameEncoder, at: int) -> Targets:
     """A need as targets: its offer row encoded, its other domains and its area."""
     offers = OfferBatch.encode(need.offer_frame(at), encoder)
     others = np.array([taxonomy.DOMAINS.index(d) for d in need.domains[1:]], dtype=np.int64)
-    return Targets(offers, (others,), need.area())
+    return Targets(offers, at, (others,), need.area())
 
 
 def engagement_terms(
@@ -457,6 +467,13 @@ def engagement_terms(
         if len(domains):
             by_domain[:, j] = np.log1p(block[:, domains].max(axis=1).astype(float))
     return total, by_domain
+
+
+def recency_term(people: People, rows: np.ndarray, at: int, days: float) -> np.ndarray:
+    """−log(1 + days since last seen / `days`), (m, 1); never seen counts as a year ago."""
+    last = people.engagement.last_seen[rows]
+    idle = np.where(last >= 0, np.maximum(at - last, 0), 365 * DAY_SECONDS) / DAY_SECONDS
+    return -np.log1p(idle / days)[:, None]
 
 
 def distance_term(distances: np.ndarray, targets: Targets, scale_km: float) -> np.ndarray:
@@ -494,6 +511,9 @@ class PropensityScorer:
         total, by_domain = engagement_terms(people, rows, targets)
         terms["engagement"] = c.engagement_weight * total
         terms["domain"] = c.domain_weight * by_domain
+        terms["recency"] = c.recency_weight * recency_term(
+            people, rows, targets.at, c.recency_days
+        )
         terms["distance"] = c.distance_weight * distance_term(
             distances, targets, c.distance_scale_km
         )
@@ -518,13 +538,13 @@ class Ranked:
     eligible: int
 
 
-def eligible_people(people: ProfileArrays, targets: Targets, at: int) -> np.ndarray:
-    """Boolean (m, n): who may answer each target at `at` (module docstring, hard rules)."""
+def eligible_people(people: ProfileArrays, targets: Targets) -> np.ndarray:
+    """Boolean (m, n): who may answer each target at its time (module docstring, hard rules)."""
     if targets.area is None:
-        return eligible_matrix(targets.offers.arrays, people, at)
+        return eligible_matrix(targets.offers.arrays, people, targets.at)
     # A need's geography is its area, not each person's own radius.
     anywhere = replace(targets.offers.arrays, remote=np.full(len(targets), _FULL, np.int16))
-    return eligible_matrix(anywhere, people, at)
+    return eligible_matrix(anywhere, people, targets.at)
 
 
 def rank_audiences(
@@ -532,7 +552,6 @@ def rank_audiences(
     targets: Targets,
     scorer: Scorer,
     k: int,
-    at: int,
     chunk_size: int = 32_768,
 ) -> list[Ranked]:
     """The k best eligible people for each target, streamed over chunks of people.
@@ -551,7 +570,7 @@ def rank_audiences(
     for start in range(0, len(people), chunk_size):
         rows = np.arange(start, min(start + chunk_size, len(people)))
         arrays = people.users.arrays.take(rows)
-        mask = eligible_people(arrays, targets, at)
+        mask = eligible_people(arrays, targets)
         if targets.area is not None:
             mask &= targets.area.mask(arrays, people.department[rows])[:, None]
         counts += mask.sum(axis=0)
@@ -616,7 +635,6 @@ def build_audience(
     targets: Targets,
     scorer: PropensityScorer,
     k: int,
-    at: int,
     salt: str,
     min_count: int = MIN_COUNT,
 ) -> Audience:
@@ -629,7 +647,7 @@ def build_audience(
     if len(targets) != 1:
         raise ValueError(f"targets: an audience is drawn for one target, got {len(targets)}")
     prepared = scorer.prepare(targets)
-    ranked = rank_audiences(people, prepared, scorer, k, at, scorer.config.chunk_size)[0]
+    ranked = rank_audiences(people, prepared, scorer, k, scorer.config.chunk_size)[0]
     if len(ranked.rows) < min_count:
         raise AudienceTooSmall(
             f"audience: {len(ranked.rows)} people, fewer than the minimum of {min_count}; "
@@ -640,7 +658,7 @@ def build_audience(
     offers = targets.offers.arrays
     distances = haversine_km(arrays.lat, arrays.lon, offers.lat[0], offers.lon[0])
     terms = scorer.terms(people, rows, prepared, distances[:, None])
-    reasons = _reasons(people, rows, targets, distances, terms, at)
+    reasons = _reasons(people, rows, targets, distances, terms)
     frame = pd.DataFrame(
         {
             "person": [pseudonym(str(i), salt) for i in people.users.ids[rows]],
@@ -667,7 +685,6 @@ def _reasons(
     targets: Targets,
     distances: np.ndarray,
     terms: dict[str, np.ndarray],
-    at: int,
 ) -> list[str]:
     """Why each person is in the audience, strongest first, '; '-separated."""
     last_seen = people.engagement.last_seen[rows]
@@ -683,7 +700,7 @@ def _reasons(
         if terms["domain"][i, 0] > 0:
             said.append((terms["domain"][i, 0], f"engaged before in {domain_names}"))
         if last_seen[i] >= 0:
-            days = max(0, (at - int(last_seen[i])) // DAY_SECONDS)
+            days = max(0, (targets.at - int(last_seen[i])) // DAY_SECONDS)
             said.append((float(terms["engagement"][i, 0]), f"active {days} days ago"))
         if not math.isnan(distances[i]):
             said.append((-distances[i] / 1000, f"{distances[i]:.0f} km away"))

@@ -33,6 +33,7 @@ import pandas as pd
 from recsys import config as paths
 from recsys import metrics
 from recsys.audience import (
+    Area,
     AudienceConfig,
     Engagement,
     People,
@@ -99,10 +100,13 @@ def panel(feature_set: FeatureSet, config: AudienceConfig) -> People:
 
 
 def evaluation_targets(
-    feature_set: FeatureSet, people: People, offer_ids: list[str] | None = None
+    feature_set: FeatureSet,
+    people: People,
+    offer_ids: list[str] | None = None,
+    area: Area | None = None,
 ) -> tuple[Targets, list[np.ndarray], dict[str, int]]:
     """The window's offers with a consenting applicant (or the given ones), as targets opened
-    for the window, with each one's relevant people rows."""
+    for the window, with each one's relevant people rows; `area` draws them as a need's."""
     start = int(feature_set.window_start.timestamp())
     end = int(feature_set.window_end.timestamp())
     applies = feature_set.targets
@@ -120,7 +124,7 @@ def evaluation_targets(
         "applies_by_consenting_known": int((pairs["row"] >= 0).sum()),
         "offers_with_applies": int(applies["offer_id"].nunique()),
     }
-    return Targets(batch), relevant, counts
+    return Targets(batch, start, area=area), relevant, counts
 
 
 def nearest_scorer(
@@ -182,31 +186,38 @@ def evaluate_audiences(
     ks: tuple[int, ...] = AUDIENCE_KS,
     seed: int = 42,
     people: People | None = None,
+    baselines: bool = True,
+    area: Area | None = None,
 ) -> AudienceEvaluation:
-    """Every method on the window's offers (or `offer_ids`); see the module docstring."""
+    """Every method on the window's offers (or `offer_ids`); see the module docstring.
+
+    `baselines` False evaluates the audience's score alone (tuning); `area` draws every
+    audience inside it, as for a need (the crisis scenario), instead of by each person's own
+    radius."""
     people = people if people is not None else panel(feature_set, config)
-    targets, relevant, counts = evaluation_targets(feature_set, people, offer_ids)
+    targets, relevant, counts = evaluation_targets(feature_set, people, offer_ids, area)
     at = int(feature_set.window_start.timestamp())
     propensity = PropensityScorer(model, config)
     scorers: dict[str, tuple[Scorer, Targets]] = {
-        "audience": (propensity, propensity.prepare(targets)),
-        "nearest": (nearest_scorer, targets),
-        "recent_domain": (recent_domain_scorer, targets),
-        "random": (random_scorer(seed), targets),
+        "audience": (propensity, propensity.prepare(targets))
     }
-    if truth_dir is not None:
+    if baselines:
+        scorers["nearest"] = (nearest_scorer, targets)
+        scorers["recent_domain"] = (recent_domain_scorer, targets)
+        scorers["random"] = (random_scorer(seed), targets)
+    if baselines and truth_dir is not None:
         scorers[ORACLE] = (oracle_scorer(truth_dir), targets)
     k_max = max(ks)
     methods: dict[str, dict[str, float]] = {}
     pool = 0
     for name, (scorer, prepared) in scorers.items():
-        ranked = rank_audiences(people, prepared, scorer, k_max, at, chunk_size=4096)
+        ranked = rank_audiences(people, prepared, scorer, k_max, chunk_size=4096)
         recommended = np.full((len(ranked), k_max), metrics.PAD, dtype=np.int64)
         for j, one in enumerate(ranked):
             recommended[j, : len(one.rows)] = one.rows
         methods[name] = metrics.ranking_metrics(recommended, relevant, ks)
         pool = int(np.mean([one.eligible for one in ranked])) if ranked else 0
-    eligible_relevant = _eligible_share(people, targets, relevant, at)
+    eligible_relevant = _eligible_share(people, targets, relevant)
     data = {
         "window_start": str(feature_set.window_start),
         "window_end": str(feature_set.window_end),
@@ -221,7 +232,7 @@ def evaluate_audiences(
 
 
 def _eligible_share(
-    people: People, targets: Targets, relevant: list[np.ndarray], at: int
+    people: People, targets: Targets, relevant: list[np.ndarray]
 ) -> float:
     """Share of the relevant people eligible for their offer: the ceiling of any recall."""
     from recsys.audience import eligible_people
@@ -233,5 +244,5 @@ def _eligible_share(
     for j, rows in enumerate(relevant):
         if len(rows):
             one = replace(targets, offers=targets.offers.take(np.array([j])))
-            hits += int(eligible_people(people.users.arrays.take(rows), one, at)[:, 0].sum())
+            hits += int(eligible_people(people.users.arrays.take(rows), one)[:, 0].sum())
     return hits / total
