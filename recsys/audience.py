@@ -45,7 +45,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import geo, schema, taxonomy
-from recsys.arrays import OfferArrays, ProfileArrays, to_epoch_seconds
+from recsys.arrays import ProfileArrays, to_epoch_seconds
 from recsys.dataset import FrameEncoder, OfferBatch, UserBatch
 from recsys.eligibility import eligible_matrix
 from recsys.geo import haversine_km
@@ -511,9 +511,7 @@ class PropensityScorer:
         total, by_domain = engagement_terms(people, rows, targets)
         terms["engagement"] = c.engagement_weight * total
         terms["domain"] = c.domain_weight * by_domain
-        terms["recency"] = c.recency_weight * recency_term(
-            people, rows, targets.at, c.recency_days
-        )
+        terms["recency"] = c.recency_weight * recency_term(people, rows, targets.at, c.recency_days)
         terms["distance"] = c.distance_weight * distance_term(
             distances, targets, c.distance_scale_km
         )
@@ -617,7 +615,7 @@ def _merge(
 class Audience:
     """What a coordinator receives: rows, totals, and what it was drawn from."""
 
-    rows: pd.DataFrame  # person (pseudonym), score, distanceBand, reasons
+    rows: pd.DataFrame  # person (pseudonym), score, distanceBand, reasons (list of str)
     totals: dict[str, dict[str, int]]  # "department" and "ageBand" -> counts
     eligible: int  # consenting eligible people (the pool the audience is the top of)
 
@@ -685,8 +683,8 @@ def _reasons(
     targets: Targets,
     distances: np.ndarray,
     terms: dict[str, np.ndarray],
-) -> list[str]:
-    """Why each person is in the audience, strongest first, '; '-separated."""
+) -> list[list[str]]:
+    """Why each person is in the audience, strongest first."""
     last_seen = people.engagement.last_seen[rows]
     domains = targets.domains()[0]
     domain_names = ", ".join(taxonomy.DOMAINS[d] for d in domains)
@@ -701,9 +699,10 @@ def _reasons(
             said.append((terms["domain"][i, 0], f"engaged before in {domain_names}"))
         if last_seen[i] >= 0:
             days = max(0, (targets.at - int(last_seen[i])) // DAY_SECONDS)
-            said.append((float(terms["engagement"][i, 0]), f"active {days} days ago"))
+            when = "today" if days == 0 else f"{days} days ago"
+            said.append((float(terms["recency"][i, 0]), f"active {when}"))
         if not math.isnan(distances[i]):
             said.append((-distances[i] / 1000, f"{distances[i]:.0f} km away"))
         said.sort(key=lambda item: -item[0])
-        out.append("; ".join(text for _, text in said))
+        out.append([text for _, text in said])
     return out

@@ -196,7 +196,6 @@ def evaluate_audiences(
     radius."""
     people = people if people is not None else panel(feature_set, config)
     targets, relevant, counts = evaluation_targets(feature_set, people, offer_ids, area)
-    at = int(feature_set.window_start.timestamp())
     propensity = PropensityScorer(model, config)
     scorers: dict[str, tuple[Scorer, Targets]] = {
         "audience": (propensity, propensity.prepare(targets))
@@ -231,9 +230,7 @@ def evaluate_audiences(
     return AudienceEvaluation(methods, data)
 
 
-def _eligible_share(
-    people: People, targets: Targets, relevant: list[np.ndarray]
-) -> float:
+def _eligible_share(people: People, targets: Targets, relevant: list[np.ndarray]) -> float:
     """Share of the relevant people eligible for their offer: the ceiling of any recall."""
     from recsys.audience import eligible_people
 

@@ -247,6 +247,7 @@ class ProfileStore:
         frame = frame.assign(**{name: None for name in optional if name not in frame.columns})
         frame = frame.dropna(subset=["userId"]).drop_duplicates("userId", keep="last")
         self.source = source
+        self.frame = frame.reset_index(drop=True)  # the table as loaded (audiences read it)
         # Plain object columns: a row is then a dict built from numpy scalars, no pandas call.
         self._columns = {
             name: frame[name].to_numpy(dtype=object) for name in schema.PROFILE_SCHEMA.names

@@ -4,8 +4,9 @@ Validated against the same bounds and vocabularies as `schema.Profile` and `sche
 column-wise. List fields (quiz answers) may come as lists, JSON strings or ";"-separated
 strings. `contactConsent` (yes/no, missing reads as no) and `consentAt` (ISO time) say whether
 and since when the person agreed to be contacted for a mobilisation (`recsys.audience`); a
-`consentAt` without consent is dropped, so the table never suggests a consent that is not there. Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>,
-then duplicate_id (the last occurrence is kept: a later row is a later state of the person).
+`consentAt` without consent is dropped, so the table never suggests a consent that is not there.
+Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>, then
+duplicate_id (the last occurrence is kept: a later row is a later state of the person).
 """
 
 from __future__ import annotations
