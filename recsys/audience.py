@@ -77,15 +77,15 @@ class AudienceConfig(DictConfig):
     hybrid as model (`recsys audience evaluate --window validation`).
     """
 
-    model_weight: float = 1.0
-    rules_weight: float = 1.0
+    model_weight: float = 0.2
+    rules_weight: float = 2.0
     engagement_weight: float = 0.5
-    domain_weight: float = 1.0
-    distance_weight: float = 1.0
-    recency_weight: float = 3.0
-    distance_scale_km: float = 30.0
+    domain_weight: float = 0.5
+    distance_weight: float = 1.5
+    recency_weight: float = 3.5
+    distance_scale_km: float = 20.0
     half_life_days: float = 30.0
-    recency_days: float = 30.0
+    recency_days: float = 60.0
     print_weight: float = 0.2
     click_weight: float = 1.0
     apply_weight: float = 3.0
@@ -482,9 +482,24 @@ def distance_term(distances: np.ndarray, targets: Targets, scale_km: float) -> n
     return np.where((targets.offers.arrays.remote == _FULL)[None, :], 0.0, term)
 
 
+def learned_model(model: Recommender | None) -> Recommender | None:
+    """The learned part of a model: the hybrid's learned model, any other model itself.
+
+    The hybrid's own blend ranks offers for one person (scores standardised per person,
+    offer popularity and freshness); across people for one offer, the audience blends the
+    learned scores with its own terms instead.
+    """
+    from recsys.models.hybrid import HybridModel
+
+    return model.learned if isinstance(model, HybridModel) else model
+
+
 @dataclass(frozen=True)
 class PropensityScorer:
-    """The propensity score of the module docstring, for one model and config."""
+    """The propensity score of the module docstring, for one (learned) model and config.
+
+    `model` is scored as given: pass `learned_model(bundle.model)`.
+    """
 
     model: Recommender | None
     config: AudienceConfig

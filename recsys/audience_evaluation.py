@@ -41,6 +41,7 @@ from recsys.audience import (
     Scorer,
     Targets,
     engagement,
+    learned_model,
     rank_audiences,
 )
 from recsys.candidates import open_during
@@ -196,7 +197,7 @@ def evaluate_audiences(
     radius."""
     people = people if people is not None else panel(feature_set, config)
     targets, relevant, counts = evaluation_targets(feature_set, people, offer_ids, area)
-    propensity = PropensityScorer(model, config)
+    propensity = PropensityScorer(learned_model(model), config)
     scorers: dict[str, tuple[Scorer, Targets]] = {
         "audience": (propensity, propensity.prepare(targets))
     }

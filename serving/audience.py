@@ -38,6 +38,7 @@ from recsys.audience import (
     Targets,
     build_audience,
     engagement,
+    learned_model,
     need_targets,
 )
 from recsys.bundle import RankerBundle
@@ -150,7 +151,7 @@ class AudienceDesk:
         try:
             targets = self._targets(query, bundle, catalog, at)
             people = self.people(bundle, version, profiles, at)
-            scorer = PropensityScorer(bundle.model, self.config)
+            scorer = PropensityScorer(learned_model(bundle.model), self.config)
             audience = build_audience(
                 people, targets, scorer, query.k, self.salt, min_count=query.min_count
             )
