@@ -401,3 +401,26 @@ class _Bundle:
 def test_engagement_none_is_empty() -> None:
     empty = Engagement.none(3)
     assert empty.total.shape == (3,) and (empty.last_seen == -1).all()
+
+
+def test_taxonomy_scores_by_formula_equal_the_look_up_tables() -> None:
+    from recsys.arrays import offer_arrays, profile_arrays
+    from recsys.models import incumbent
+
+    rng = np.random.default_rng(11)
+    profiles = _profiles(300, seed=4)
+    quiz = list(taxonomy.QUIZ_DOMAINS)
+    profiles["quizDomains"] = [list(rng.choice(quiz, rng.integers(0, 3))) for _ in range(300)]
+    people = profile_arrays(profiles)
+    offers = offer_arrays(make_offers_frame(40, domain=list(rng.choice(taxonomy.DOMAINS, 40))))
+    tags = incumbent.offer_tags(offers)
+    assert len(tags) > incumbent.DIRECT_OFFERS  # the tables' path
+    tables = incumbent.taxonomy_scores(people, tags)
+    for start in range(0, 40, incumbent.DIRECT_OFFERS):  # the formula's path
+        part = tags[start : start + incumbent.DIRECT_OFFERS]
+        np.testing.assert_allclose(
+            incumbent.taxonomy_scores(people, part),
+            tables[:, start : start + len(part)],
+            rtol=0,
+            atol=1e-12,
+        )
