@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
 
+    from recsys import taxonomy
     from recsys.audience import (
         AudienceConfig,
         Need,
@@ -119,7 +120,6 @@ def main() -> None:
         need_targets,
         rank_audiences,
     )
-    from recsys import taxonomy
     from recsys.audience_evaluation import nearest_scorer
     from recsys.eligibility import eligible
 
@@ -141,7 +141,8 @@ def main() -> None:
 
     started = time.perf_counter()
     people = build(args.people)
-    print(f"panel of {len(people):,} consenting people built in {time.perf_counter() - started:.1f} s")
+    built = time.perf_counter() - started
+    print(f"panel of {len(people):,} consenting people built in {built:.1f} s")
 
     open_to_adults = eligible(
         catalog.arrays, age=25, disability=False, lat=None, lon=None, radius_km=20, at=at
