@@ -714,7 +714,7 @@ def _reasons(
             said.append((terms["domain"][i, 0], f"engaged before in {domain_names}"))
         if last_seen[i] >= 0:
             days = max(0, (targets.at - int(last_seen[i])) // DAY_SECONDS)
-            when = "today" if days == 0 else f"{days} days ago"
+            when = {0: "today", 1: "yesterday"}.get(days, f"{days} days ago")
             said.append((float(terms["recency"][i, 0]), f"active {when}"))
         if not math.isnan(distances[i]):
             said.append((-distances[i] / 1000, f"{distances[i]:.0f} km away"))
