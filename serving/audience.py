@@ -106,8 +106,12 @@ class AudienceDesk:
         self._lock = threading.Lock()
 
     def people(self, bundle: RankerBundle, version: str, profiles: pd.DataFrame, at: int) -> People:
-        """The panel for this model and these profiles, built once (see the module docstring)."""
-        key = (version, id(profiles), at)
+        """The panel for this model and these profiles, built once (see the module docstring).
+
+        Built at the time of its first request: consents and engagement are read as of
+        then, and later requests reuse it until the model or the profiles change.
+        """
+        key = (version, id(profiles))
         with self._lock:
             if self._people is None or self._people[0] != key:
                 events = _events_near(bundle)

@@ -353,6 +353,13 @@ def test_profile_loader_keeps_consent(tmp_path: Path) -> None:
         -1,
     ]
     assert result.rejects["reason"].tolist() == ["invalid_field:contactConsent"]
+    snake = tmp_path / "snake.csv"
+    snake.write_text("userIdentifiant,contact_consent,consent_at\nu5,oui,2024-01-03\n")
+    table = load_profiles(snake).table
+    assert table["contactConsent"].tolist() == [True]
+    assert to_epoch_seconds(table["consentAt"], -1).tolist() == [
+        int(pd.Timestamp("2024-01-03", tz="UTC").timestamp())
+    ]
 
 
 def test_simulated_people_consent_in_the_configured_share() -> None:
