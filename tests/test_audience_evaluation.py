@@ -135,14 +135,19 @@ def test_the_audience_command_writes_rows_totals_and_audit(
     assert "refused 0" in lines[0]
 
 
-def test_evaluation_on_the_crisis_world(crisis_world: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def crisis_features(crisis_world: Path) -> Path:
     from features.build import build_feature_set
+
+    return build_feature_set(crisis_world, crisis_world.parent / "features")
+
+
+def test_evaluation_on_the_crisis_world(crisis_world: Path, crisis_features: Path) -> None:
     from recsys.audience import Area, AudienceConfig
     from recsys.audience_evaluation import evaluate_audiences
     from recsys.featureset import load_feature_set
 
-    build_feature_set(crisis_world, tmp_path / "features")
-    feature_set = load_feature_set(tmp_path / "features", "test")
+    feature_set = load_feature_set(crisis_features, "test")
     result = evaluate_audiences(
         feature_set, None, AudienceConfig(), truth_dir=crisis_world / "truth", ks=(10, 100)
     )
@@ -160,3 +165,26 @@ def test_evaluation_on_the_crisis_world(crisis_world: Path, tmp_path: Path) -> N
     )
     assert local.data["offers"] == 4
     assert "oracle" not in local.methods
+
+
+def test_tune_then_evaluate_from_the_command_line(crisis_features: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    experiment = ["--experiment", "experiments/popularity.yaml"]
+    tuned = tmp_path / "tuned.yaml"
+    tune = ["audience", "tune", "--features", str(crisis_features), *experiment]
+    result = runner.invoke(app, [*tune, "--trials", "2", "--out", str(tuned)])
+    assert result.exit_code == 0, result.output
+    assert "recency_weight" in tuned.read_text()
+    figures = tmp_path / "figures.json"
+    args = ["audience", "evaluate", "--features", str(crisis_features), *experiment]
+    result = runner.invoke(app, [*args, "--config", str(tuned), "--json", str(figures)])
+    assert result.exit_code == 0, result.output
+    assert "audience / best baseline recall@100" in result.output
+    payload = json.loads(figures.read_text())
+    assert set(payload["methods"]) >= {"audience", "nearest", "recent_domain", "random", "oracle"}
+    crisis = runner.invoke(app, [*args, "--offers", "crisis"])
+    assert crisis.exit_code == 0, crisis.output
+    assert "4 offers" in crisis.output
+    tuned.write_text("nope_weight: 1\n")
+    bad = runner.invoke(app, [*args, "--config", str(tuned)])
+    assert bad.exit_code == 2 and "nope_weight" in bad.output
