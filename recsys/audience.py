@@ -706,7 +706,7 @@ def _reasons(
     """Why each person is in the audience, strongest first."""
     last_seen = people.engagement.last_seen[rows]
     domains = targets.domains()[0]
-    domain_names = ", ".join(taxonomy.DOMAINS[d] for d in domains)
+    by_domain = people.engagement.by_domain[rows][:, domains]
     out = []
     for i in range(len(rows)):
         said: list[tuple[float, str]] = []
@@ -715,7 +715,8 @@ def _reasons(
         if "rules" in terms and terms["rules"][i, 0] > 0.5 * (terms["rules"].max() or 1):
             said.append((terms["rules"][i, 0], "quiz answers and place match"))
         if terms["domain"][i, 0] > 0:
-            said.append((terms["domain"][i, 0], f"engaged before in {domain_names}"))
+            names = ", ".join(taxonomy.DOMAINS[d] for d in domains[by_domain[i] > 0])
+            said.append((terms["domain"][i, 0], f"engaged before in {names}"))
         if last_seen[i] >= 0:
             days = max(0, (targets.at - int(last_seen[i])) // DAY_SECONDS)
             when = {0: "today", 1: "yesterday"}.get(days, f"{days} days ago")

@@ -431,3 +431,33 @@ def test_taxonomy_scores_by_formula_equal_the_look_up_tables() -> None:
             rtol=0,
             atol=1e-12,
         )
+
+
+def test_reasons_name_what_lifted_the_person(encoders) -> None:
+    profiles = _profiles()
+    sport = taxonomy.DOMAINS.index("sport")
+
+    def engagement_of(ids: np.ndarray) -> Engagement:
+        activity = Engagement.none(len(ids))
+        activity.by_domain[0, sport] = 3.0
+        activity.total[0] = 3.0
+        activity.last_seen[0] = AT - 86_400
+        return activity
+
+    people = People.build(profiles, encoders[1], engagement_of, AT)
+    need = Need(
+        domains=["culture-loisirs", "sport"],
+        departments=["75", "69"],
+        start=pd.Timestamp("2024-06-02", tz="UTC"),
+    )
+    drawn = build_audience(
+        people,
+        need_targets(need, encoders[0], AT),
+        PropensityScorer(None, AudienceConfig()),
+        len(people),
+        "salt",
+    )
+    first = drawn.rows.set_index("person").loc[pseudonym(str(people.users.ids[0]), "salt")]
+    assert "engaged before in sport" in first["reasons"]
+    assert "active yesterday" in first["reasons"]
+    assert drawn.rows["person"].iloc[0] == first.name  # the only engaged person ranks first
