@@ -54,8 +54,8 @@ from recsys.dataset import FrameEncoder, OfferBatch, UserBatch
 from recsys.eligibility import eligible_matrix
 from recsys.geo import haversine_km
 from recsys.models.base import Recommender
-from recsys.models.incumbent import incumbent_scores
 from recsys.privacy import pseudonym
+from recsys.rules import incumbent_scores
 from recsys.typed_config import DictConfig
 
 MIN_COUNT = 10  # the smallest audience served: fewer people would come close to naming them

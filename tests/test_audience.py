@@ -411,8 +411,8 @@ def test_engagement_none_is_empty() -> None:
 
 
 def test_taxonomy_scores_by_formula_equal_the_look_up_tables() -> None:
+    from recsys import rules as incumbent
     from recsys.arrays import offer_arrays, profile_arrays
-    from recsys.models import incumbent
 
     rng = np.random.default_rng(11)
     profiles = _profiles(300, seed=4)
