@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import taxonomy
+from recsys.geo import PostalCode
 from recsys.schema import Profile
 
 Programme = Literal[taxonomy.PROGRAMMES]  # type: ignore[valid-type]
@@ -136,7 +137,7 @@ class Event(_Strict):
     candidate_age: int | None = Field(
         default=None, ge=0, le=120, description="age in years; only its band is stored"
     )
-    candidate_postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    candidate_postal_code: PostalCode | None = None
 
     @field_validator("*")
     @classmethod
