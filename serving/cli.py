@@ -50,7 +50,12 @@ def serve(
         "RECSYS_CATALOG": str(catalog) if catalog else None,
         "RECSYS_EVENT_STORE_URL": event_store,
     }
-    env = {**os.environ, **{name: value for name, value in overrides.items() if value}}
+    # The server imports its code from the project's folder; its files stay in this HOME.
+    env = {
+        "RECSYS_HOME": str(config.HOME),
+        **os.environ,
+        **{name: value for name, value in overrides.items() if value},
+    }
     saved = dict(os.environ)
     try:
         os.environ.update(env)

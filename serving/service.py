@@ -49,6 +49,7 @@ from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from recsys import logs
 from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
@@ -391,6 +392,7 @@ def _routine(request: str, response: str) -> bool:
 
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
+logs.configure(default_level="INFO")
 
 
 class _Publishers:
