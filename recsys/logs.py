@@ -51,7 +51,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extra = fields(record)
+        extra = {key: value for key, value in fields(record).items() if value is not None}
         if not extra:
             return line
         return line + " " + " ".join(f"{key}={value!r}" for key, value in extra.items())

@@ -35,7 +35,6 @@ collections are made rarer (`GC_THRESHOLDS`).
 
 from __future__ import annotations
 
-import functools
 import gc
 import hmac
 import json
@@ -54,6 +53,7 @@ from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows
+from serving.metrics import business_metrics
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
@@ -178,8 +178,10 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
+            business_metrics().store_error("open")
         self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
         self._fit_batch_threads()
+        business_metrics().serving(self._status())
         _settle_heap()
 
     def _fit_batch_threads(self) -> None:
@@ -199,6 +201,7 @@ class RankingService:
                 return self.engine.update_catalog(arguments["path"], arguments["mode"])
             return self.engine.reload_model(arguments["uri"])
         finally:
+            business_metrics().serving(self._status())
             _settle_heap()
             self._fit_batch_threads()
 
@@ -218,9 +221,10 @@ class RankingService:
             self.admin_sync.record(action, arguments)
         except SQLAlchemyError as error:
             logger.error("admin call not recorded for the other workers: %s", error)
+            business_metrics().store_error("admin_sync")
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
-        _batch_sizes().observe(len(requests))
+        business_metrics().batch_sizes.observe(len(requests))
         return self.engine.rank_batch(requests)
 
     def __is_ready__(self) -> bool:
@@ -236,6 +240,7 @@ class RankingService:
             raise ServiceUnavailable(str(error)) from error
         if self.rank_log is not None:
             self.rank_log.put(ranking)
+        business_metrics().ranked(response.strategy, self.rank_log)
         return response
 
     @bentoml.api(route="/similar")
@@ -262,6 +267,7 @@ class RankingService:
             stored = set(self.store.add_events(rows))
         except SQLAlchemyError as error:
             logger.error("events not stored: %s", error)
+            business_metrics().store_error("events")
             raise ServiceUnavailable("event store unavailable, retry later") from error
         seen: set[str] = set()
         duplicates = []  # already stored before, or repeated within this batch
@@ -331,19 +337,6 @@ class RankingService:
             self.store.close()
 
 
-@functools.cache
-def _batch_sizes() -> Any:
-    """The `rank_batch_size` histogram of /metrics, made in the worker process: BentoML sets
-    the multiprocess directory of prometheus_client there, after importing this module."""
-    import prometheus_client
-
-    return prometheus_client.Histogram(
-        "rank_batch_size",
-        "/rank requests ranked together (serving.batching)",
-        buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-    )
-
-
 def _settle_heap() -> None:
     """Collect, then freeze what survives out of the cyclic garbage collector.
 
@@ -393,6 +386,8 @@ def _routine(request: str, response: str) -> bool:
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 logs.configure(default_level="INFO")
+# uvicorn's own access log repeats BentoML's with the client's address: kept out.
+logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
 class _Publishers:
