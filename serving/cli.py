@@ -69,6 +69,27 @@ def serve(
     raise typer.Exit(code)
 
 
+@app.command()
+def bento(
+    model_uri: Annotated[
+        str | None, typer.Option(help="Model to bake in (default: RECSYS_MODEL_URI, the champion).")
+    ] = None,
+) -> None:
+    """Build the service's Bento with the champion baked in (`bentoml build`)."""
+    from serving.bento import BentoBuildError, build
+    from serving.loading import ModelLoadError
+    from serving.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+        built = build(model_uri or settings.model_uri, settings.tracking_uri)
+    except (ValueError, ModelLoadError, BentoBuildError) as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"Bento {built.tag} built, serving {built.model_version} by default.")
+    typer.echo(f"Serve it: bentoml serve {built.tag} --port 3000")
+    typer.echo(f"Image (needs Docker or Podman): bentoml containerize {built.tag}")
+
+
 @events_app.command("export")
 def export(
     out: Annotated[Path, typer.Option(help="Parquet file to write (canonical events table).")],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from recsys.bundle import BUNDLE_FILE, RankerBundle, load_bundle
 
 logger = logging.getLogger(__name__)
 
+VERSION_FILE = "model_version.txt"  # written by `export_model` beside a bundle
 _MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "http")
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -65,6 +67,41 @@ def _resolve_version(uri: str) -> tuple[str, str]:
     return uri, uri
 
 
+def _download(uri: str, tracking_uri: str | None, scratch: str) -> tuple[Path, str]:
+    """(bundle folder, version label) of a registry or run URI, downloaded into `scratch`."""
+    import mlflow
+
+    if tracking_uri:
+        # The registry lives with the tracking store (as training.tracking sets it); an
+        # inherited MLFLOW_REGISTRY_URI must not send the lookup elsewhere.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    exact, version = _resolve_version(uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=exact, dst_path=scratch)
+    return find_bundle(Path(local)), version
+
+
+def export_model(uri: str, tracking_uri: str | None, destination: Path) -> str:
+    """Copy the bundle behind a registry or run URI into `destination` (replaced), with its
+    version label, so that serving the folder reports the registry's version; returns it.
+
+    Raises:
+        ModelLoadError: naming the URI and why it could not be exported.
+    """
+    try:
+        with tempfile.TemporaryDirectory(prefix="recsys-model-") as scratch:
+            folder, version = _download(uri, tracking_uri, scratch)
+            load_bundle(folder)  # what cannot be served is not exported
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(folder, destination)
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(f"model {uri}: {type(error).__name__}: {error}") from error
+    (destination / VERSION_FILE).write_text(version, "utf-8")
+    return version
+
+
 def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     """Load the bundle behind `uri`: a registry or run URI, an MLflow model folder, a bundle.
 
@@ -73,23 +110,20 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     """
     try:
         if uri.startswith(_MLFLOW_SCHEMES):
-            import mlflow
-
-            if tracking_uri:
-                # The registry lives with the tracking store (as training.tracking sets it); an
-                # inherited MLFLOW_REGISTRY_URI must not send the lookup elsewhere.
-                mlflow.set_tracking_uri(tracking_uri)
-                mlflow.set_registry_uri(tracking_uri)
-            exact, version = _resolve_version(uri)
             with tempfile.TemporaryDirectory(prefix="recsys-model-") as scratch:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=exact, dst_path=scratch)
-                bundle = load_bundle(find_bundle(Path(local)))
+                folder, version = _download(uri, tracking_uri, scratch)
+                bundle = load_bundle(folder)
         else:
             folder = Path(uri.removeprefix("file://"))
             if not folder.exists():
                 raise ModelLoadError(f"model {uri}: no such file or folder")
-            bundle = load_bundle(find_bundle(folder))
-            version = f"local:{folder.name}"
+            found = find_bundle(folder)
+            bundle = load_bundle(found)
+            # The registry's label when `export_model` wrote the folder, else the folder's name.
+            written = found / VERSION_FILE
+            version = (
+                written.read_text("utf-8").strip() if written.is_file() else f"local:{folder.name}"
+            )
     except ModelLoadError:
         raise
     except Exception as error:  # MLflow, file and format errors all mean "cannot serve it"

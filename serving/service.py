@@ -48,9 +48,11 @@ from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
-from recsys import logs
+from recsys import config, logs
+from recsys.bundle import BUNDLE_FILE
 from serving.admin_sync import AdminSync
 from serving.batching import Batcher
+from serving.bento import BAKED_MODEL_ARGUMENT
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows
 from serving.metrics import business_metrics
@@ -155,7 +157,7 @@ class RankingService:
     """Ranks engagement offers for a person; records what was shown and what people did."""
 
     def __init__(self) -> None:
-        self.settings = Settings.from_env()
+        self.settings = Settings.from_env(default_model=baked_model())
         self.engine = Engine.start(self.settings)
         self.store: EventStore | None = None
         self.rank_log: RankLog | None = None
@@ -335,6 +337,17 @@ class RankingService:
             self.rank_log.close()
         if self.store is not None:
             self.store.close()
+
+
+def baked_model() -> str | None:
+    """The champion a Bento carries, as a folder: the Bento's build argument `baked_model`
+    (bentofile.yaml, written by `recsys bento`), relative to the Bento's code; None when
+    serving from source or from a Bento built without a model."""
+    relative = getattr(bentoml.use_arguments(), BAKED_MODEL_ARGUMENT, None)
+    if not relative:
+        return None
+    folder = config.PROJECT_ROOT / str(relative)
+    return str(folder) if (folder / BUNDLE_FILE).is_file() else None
 
 
 def _settle_heap() -> None:

@@ -136,10 +136,14 @@ class Settings:
     batch_threads: int | None = None  # None: `batch_threads(catalog size)`
 
     @classmethod
-    def from_env(cls) -> Settings:
-        """Read the variables; ValueError naming the variable on a malformed value."""
+    def from_env(cls, default_model: str | None = None) -> Settings:
+        """Read the variables; ValueError naming the variable on a malformed value.
+
+        `default_model` replaces DEFAULT_MODEL_URI where RECSYS_MODEL_URI is unset (a Bento's
+        baked champion, `serving.service.baked_model`).
+        """
         return cls(
-            model_uri=os.environ.get("RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
+            model_uri=os.environ.get("RECSYS_MODEL_URI") or default_model or DEFAULT_MODEL_URI,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or config.MLFLOW_TRACKING_URI,
             catalog=_path("RECSYS_CATALOG"),
             profiles=_path("RECSYS_PROFILES"),

@@ -34,6 +34,7 @@ LIBRARIES = (
     "pandas",
     "pyarrow",
     "scikit-learn",
+    "numba",
     "rectools-lightfm",
     "implicit",
     "pydantic",
