@@ -314,16 +314,31 @@ class HybridModel(Recommender):
         self.learned = create_model(self.config.learned, params)
         self._state: _Blend | None = None
 
-    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
+    def train(
+        self,
+        data: TrainingData,
+        progress: Callable[[int, int], None] | None = None,
+        checkpoint: Callable[[int], None] | None = None,
+    ) -> None:
         """Train the learned model, then measure what the blend standardises with.
 
-        `progress(done, total)` is forwarded to the learned model when it reports epochs.
+        `progress(done, total)` and `checkpoint(epochs)` are forwarded to the learned model
+        when it takes them (LightFM: see its `train`); at a checkpoint the blend is measured
+        first, so the hybrid scores as trained so far.
         """
         started = time.perf_counter()
-        if progress is not None and "progress" in inspect.signature(self.learned.train).parameters:
-            self.learned.train(data, progress=progress)
-        else:
-            self.learned.train(data)
+        accepted = inspect.signature(self.learned.train).parameters
+        hooks: dict[str, Any] = {}
+        if progress is not None and "progress" in accepted:
+            hooks["progress"] = progress
+        if checkpoint is not None and "checkpoint" in accepted:
+
+            def measured(epochs: int) -> None:
+                self._measure(data)
+                checkpoint(epochs)
+
+            hooks["checkpoint"] = measured
+        self.learned.train(data, **hooks)
         self._measure(data)
         logger.info(
             "fitted hybrid (%s) in %.1fs: %d of %d users with a learned score",
