@@ -54,7 +54,7 @@ from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.bento import BAKED_MODEL_ARGUMENT
 from serving.engine import Engine, NotReady, UnknownOffer
-from serving.events import EventStore, Ranking, RankLog, event_rows
+from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.metrics import business_metrics
 from serving.schemas import (
     AdminResult,
@@ -177,6 +177,7 @@ class RankingService:
                 self.store, self._apply_recorded, self.settings.admin_sync_seconds
             )
             self.admin_sync.start()
+            self.engine.applied.follow(self.store, self.settings.admin_sync_seconds)
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
@@ -271,6 +272,12 @@ class RankingService:
             logger.error("events not stored: %s", error)
             business_metrics().store_error("events")
             raise ServiceUnavailable("event store unavailable, retry later") from error
+        salt = self.settings.id_salt or ""
+        self.engine.applied.add(  # at once on this worker; the others read the store
+            (pseudonym(row.get("userId"), salt), row.get("missionId"))
+            for row in rows
+            if row["id"] in stored and row.get("type") == "apply" and not row.get("isBot")
+        )
         seen: set[str] = set()
         duplicates = []  # already stored before, or repeated within this batch
         for row in rows:
@@ -331,6 +338,7 @@ class RankingService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.batcher.close()
+        self.engine.applied.close()
         if self.admin_sync is not None:
             self.admin_sync.close()
         if self.rank_log is not None:
