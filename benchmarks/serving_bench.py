@@ -181,6 +181,9 @@ def write_bundle(folder: Path, model_name: str, rng: np.random.Generator) -> Pat
         offer_encoder=offer_encoder,
         user_encoder=user_encoder,
         offers=offers,
+        applies=matrix,
+        user_ids=profiles["userId"].to_numpy(),
+        offer_ids=offers["id"].to_numpy(),
         manifest={"data_fingerprint": "bench", "window": {"start": str(pd.Timestamp.now())}},
     )
     profiles.to_parquet(folder / "profiles.parquet", index=False)
