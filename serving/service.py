@@ -44,6 +44,7 @@ from typing import Any
 
 import anyio
 import bentoml
+import pyarrow
 from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
@@ -407,6 +408,10 @@ def _routine(request: str, response: str) -> bool:
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 logs.configure(default_level="INFO")
+# Arrow's default allocator (mimalloc) keeps what the start-up's Parquet reads freed, about
+# 70 MB per worker for the demo champion; the system allocator gives it back
+# (docs/benchmarks.md, "Memory per worker").
+pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 # uvicorn's own access log repeats BentoML's with the client's address: kept out.
 logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
