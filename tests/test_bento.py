@@ -154,3 +154,32 @@ def _pins(text: str) -> dict[str, str]:
             name, version = requirement.split("==", 1)
             pins[name.strip().lower()] = version.strip()
     return pins
+
+
+def test_a_worker_reads_the_registry_through_a_child_process(registry: str) -> None:
+    """The MLflow client never enters the serving process (docs/benchmarks.md, "Memory per
+    worker"), whose Arrow allocator gives freed memory back; a missing model names itself."""
+    script = (
+        "import sys, pyarrow\n"
+        "import serving.service\n"
+        "from serving.loading import ModelLoadError, load_model\n"
+        f"loaded = load_model('models:/{NAME}@champion', sys.argv[1])\n"
+        "try:\n"
+        f"    load_model('models:/{NAME}@nowhere', sys.argv[1])\n"
+        "except ModelLoadError as error:\n"
+        "    missing = str(error)\n"
+        "pool = pyarrow.default_memory_pool().backend_name\n"
+        "print(loaded.version, 'mlflow' in sys.modules, pool)\n"
+        "print(missing)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, registry],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=config.PROJECT_ROOT,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
+    first, missing = done.stdout.strip().splitlines()[-2:]
+    assert first == f"{NAME}/v1 False system"
+    assert missing.startswith(f"model models:/{NAME}@nowhere: ") and "nowhere" in missing[30:]
