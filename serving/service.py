@@ -3,7 +3,9 @@
 `__init__` loads everything once (model bundle from the registry, catalog, profiles, event
 store); each endpoint is a typed method whose pydantic models BentoML publishes in its OpenAPI
 (`/docs.json`). BentoML also serves `/healthz` (alive), `/readyz` (ready once a catalog is
-loaded: `__is_ready__`) and `/metrics` (Prometheus). `GET /status` comes from a small FastAPI
+loaded: `__is_ready__`) and `/metrics` (Prometheus: BentoML's request metrics and the business
+metrics of `serving.metrics`). In a Bento built by `recsys bento`, the baked champion is the
+default model (`baked_model`). `GET /status` comes from a small FastAPI
 app mounted beside the APIs, because BentoML APIs answer POST only.
 
 Personal data stays out of the logs: refused values are not repeated in validation errors
