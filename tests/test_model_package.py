@@ -51,8 +51,9 @@ def test_the_model_loads_in_a_fresh_environment_and_ranks_alike(tmp_path: Path) 
     environment = tmp_path / "env"
     venv.create(environment, with_pip=True)
     python = str(environment / "bin" / "python")
-    # --no-deps: the requirements must be complete by themselves (the lock's closure).
-    install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "-r"]
+    # --no-deps: the requirements must be complete by themselves (the lock's closure);
+    # --no-compile: no bytecode of every installed module written ahead, only what is run.
+    install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "-r"]
     subprocess.run([*install, str(model / "requirements.txt")], check=True, timeout=900)
     people = tmp_path / "people.json"
     PEOPLE.to_json(people, orient="records")
