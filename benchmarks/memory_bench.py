@@ -11,7 +11,7 @@ Two measures, each at 10k and 100k offers (`--offers`):
   libraries, the service's modules (BentoML, MLflow's client...), the engine (model, catalog,
   profiles), the first requests (numba's compiled loops and the caches they fill), 500 more.
 
-The model is the bench's hybrid bundle (`serving_bench.write_bundle`, 3,000 known visitors)
+The model is the bench's hybrid bundle (`bench_fixtures.write_bundle`, 3,000 known visitors)
 ranking a synthetic catalog, or any served model with `--model-uri` (the champion of `make run`:
 `--model-uri models:/engagement-ranker@champion` with MLFLOW_TRACKING_URI pointing at its
 store; `--offers` then only sizes the synthetic catalog when `--catalog` is not given).
@@ -102,10 +102,10 @@ def breakdown(env: dict[str, str], bodies: Path) -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    # load_test and serving_bench sit next to this file (its folder is on sys.path).
+    # load_test and bench_fixtures sit next to this file (its folder is on sys.path).
     import pandas as pd
+    from bench_fixtures import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
     from load_test import drive, rank_bodies
-    from serving_bench import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
 
     from serving.process import start_server, terminate, wait_until_up
 

@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from recsys.featureset import (
 )
 from recsys.models import create_model
 from recsys.models.base import Recommender
+from recsys.typed_config import read_yaml
 from training import record, tracking
 from training.experiment import Experiment, SearchDimension, load_experiment
 
@@ -205,9 +205,7 @@ def make_objective(experiment: Experiment, features: Path) -> Callable[[optuna.T
                 raise optuna.TrialPruned(f"epoch {epochs}: {tuning.metric} {value:.4f}")
 
         started = time.perf_counter()
-        hooks = (
-            {"checkpoint": checkpoint} if "checkpoint" in signature(model.train).parameters else {}
-        )
+        hooks = {"checkpoint": checkpoint} if model.checkpoints else {}
         try:
             model.train(data, **hooks)
         except ValueError as error:  # the configuration was accepted: this is training's
@@ -316,7 +314,7 @@ def write_tuned_file(
     The source's own mapping is reused (not the validated model) so relative paths stay
     relative; the tuning section is dropped: the file describes one model to train.
     """
-    values = yaml.safe_load(source.read_text("utf-8"))
+    values = read_yaml(source, "experiment file")
     values["name"] = f"{experiment.name}-tuned"
     values["params"] = {**(values.get("params") or {}), **best_params}
     values.pop("tuning", None)

@@ -8,7 +8,6 @@ silently turning a bad value into a missing one.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -18,6 +17,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from recsys.arrays import is_missing
 from recsys.geo import POSTAL_CODE
 
 TRUE_WORDS: Final = frozenset({"yes", "true", "1", "1.0", "oui", "y", "t"})
@@ -26,13 +26,6 @@ _BOOL_WORDS: Final = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_W
 _NOT_SCALAR: Final = object()  # marker of a dict or list where a scalar was expected
 
 Parsed = tuple[pd.Series, np.ndarray]
-
-
-def is_missing(value: object) -> bool:
-    """True for None, NaN, pd.NA and NaT: the spellings of "no value" in raw records."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
 
 
 def _scalar_text(value: object) -> object:
