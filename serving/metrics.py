@@ -1,7 +1,8 @@
 """The service's business metrics on /metrics (Prometheus), beside BentoML's request metrics.
 
     recsys_model_info{model_version, model_name}   1 for what is served (0 once replaced)
-    recsys_lists_total{strategy}                   /rank lists answered, by strategy
+    recsys_lists_total{strategy, arm}              /rank lists answered, by strategy and experiment
+                                                   arm (`none` outside an experiment)
     recsys_rank_log_pending                        ranked lists waiting to be written
     recsys_rank_log_dropped_total                  ranked lists dropped (queue full)
     recsys_event_store_errors_total{operation}     event-store failures (open, events, admin_sync)
@@ -24,6 +25,7 @@ from serving.events import RankLog
 from serving.schemas import Status
 
 EVENT_STORE_OPERATIONS = ("open", "events", "admin_sync")
+NO_ARM = "none"  # the arm label of a list served outside an experiment
 
 
 class BusinessMetrics:
@@ -39,7 +41,9 @@ class BusinessMetrics:
             multiprocess_mode="livemax",
         )
         self.lists = prometheus.Counter(
-            "recsys_lists", "/rank lists answered, by strategy", ["strategy"]
+            "recsys_lists",
+            "/rank lists answered, by strategy and experiment arm",
+            ["strategy", "arm"],
         )
         self.rank_log_pending = prometheus.Gauge(
             "recsys_rank_log_pending",
@@ -82,9 +86,9 @@ class BusinessMetrics:
         if status.catalog_loaded_at is not None:
             self.catalog_loaded.set(status.catalog_loaded_at.timestamp())
 
-    def ranked(self, strategy: str, log: RankLog | None) -> None:
-        """A /rank answer: its strategy, and where the rank log stands."""
-        self.lists.labels(strategy=strategy).inc()
+    def ranked(self, strategy: str, arm: str | None, log: RankLog | None) -> None:
+        """A /rank answer: its strategy and arm, and where the rank log stands."""
+        self.lists.labels(strategy=strategy, arm=arm or NO_ARM).inc()
         if log is None:
             return
         self.rank_log_pending.set(log.pending)

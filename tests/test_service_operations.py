@@ -98,7 +98,8 @@ def test_business_metrics(server: tuple[httpx.Client, Path]) -> None:
     after = _samples(client)
     for strategy, count in (("personalized", 3), ("cold_start", 2)):
         name = "recsys_lists_total"
-        grown = _value(after, name, strategy=strategy) - _value(before, name, strategy=strategy)
+        labels = {"strategy": strategy, "arm": "none"}  # no experiment runs here
+        grown = _value(after, name, **labels) - _value(before, name, **labels)
         assert grown == count
     assert _value(after, "recsys_model_info", model_version="local:bundle", model_name="hybrid")
     size = client.get("/status").json()["catalog_size"]
