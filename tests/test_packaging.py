@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 from pydantic import ValidationError
 
 from recsys import config
+from recsys.audience import NeedPlace
 from recsys.loaders import load_profiles
 from recsys.loaders.values import as_postal_code
 from recsys.schema import Profile
@@ -170,6 +171,9 @@ def test_postal_codes_are_ascii_digits_everywhere() -> None:
         Profile(postal_code=OTHER_DIGITS)
     assert refused.value.errors()[0]["loc"] == ("postal_code",)
     assert Profile(postal_code="2A004").postal_code == "2A004"
+    with pytest.raises(ValidationError) as refused:
+        NeedPlace(postal_code=OTHER_DIGITS)  # a coordinator's need (audiences)
+    assert refused.value.errors()[0]["loc"] == ("postal_code",)
     parsed, bad = as_postal_code(pd.Series([OTHER_DIGITS, "69003", "1000", "٦٩٠٠"]))
     assert bad.tolist() == [True, False, False, True]
     assert parsed.tolist()[1:3] == ["69003", "01000"]
