@@ -25,6 +25,7 @@ from pydantic import (
 from recsys import taxonomy
 from recsys.audience import MIN_COUNT, Need
 from recsys.filters import OfferFilters
+from recsys.geo import PostalCode
 from recsys.schema import Profile
 from serving.payload import DISPLAY_FIELDS
 
@@ -441,7 +442,7 @@ class Event(_Strict):
     candidate_age: int | None = Field(
         default=None, ge=0, le=120, description="age in years; only its band is stored"
     )
-    candidate_postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    candidate_postal_code: PostalCode | None = None
 
     @field_validator("*")
     @classmethod
