@@ -588,7 +588,7 @@ def test_quiz_in_a_browser_lists_offers_with_reasons_and_runs_no_partner_markup(
         assert hostile and hostile[0]["title"] == HOSTILE_TITLE  # shown as text
         assert browser.evaluate("window.__pwned === undefined")
         assert browser.evaluate("document.querySelectorAll('#offers img, #offers svg').length") == 0
-        assert browser.evaluate("document.querySelectorAll('#map circle').length") >= 1
+        assert browser.wait_for("document.querySelectorAll('#map circle').length") >= 1
         # the list is shareable: the URL holds the quiz, and opening it lists the same offers
         url = browser.evaluate("window.location.href")
         assert "age=20" in url and "lieu=75001" in url and "domaines=sport" in url
