@@ -22,7 +22,7 @@ import uuid
 from http import HTTPStatus
 from typing import Any
 
-from starlette.middleware.cors import CORSMiddleware
+from fastapi.middleware.cors import CORSMiddleware
 
 REQUEST_ID_HEADER = b"x-request-id"
 _TOKEN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -131,8 +131,9 @@ class WebConventions:
 
 
 class PublicCors:
-    """ASGI middleware: Starlette's CORS for every path but the admin endpoints', which get
-    no CORS header and whose preflight is refused (a browser then blocks the call)."""
+    """ASGI middleware: Starlette's CORS (as FastAPI exports it) for every path but the admin
+    endpoints', which get no CORS header and whose preflight is refused (a browser then blocks
+    the call)."""
 
     def __init__(self, app: Any, origins: list[str]) -> None:
         self.app = app
