@@ -21,6 +21,7 @@ from recsys.cli import app as core_app
 from recsys.generic_cli import app as generic_app
 from serving.cli import app as serving_app
 from training.cli import app as training_app
+from training.replay_cli import app as replay_app
 from training.report_cli import app as report_app
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows) without it
@@ -37,6 +38,7 @@ app.add_typer(generic_app)
 app.add_typer(features_app)
 app.add_typer(training_app)
 app.add_typer(report_app)
+app.add_typer(replay_app)
 app.add_typer(serving_app)
 
 

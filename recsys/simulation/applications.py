@@ -9,6 +9,7 @@ small offers disappear from diffusion the way filled missions do.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -106,6 +107,21 @@ class Applications:
         self.filled_at[full] = withdrawn
         offers.active_to[full] = np.minimum(offers.active_to[full], withdrawn)
         return status
+
+    def fork(self, offers: SimulatedOffers, rng: np.random.Generator) -> Applications:
+        """An independent copy of this state over `offers` (whose `active_to` it will move),
+        drawing from `rng`: each replayed policy starts from the same state."""
+        twin = copy.copy(self)
+        twin._offers, twin._rng = offers, rng
+        twin._applied = self._applied.copy()
+        twin._taken = self._taken.copy()
+        twin.filled_at = self.filled_at.copy()
+        return twin
+
+    def applied(self, person: np.ndarray, offer: np.ndarray) -> np.ndarray:
+        """Whether each person already applied to each offer (broadcast like numpy)."""
+        key = np.asarray(person, dtype=np.int64) * len(self._catalogue) + np.asarray(offer)
+        return np.isin(key, self._applied)
 
 
 def _timeless(catalogue: OfferArrays) -> OfferArrays:
