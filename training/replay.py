@@ -205,7 +205,7 @@ def format_report(document: dict[str, Any]) -> str:
     rows = []
     for policy, figures in document["policies"].items():
 
-        def cell(name: str, digits: int = 1) -> str:
+        def cell(name: str, digits: int = 1, figures: dict[str, Any] = figures) -> str:
             f = figures[name]
             return f"{f['mean']:.{digits}f} [{f['low']:.{digits}f}, {f['high']:.{digits}f}]"
 
