@@ -93,6 +93,9 @@ class ModelPolicy:
         self._publisher = pd.factorize(self._offers.arrays.publisher_ids)[0].astype(np.int64)
         self._user_encoder = feature_set.user_encoder
         self._model = model
+        # A model whose trained state is empty (the rules engines) learned nothing from the
+        # events: refitting it would give the same lists, so it is fitted once.
+        self.learns = bool(model.get_arrays())
         self.fit_seconds.append(time.perf_counter() - started)
 
     def lists(self, requests: Requests) -> np.ndarray:
@@ -102,9 +105,15 @@ class ModelPolicy:
         ids = frame["userId"].to_numpy(dtype=object)
         keys = np.where(requests.identified, ids, ANON_PREFIX + ids.astype(str)).astype(object)
         users = UserBatch(keys, self._user_encoder.transform(frame), profile_arrays(frame))
-        scores = np.asarray(self._model.score(users, self._offers), dtype=np.float64)
+        columns = requests.columns
+        offers = self._offers.take(columns)
+        scores = np.asarray(self._model.score(users, offers), dtype=np.float64)
         return capped_lists(
-            scores, requests.candidates(), requests.k, self._programme, self._publisher
+            scores,
+            requests.candidates(),
+            requests.k,
+            self._programme[columns],
+            self._publisher[columns],
         )
 
 

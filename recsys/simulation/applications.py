@@ -118,10 +118,17 @@ class Applications:
         twin.filled_at = self.filled_at.copy()
         return twin
 
-    def applied(self, person: np.ndarray, offer: np.ndarray) -> np.ndarray:
-        """Whether each person already applied to each offer (broadcast like numpy)."""
-        key = np.asarray(person, dtype=np.int64) * len(self._catalogue) + np.asarray(offer)
-        return np.isin(key, self._applied)
+    def applied_offers(self, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(i, offer) pairs: every offer `person[i]` already applied to."""
+        n = len(self._catalogue)
+        person = np.asarray(person, dtype=np.int64)
+        low = np.searchsorted(self._applied, person * n)
+        high = np.searchsorted(self._applied, (person + 1) * n)
+        count = high - low
+        index = np.repeat(np.arange(len(person)), count)
+        start = np.repeat(low - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+        keys = self._applied[start + np.arange(int(count.sum()))]
+        return index, keys - person[index] * n
 
 
 def _timeless(catalogue: OfferArrays) -> OfferArrays:

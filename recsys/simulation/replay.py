@@ -57,10 +57,12 @@ _PROGRAMMES = len(taxonomy.PROGRAMMES)
 class Requests:
     """The lists to make in one replayed week: one row per served session.
 
-    `profiles` is what the front would send: the stored profile when the session carries the
-    stable `userId`, else the place of the request (the partner's or the visitor's city) and
-    its radius, with `userId` set to the visitor's `user` hash. `person` is the simulated
-    person behind each session: only the oracle may read it.
+    Offers are the week's `columns` (offers open at some point of the week, rows of the
+    world's offers); every matrix has one column per entry of `columns`. `profiles` is what
+    the front would send: the stored profile when the session carries the stable `userId`,
+    else the place of the request (the partner's or the visitor's city) and its radius, with
+    `userId` set to the visitor's `user` hash. `person` is the simulated person behind each
+    session: only the oracle may read it.
     """
 
     session: np.ndarray  # rows of the world's sessions
@@ -69,19 +71,24 @@ class Requests:
     person: np.ndarray  # int64 simulated person
     time: np.ndarray  # int64 epoch seconds of each request
     k: np.ndarray  # int64 list length (the page shown ends there)
-    allowed: np.ndarray  # (n, n_offers) bool: open at the request's time, surface filters
-    applied: np.ndarray  # (n, n_offers) bool: known visitor already applied
-    catalog: OfferArrays  # the offers as they stand for the week (`open_during`)
+    columns: np.ndarray  # int64 offer rows of the week
+    allowed: np.ndarray  # (n, n_columns) bool: open at the request's time, surface filters
+    applied: np.ndarray  # (n, n_columns) bool: known visitor already applied
+    catalog: OfferArrays  # the columns' offers as they stand for the week (`open_during`)
     now: int  # the week's start, epoch seconds
 
     def __len__(self) -> int:
         return len(self.session)
 
     def candidates(self) -> np.ndarray:
-        """(n, n_offers) bool: the core's candidates (eligibility at the week's start, minus
+        """(n, n_columns) bool: the core's candidates (eligibility at the week's start, minus
         what was applied to) within what the surface allows."""
         mask = candidate_mask(self.catalog, profile_arrays(self.profiles), self.now)
         return mask & self.allowed & ~self.applied
+
+    def offers(self, lists: np.ndarray) -> np.ndarray:
+        """Lists of column positions (-1 padded) as rows of the world's offers."""
+        return np.where(lists >= 0, self.columns[np.maximum(lists, 0)], PAD)
 
 
 class ListPolicy(Protocol):
@@ -95,7 +102,8 @@ class ListPolicy(Protocol):
     learns: bool
 
     def lists(self, requests: Requests) -> np.ndarray:
-        """(n, max k) offer rows best first, -1 padded; row i is cut at `requests.k[i]`."""
+        """(n, max k) positions in `requests.columns`, best first, -1 padded; row i is cut
+        at `requests.k[i]`."""
         ...
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
@@ -145,7 +153,7 @@ class OraclePolicy:
         mask = requests.candidates()
         rows, offers = np.nonzero(mask)
         scores = np.full(mask.shape, np.nan)
-        scores[rows, offers] = utility(self._truth, requests.person[rows], offers)
+        scores[rows, offers] = utility(self._truth, requests.person[rows], requests.columns[offers])
         width = int(requests.k.max()) if len(requests) else 0
         return top_k(scores, width, mask)
 
@@ -303,9 +311,8 @@ class Replay:
             s_other, o_other, p_other = diffusion._lists(sessions, other, pools, offers, rng)
             s_seo, o_seo = diffusion._landings(sessions, seo, pools, offers, world.truth, rng)
             requests = self._requests(served, week_start, week_end, offers, applications)
-            s_pol, o_pol, p_pol = self._shown(
-                requests, policy.lists(requests) if len(served) else None
-            )
+            lists = requests.offers(policy.lists(requests)) if len(served) else None
+            s_pol, o_pol, p_pol = self._shown(requests, lists)
             session = np.concatenate([s_other, s_seo, s_pol])
             offer = np.concatenate([o_other, o_seo, o_pol])
             position = np.concatenate([p_other, np.ones(len(s_seo), dtype=np.int64), p_pol])
@@ -369,22 +376,24 @@ class Replay:
             ("radiusKm", sessions.radius[served[anonymous]]),
         ):
             frame.loc[anonymous, column] = values
+        columns = np.flatnonzero((offers.active_from < week_end) & (offers.active_to > week_start))
         t = sessions.time[served][:, None]
-        allowed = (offers.active_from[None, :] <= t) & (offers.active_to[None, :] > t)
+        allowed = (offers.active_from[columns] <= t) & (offers.active_to[columns] > t)
         truth = world.offers.truth
         for wanted, have in (
-            (sessions.programme[served], truth.programme),
-            (sessions.domain[served], truth.domain),
+            (sessions.programme[served], truth.programme[columns]),
+            (sessions.domain[served], truth.domain[columns]),
         ):
             allowed &= (wanted[:, None] < 0) | (have[None, :] == wanted[:, None])
-        remote = truth.remote == taxonomy.REMOTE_VALUES.index("full")
+        remote = truth.remote[columns] == taxonomy.REMOTE_VALUES.index("full")
         allowed &= sessions.remote[served][:, None] | ~remote[None, :]
         applied = np.zeros(allowed.shape, dtype=bool)
         known = np.flatnonzero(identified)
-        if len(known):
-            applied[known] = applications.applied(
-                person[known][:, None], np.arange(allowed.shape[1])[None, :]
-            )
+        row, offer = applications.applied_offers(person[known])
+        position = np.searchsorted(columns, offer)
+        inside = position < len(columns)
+        inside[inside] = columns[position[inside]] == offer[inside]
+        applied[known[row[inside]], position[inside]] = True
         size = sessions.size[served].astype(np.int64)
         return Requests(
             session=served,
@@ -393,9 +402,10 @@ class Replay:
             person=person,
             time=sessions.time[served],
             k=sessions.page[served].astype(np.int64) * size,
+            columns=columns,
             allowed=allowed,
             applied=applied,
-            catalog=open_during(self._catalog, week_start, week_end),
+            catalog=open_during(self._catalog.take(columns), week_start, week_end),
             now=week_start,
         )
 
