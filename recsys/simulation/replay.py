@@ -38,7 +38,7 @@ from recsys.ranking import PAD, diversify, top_k
 from recsys.schema import read_table
 from recsys.simulation import diffusion
 from recsys.simulation.applications import NO_APPLY, Applications
-from recsys.simulation.config import get_preset
+from recsys.simulation.config import GENERATOR_VERSION, SimulationConfig
 from recsys.simulation.diffusion import WEEK, Interactions
 from recsys.simulation.simulator import World, _events, build_world, read_manifest
 from recsys.simulation.truth import utility
@@ -218,7 +218,12 @@ class Replay:
         manifest = read_manifest(self.data_dir)
         if manifest is None:
             raise ValueError(f"--data: {self.data_dir} holds no finished simulation (manifest)")
-        config = get_preset(manifest["preset"])
+        if manifest.get("generator_version") != GENERATOR_VERSION:
+            raise ValueError(
+                f"--data: simulated by generator version {manifest.get('generator_version')!r}, "
+                f"this code is {GENERATOR_VERSION!r}; simulate the dataset again"
+            )
+        config = SimulationConfig.from_dict(manifest["config"])
         total_weeks = config.days // 7
         if not 1 <= weeks < total_weeks:
             raise ValueError(f"--weeks: expected 1 to {total_weeks - 1}, got {weeks}")
