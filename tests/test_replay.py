@@ -15,7 +15,7 @@ from engagement.cli import app
 from recsys.schema import read_table
 from recsys.simulation import get_preset, simulate
 from recsys.simulation.config import SimulationConfig
-from recsys.simulation.replay import OraclePolicy, Replay, Requests, RunResult
+from recsys.simulation.replay import OraclePolicy, Replay, Requests, RunResult, capped_lists
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
 from training.replay import ModelPolicy, run_replay
@@ -248,3 +248,22 @@ def test_run_replay_builds_named_policies_per_repeat(tiny_dir: Path) -> None:
         ("nothing", 1),
     ]
     assert replayed.weeks == 1
+
+
+def test_capped_lists_hold_the_services_caps() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random((3, 40))
+    mask = np.ones((3, 40), dtype=bool)
+    mask[2, :] = False
+    mask[2, :3] = True  # three candidates only: the list stops there
+    programme = np.where(np.arange(40) < 30, 0, 1)  # programme 0 holds the best scores too
+    scores[:, :30] += 1.0
+    publisher = np.arange(40) % 4
+    lists = capped_lists(scores, mask, np.array([10, 5, 10]), programme, publisher)
+    assert lists.shape == (3, 10)
+    # ceil(0.7 * 10) = 7 slots of programme 0, the 3 others from programme 1.
+    assert (programme[lists[0]] == 0).sum() == 7
+    assert lists[0, 0] == np.argmax(scores[0])
+    # k = 5: ceil(0.7 * 5) = 4 of programme 0; the row is cut at 5.
+    assert (programme[lists[1, :5]] == 0).sum() == 4 and (lists[1, 5:] == -1).all()
+    assert sorted(lists[2, :3]) == [0, 1, 2] and (lists[2, 3:] == -1).all()
