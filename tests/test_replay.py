@@ -176,6 +176,8 @@ def test_summary_projection_and_ratio_by_hand() -> None:
     # 35 per 1000 lists, 10,000 lists a month over 26 weeks (6 months at 52/12 weeks a month).
     projected = projection(summary, weeks=2, traffic=10_000)
     assert projected["a"]["mean"] == pytest.approx(35.0 * 10_000 * 12 / 52 * 26 / 1000)
+    # 2,000 applications at 35 per 1000 lists: 57,142.9 lists in 6 months, 9,523.8 a month.
+    assert projected["a"]["lists_per_month_for_objective"] == pytest.approx(2000 / 0.035 / 6)
     # Without traffic: the replay's 200 lists per 2 weeks carried over 26 weeks.
     assert projection(summary, weeks=2, traffic=None)["a"]["mean"] == pytest.approx(
         35.0 * 200 * 13 / 1000

@@ -20,6 +20,7 @@ from recsys import taxonomy
 from recsys.simulation.replay import RunResult
 
 SIX_MONTHS_WEEKS = 26
+OBJECTIVE = 2_000  # applications to public programmes in six months (DOMAIN.md section 1)
 LEVEL = 0.95
 
 
@@ -74,24 +75,35 @@ def ratio(
 
 
 def projection(
-    summary: dict[str, dict[str, Any]], weeks: int, traffic: float | None
+    summary: dict[str, dict[str, Any]],
+    weeks: int,
+    traffic: float | None,
+    objective: float = OBJECTIVE,
 ) -> dict[str, Any]:
-    """Applications over six months (26 weeks) at `traffic` served lists per month.
+    """Applications over six months (26 weeks) at `traffic` served lists per month, and the
+    traffic each policy needs to reach `objective` applications in that time.
 
     Assumes the applications per served list measured on the replay hold at that traffic:
     the same mix of visitors, surfaces and catalogue density, each list converting
     independently of the volume. Without `traffic`, the replay's own served lists per week,
     carried over 26 weeks. A month is 52/12 weeks.
     """
-    out: dict[str, Any] = {"weeks": SIX_MONTHS_WEEKS, "traffic_lists_per_month": traffic}
+    months = SIX_MONTHS_WEEKS * 12 / 52
+    out: dict[str, Any] = {
+        "weeks": SIX_MONTHS_WEEKS,
+        "traffic_lists_per_month": traffic,
+        "objective": objective,
+    }
     for policy, figures in summary.items():
         rate = figures["applications_per_1000_lists"]
         if traffic is None:
             lists = figures["lists"]["mean"] * SIX_MONTHS_WEEKS / weeks
         else:
-            lists = traffic * 12 / 52 * SIX_MONTHS_WEEKS
+            lists = traffic * months
+        needed = objective * 1000.0 / rate["mean"] / months if rate["mean"] > 0 else None
         out[policy] = {key: rate[key] * lists / 1000.0 for key in ("mean", "low", "high")} | {
-            "lists": lists
+            "lists": lists,
+            "lists_per_month_for_objective": needed,
         }
     return out
 
