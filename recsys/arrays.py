@@ -7,9 +7,11 @@ exactly what is served and no request touches pandas.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -249,4 +251,79 @@ def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
         quiz_activities=_multi_hot(profiles["quizActivities"], _QUIZ_ACTIVITY_INDEX),
         rhythm=_codes(profiles["quizRhythm"], _RHYTHM_INDEX),
         motivations=_multi_hot(profiles["quizMotivations"], _MOTIVATION_INDEX),
+    )
+
+
+# --- One canonical profile row (a request), without pandas -------------------------------------
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN, pd.NA and NaT: the spellings of "no value" in raw records and
+    request rows."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def row_text(value: Any) -> str | None:
+    """A row's field as text, None when missing."""
+    return None if is_missing(value) else str(value)
+
+
+def row_number(value: Any) -> float:
+    """A row's field as a float, NaN when missing."""
+    return math.nan if is_missing(value) else float(value)
+
+
+def row_values(value: Any) -> list[str]:
+    """A row's list field as texts (missing items dropped), [] when not a list."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(item) for item in value if not is_missing(item)]
+    return []
+
+
+def row_flag(value: Any) -> bool:
+    """A row's yes/no field, False when missing."""
+    return False if is_missing(value) else bool(value)
+
+
+def _row_multi_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
+    out = np.zeros((1, len(index)), dtype=bool)
+    for value in values:
+        column = index.get(value)
+        if column is not None:
+            out[0, column] = True
+    return out
+
+
+def profile_row_arrays(row: Mapping[str, Any]) -> ProfileArrays:
+    """`profile_arrays` of one canonical profile row (a dict of `schema.PROFILE_SCHEMA`
+    columns), equal to it, without the one-row DataFrame whose building costs more than a
+    request's whole ranking (docs/benchmarks.md)."""
+    from recsys import geo  # local import: geo loads its tables lazily
+
+    lat, lon = row_number(row["lat"]), row_number(row["lon"])
+    if math.isnan(lat) or math.isnan(lon):  # half a place is no place
+        point = geo.locate(
+            postal_code=row_text(row["postalCode"]), department_code=row_text(row["departmentCode"])
+        )
+        lat, lon = point if point is not None else (math.nan, math.nan)
+    radius = row_number(row["radiusKm"])
+    if math.isnan(radius):
+        radius = taxonomy.MOBILITY_RADIUS_KM.get(row_text(row["mobility"]) or "", math.nan)
+    if math.isnan(radius):
+        radius = taxonomy.DEFAULT_RADIUS_KM
+    rhythm = _RHYTHM_INDEX.get(row_text(row["quizRhythm"]) or "", -1)
+    return ProfileArrays(
+        ids=np.array([row["userId"]], dtype=object),
+        age=np.array([row_number(row["age"])]),
+        lat=np.array([lat]),
+        lon=np.array([lon]),
+        radius_km=np.array([radius]),
+        disability=np.array([row_flag(row["disability"])]),
+        has_quiz=np.array([row_flag(row["hasQuiz"])]),
+        quiz_domains=_row_multi_hot(row_values(row["quizDomains"]), _QUIZ_DOMAIN_INDEX),
+        quiz_activities=_row_multi_hot(row_values(row["quizActivities"]), _QUIZ_ACTIVITY_INDEX),
+        rhythm=np.array([rhythm], dtype=np.int16),
+        motivations=_row_multi_hot(row_values(row["quizMotivations"]), _MOTIVATION_INDEX),
     )
