@@ -12,12 +12,21 @@ import pytest
 from typer.testing import CliRunner
 
 from engagement.cli import app
+from recsys.policy import ListPolicy, group_codes, tie_keys
 from recsys.schema import read_table
 from recsys.simulation import get_preset, simulate
 from recsys.simulation.config import SimulationConfig
-from recsys.simulation.replay import OraclePolicy, Replay, Requests, RunResult, capped_lists
+from recsys.simulation.diffusion import WEEK
+from recsys.simulation.replay import (
+    SERVED_SOURCES,
+    OraclePolicy,
+    Replay,
+    Requests,
+    RunResult,
+)
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
+from recsys.simulation.truth import utility
 from training.replay import ModelPolicy, run_replay
 
 SEED = 5
@@ -252,20 +261,34 @@ def test_run_replay_builds_named_policies_per_repeat(tiny_dir: Path) -> None:
     assert replayed.weeks == 1
 
 
-def test_capped_lists_hold_the_services_caps() -> None:
-    rng = np.random.default_rng(0)
-    scores = rng.random((3, 40))
-    mask = np.ones((3, 40), dtype=bool)
-    mask[2, :] = False
-    mask[2, :3] = True  # three candidates only: the list stops there
-    programme = np.where(np.arange(40) < 30, 0, 1)  # programme 0 holds the best scores too
-    scores[:, :30] += 1.0
-    publisher = np.arange(40) % 4
-    lists = capped_lists(scores, mask, np.array([10, 5, 10]), programme, publisher)
-    assert lists.shape == (3, 10)
-    # ceil(0.7 * 10) = 7 slots of programme 0, the 3 others from programme 1.
-    assert (programme[lists[0]] == 0).sum() == 7
-    assert lists[0, 0] == np.argmax(scores[0])
-    # k = 5: ceil(0.7 * 5) = 4 of programme 0; the row is cut at 5.
-    assert (programme[lists[1, :5]] == 0).sum() == 4 and (lists[1, 5:] == -1).all()
-    assert sorted(lists[2, :3]) == [0, 1, 2] and (lists[2, 3:] == -1).all()
+def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
+    oracle = OraclePolicy(replay.world)
+    week = replay.world.sessions
+    t0 = int(replay.world.start.timestamp())
+    rows = np.flatnonzero((week.time - t0) // WEEK == replay.first_week)
+    served = rows[np.isin(week.source[rows], SERVED_SOURCES) & ~week.bot[rows] & ~week.seo[rows]]
+    offers = replay.world.offers
+    requests = replay._requests(
+        served, replay.t_start, replay.t_start + WEEK, offers, replay._applications
+    )
+    assert len(np.unique(requests.k)) > 1  # pages of several lengths
+    made = oracle.lists(requests)
+    masks = requests.candidates()
+    publisher, programme = group_codes(requests.catalog)
+    for i in range(len(requests)):
+        scores = np.where(masks[i], 0.0, np.nan)
+        offers_i = np.flatnonzero(masks[i])
+        scores[offers_i] = utility(
+            replay.world.truth, requests.person[[i] * len(offers_i)], requests.columns[offers_i]
+        )
+        alone = ListPolicy().lists(
+            scores[None, :],
+            masks[i : i + 1],
+            int(requests.k[i]),
+            publisher,
+            programme,
+            tie_keys(requests.catalog.ids),
+        )[0]
+        np.testing.assert_array_equal(made[i, : requests.k[i]], alone)
+        assert (made[i, requests.k[i] :] == -1).all()
+        assert (made[i][made[i] >= 0] < len(requests.columns)).all()

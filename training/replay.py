@@ -28,14 +28,16 @@ from recsys.dataset import OfferBatch, UserBatch
 from recsys.featureset import load_feature_set
 from recsys.models import MODEL_CLASSES, create_model
 from recsys.models.base import Recommender
+from recsys.policy import ListPolicy, ModelScores
+from recsys.rules import incumbent_scores
 from recsys.schema import write_table
 from recsys.simulation.replay import (
-    ListPolicy,
     OraclePolicy,
     Replay,
+    ReplayPolicy,
     Requests,
     RunResult,
-    capped_lists,
+    make_lists,
 )
 from recsys.simulation.replay_summary import plot_cumulative, projection, ratio, summarise
 
@@ -47,7 +49,8 @@ REFIT_FEATURES = FeatureConfig(test_days=1, validation_days=1)
 
 class ModelPolicy:
     """A model of `recsys.models` making the service's lists: its scores over the core's
-    candidates, then the pool and the caps (`capped_lists`); retrained on what it has seen.
+    candidates through the core list policy (`recsys.policy`: cold-start blend, pool, caps),
+    retrained on what it has seen.
 
     Args:
         name: model name (`recsys.models.MODEL_CLASSES`).
@@ -74,8 +77,7 @@ class ModelPolicy:
         self._folder.mkdir(parents=True, exist_ok=True)
         write_table(self._offers_frame, "offers", self._folder / OFFERS_FILE)
         write_table(profiles, "profiles", self._folder / PROFILES_FILE)
-        self._programme = np.zeros(0, dtype=np.int64)
-        self._publisher = np.zeros(0, dtype=np.int64)
+        self._policy = ListPolicy()
         self._model: Recommender | None = None
         self._offers: OfferBatch | None = None
         self._user_encoder = None
@@ -89,8 +91,6 @@ class ModelPolicy:
         model = create_model(self.name, self._params)
         model.train(feature_set.training_data())
         self._offers = OfferBatch.encode(self._offers_frame, feature_set.offer_encoder)
-        self._programme = self._offers.arrays.programme.astype(np.int64)
-        self._publisher = pd.factorize(self._offers.arrays.publisher_ids)[0].astype(np.int64)
         self._user_encoder = feature_set.user_encoder
         self._model = model
         # A model whose trained state is empty (the rules engines) learned nothing from the
@@ -105,19 +105,21 @@ class ModelPolicy:
         ids = frame["userId"].to_numpy(dtype=object)
         keys = np.where(requests.identified, ids, ANON_PREFIX + ids.astype(str)).astype(object)
         users = UserBatch(keys, self._user_encoder.transform(frame), profile_arrays(frame))
-        columns = requests.columns
-        offers = self._offers.take(columns)
-        scores = np.asarray(self._model.score(users, offers), dtype=np.float64)
-        return capped_lists(
-            scores,
-            requests.candidates(),
-            requests.k,
-            self._programme[columns],
-            self._publisher[columns],
+        offers = self._offers.take(requests.columns)
+        masks = requests.candidates()
+        values = np.asarray(self._model.score(users, offers), dtype=np.float64)
+        served = self._policy.served_scores(
+            ModelScores(values, masks),
+            self._model.knows(keys),
+            self._model.blends_rules,
+            lambda: incumbent_scores(
+                users.arrays, offers.arrays, self._policy.rules_remote_overrides
+            ),
         )
+        return make_lists(self._policy, served, masks, requests)
 
 
-def make_policy(name: str, replay: Replay, workdir: Path) -> ListPolicy:
+def make_policy(name: str, replay: Replay, workdir: Path) -> ReplayPolicy:
     """The policy called `name`: the oracle, or a model of `recsys.models`.
 
     Raises:
@@ -149,7 +151,7 @@ def parse_policies(text: str) -> list[str]:
 
 def run_replay(
     data: Path,
-    policies: Sequence[str | ListPolicy],
+    policies: Sequence[str | ReplayPolicy],
     weeks: int,
     repeats: int,
     retrain_weeks: int,
@@ -158,7 +160,7 @@ def run_replay(
 ) -> tuple[Replay, list[RunResult]]:
     """Replay `weeks` weeks of a simulated dataset once per policy and repeat.
 
-    Policies are names (`make_policy`) or ready `ListPolicy` objects; each repeat builds
+    Policies are names (`make_policy`) or ready `ReplayPolicy` objects; each repeat builds
     name policies afresh, so no model carries over between repeats.
     """
     if repeats < 1:

@@ -6,7 +6,8 @@ with the incumbent's lists. The replay rebuilds that world from the dataset's ma
 draws the dataset holds), then plays the last `weeks` weeks once per policy:
 
 * sessions on the platform's recommendation surfaces (its own search, partner widgets with
-  their filters, the newsletter) get the list the policy under test makes (`ListPolicy`);
+  their filters, the newsletter) get the list the policy under test makes (`ReplayPolicy`,
+  through the core's list policy, `recsys.policy`);
 * every other session (campaigns, search-engine landings, publishers' own sites, bots)
   keeps the incumbent's list, drawn by the simulator's own functions;
 * prints, clicks (position bias) and applies are drawn from the simulator's true model
@@ -27,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import metrics, taxonomy
 from recsys.arrays import OfferArrays, offer_arrays, profile_arrays
@@ -34,7 +36,8 @@ from recsys.candidates import candidate_mask, open_during
 from recsys.config import EVENTS_FILE, PROFILES_FILE
 from recsys.featureset import aligned_profiles
 from recsys.geo import unit_vectors
-from recsys.ranking import PAD, diversify, top_k
+from recsys.policy import ListPolicy, exclude, group_codes, tie_keys
+from recsys.ranking import PAD
 from recsys.schema import read_table
 from recsys.simulation import diffusion
 from recsys.simulation.applications import NO_APPLY, Applications
@@ -46,10 +49,6 @@ from recsys.simulation.truth import utility
 logger = logging.getLogger(__name__)
 
 SERVED_SOURCES = (diffusion.API, diffusion.WIDGET, diffusion.EMAIL)
-# The service's list defaults (RECSYS_MAX_PER_PROGRAMME, RECSYS_MAX_PER_PUBLISHER, its pool).
-MAX_PER_PROGRAMME = 0.7
-MAX_PER_PUBLISHER = 0.5
-POOL_FACTOR, MIN_POOL = 5, 50
 _PROGRAMMES = len(taxonomy.PROGRAMMES)
 
 
@@ -73,7 +72,7 @@ class Requests:
     k: np.ndarray  # int64 list length (the page shown ends there)
     columns: np.ndarray  # int64 offer rows of the week
     allowed: np.ndarray  # (n, n_columns) bool: open at the request's time, surface filters
-    applied: np.ndarray  # (n, n_columns) bool: known visitor already applied
+    applied: sp.csr_matrix  # (n, n_columns): non-zero where a known visitor already applied
     catalog: OfferArrays  # the columns' offers as they stand for the week (`open_during`)
     now: int  # the week's start, epoch seconds
 
@@ -81,17 +80,17 @@ class Requests:
         return len(self.session)
 
     def candidates(self) -> np.ndarray:
-        """(n, n_columns) bool: the core's candidates (eligibility at the week's start, minus
-        what was applied to) within what the surface allows."""
+        """(n, n_columns) bool: the core's candidates (eligibility at the week's start) within
+        what the surface allows, minus the list policy's exclusions (what was applied to)."""
         mask = candidate_mask(self.catalog, profile_arrays(self.profiles), self.now)
-        return mask & self.allowed & ~self.applied
+        return exclude(mask & self.allowed, self.applied)
 
     def offers(self, lists: np.ndarray) -> np.ndarray:
         """Lists of column positions (-1 padded) as rows of the world's offers."""
         return np.where(lists >= 0, self.columns[np.maximum(lists, 0)], PAD)
 
 
-class ListPolicy(Protocol):
+class ReplayPolicy(Protocol):
     """What a replay needs from a policy: make the lists for these visitors at this instant.
 
     `learns` says whether `refit` should be called every `retrain_weeks`; `refit` receives
@@ -111,51 +110,40 @@ class ListPolicy(Protocol):
         ...
 
 
-def capped_lists(
-    scores: np.ndarray,
-    mask: np.ndarray,
-    k: np.ndarray,
-    programme: np.ndarray,
-    publisher: np.ndarray,
+def make_lists(
+    policy: ListPolicy, scores: np.ndarray, masks: np.ndarray, requests: Requests
 ) -> np.ndarray:
-    """Lists as the service orders them: a pool of the best candidates (`top_k`), then the
-    publisher cap and the programme cap of `diversify`, each row cut at its own `k`."""
-    width = int(k.max()) if len(k) else 0
-    out = np.full((len(k), width), PAD, dtype=np.int64)
-    for size in np.unique(k):
-        rows = np.flatnonzero(k == size)
-        size = int(size)
-        pool = top_k(scores[rows], max(POOL_FACTOR * size, MIN_POOL), mask[rows])
-        by_publisher = diversify(
-            pool, None, publisher, pool.shape[1], _group_cap(MAX_PER_PUBLISHER, size)
-        )
-        out[rows, :size] = diversify(
-            by_publisher, None, programme, size, _group_cap(MAX_PER_PROGRAMME, size)
-        )
+    """The core list policy's lists (`ListPolicy.lists`: pool, caps, ties by offer id) of the
+    week's requests from their served `scores` over their candidates `masks`, each row of its
+    own length `requests.k`: (n, max k) positions in `requests.columns`, -1 padded."""
+    publisher, programme = group_codes(requests.catalog)
+    keys = tie_keys(requests.catalog.ids)
+    out = np.full((len(requests), int(requests.k.max())), PAD, dtype=np.int64)
+    for size in np.unique(requests.k):
+        rows = np.flatnonzero(requests.k == size)
+        made = policy.lists(scores[rows], masks[rows], int(size), publisher, programme, keys)
+        out[rows, : made.shape[1]] = made
     return out
-
-
-def _group_cap(share: float, k: int) -> int:
-    return max(1, int(np.ceil(share * k - 1e-9)))
 
 
 class OraclePolicy:
     """The ceiling: each session's person ranked by their expected utility (the simulator's
-    truth), over the same candidates, without caps. It knows anonymous visitors too."""
+    truth), over the same candidates and through the same list policy, as evaluation's
+    oracle. It knows who is behind an anonymous session, which no real policy can."""
 
     name = "oracle"
     learns = False
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, policy: ListPolicy | None = None) -> None:
         self._truth = world.truth
+        self._policy = policy if policy is not None else ListPolicy()
 
     def lists(self, requests: Requests) -> np.ndarray:
         mask = requests.candidates()
         rows, offers = np.nonzero(mask)
         scores = np.full(mask.shape, np.nan)
         scores[rows, offers] = utility(self._truth, requests.person[rows], requests.columns[offers])
-        width = int(requests.k.max()) if len(requests) else 0
-        return top_k(scores, width, mask)
+        return make_lists(self._policy, scores, mask, requests)
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
         raise NotImplementedError("the oracle does not learn")
@@ -269,7 +257,7 @@ class Replay:
 
     def run(
         self,
-        policy: ListPolicy,
+        policy: ReplayPolicy,
         repeat: int,
         retrain_weeks: int = 4,
         say: Callable[[str], None] = logger.info,
@@ -392,13 +380,15 @@ class Replay:
             allowed &= (wanted[:, None] < 0) | (have[None, :] == wanted[:, None])
         remote = truth.remote[columns] == taxonomy.REMOTE_VALUES.index("full")
         allowed &= sessions.remote[served][:, None] | ~remote[None, :]
-        applied = np.zeros(allowed.shape, dtype=bool)
         known = np.flatnonzero(identified)
         row, offer = applications.applied_offers(person[known])
         position = np.searchsorted(columns, offer)
         inside = position < len(columns)
         inside[inside] = columns[position[inside]] == offer[inside]
-        applied[known[row[inside]], position[inside]] = True
+        applied = sp.csr_matrix(
+            (np.ones(int(inside.sum())), (known[row[inside]], position[inside])),
+            shape=allowed.shape,
+        )
         size = sessions.size[served].astype(np.int64)
         return Requests(
             session=served,
