@@ -62,26 +62,28 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)
     world = build_world(config, seed, say)
-    offers, people, sessions, vocabularies = (
+    offers, people, sessions, widgets, cities = (
         world.offers,
         world.people,
         world.sessions,
-        world.vocabularies,
-    )
-    truth, widgets, cities, start, t_end = (
-        world.truth,
         world.widgets,
         world.cities,
-        world.start,
-        world.t_end,
     )
     # Profiles first: eligibility reads them exactly as evaluation will, from the file.
     write_table(people.frame, "profiles", out / PROFILES_FILE)
     applications = world.applications(read_table(out / PROFILES_FILE))
     interactions = diffusion.diffuse(
-        config, cities, sessions, offers, truth, applications, world.rng_diffusion, start, say
+        config,
+        cities,
+        sessions,
+        offers,
+        world.truth,
+        applications,
+        world.rng_diffusion,
+        world.start,
+        say,
     )
-    _withdraw_filled(offers.frame, applications.filled_at, t_end)
+    _withdraw_filled(offers.frame, applications.filled_at, world.t_end)
     write_table(offers.frame, "offers", out / OFFERS_FILE)
     say(f"events: assembling ({len(interactions.print_session):,} prints)")
     events = _events(
@@ -89,13 +91,13 @@ def simulate(
         sessions,
         offers,
         people,
-        vocabularies,
+        world.vocabularies,
         world.rng_events,
         world.salts[6],
         config.rates.account_share,
     )
     write_table(events, "events", out / EVENTS_FILE)
-    save_truth(truth, out / TRUTH_DIR)
+    save_truth(world.truth, out / TRUTH_DIR)
     (out / TRUTH_DIR / "diffusion.json").write_text(
         json.dumps(
             {
@@ -114,14 +116,16 @@ def simulate(
                     }
                     for i in range(len(widgets.ids))
                 ],
-                "platformPublisherId": vocabularies.from_publishers[len(offers.publisher_ids)],
+                "platformPublisherId": world.vocabularies.from_publishers[
+                    len(offers.publisher_ids)
+                ],
             },
             indent=1,
             ensure_ascii=False,
         )
         + "\n"
     )
-    manifest = _manifest(config, seed, start, offers, people, sessions, events)
+    manifest = _manifest(config, seed, world.start, offers, people, sessions, events)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"done: {manifest['counts']['events']:,} events in {out}")
     return manifest
