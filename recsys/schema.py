@@ -59,6 +59,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import taxonomy
+from recsys.geo import PostalCode
 
 TS = pa.timestamp("ms", tz="UTC")
 STR_LIST = pa.list_(pa.string())
@@ -284,7 +285,7 @@ class Profile(BaseModel):
     age: int | None = Field(default=None, ge=0, le=MAX_AGE)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    postal_code: PostalCode | None = None
     radius_km: float | None = Field(default=None, gt=0, le=1000)
     mobility: Literal["walking", "public_transport", "bike", "car"] | None = None
     disability: bool = False
