@@ -7,6 +7,7 @@ exactly what is served and no request touches pandas.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 from typing import TypeVar
@@ -106,8 +107,9 @@ class OfferArrays:
     accepted: np.ndarray  # bool statusCode == ACCEPTED
     places: np.ndarray  # float64, NaN unknown
     paid: np.ndarray  # bool, any compensation
-    lat: np.ndarray  # float64, NaN unknown
+    lat: np.ndarray  # float64, NaN unknown (the first address, or the offer's location)
     lon: np.ndarray  # float64, NaN unknown
+    more_points: np.ndarray  # object: None, or (m, 2) float64 (lat, lon) of other addresses
     start_at: np.ndarray  # int64
     end_at: np.ndarray  # int64 (NO_END when open-ended)
     posted_at: np.ndarray  # int64
@@ -139,6 +141,8 @@ def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
         ],
         dtype=np.int16,
     )
+    lat = pd.to_numeric(offers["lat"], errors="coerce").to_numpy(dtype=float)
+    lon = pd.to_numeric(offers["lon"], errors="coerce").to_numpy(dtype=float)
     return OfferArrays(
         ids=offers["id"].astype(str).to_numpy(dtype=object),
         publisher_ids=offers["publisherId"].astype(str).to_numpy(dtype=object),
@@ -153,13 +157,39 @@ def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
         accepted=(offers["statusCode"] == taxonomy.STATUS_ACCEPTED).to_numpy(),
         places=places,
         paid=compensation > 0,
-        lat=pd.to_numeric(offers["lat"], errors="coerce").to_numpy(dtype=float),
-        lon=pd.to_numeric(offers["lon"], errors="coerce").to_numpy(dtype=float),
+        lat=lat,
+        lon=lon,
+        more_points=_more_points(offers.get("addresses"), lat, lon),
         start_at=to_epoch_seconds(offers["startAt"], 0),
         end_at=to_epoch_seconds(offers["endAt"], NO_END),
         posted_at=to_epoch_seconds(offers["postedAt"], 0),
         deleted_at=to_epoch_seconds(offers["deletedAt"], NEVER_DELETED),
     )
+
+
+def _more_points(addresses: pd.Series | None, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Per offer, the placed addresses other than its (lat, lon) as an (m, 2) array, or None.
+
+    Most offers have one address: they cost one None, and distance code looks at the others
+    only (`recsys.eligibility.offer_distances_km`).
+    """
+    out = np.full(len(lat), None, dtype=object)
+    if addresses is None:
+        return out
+    for row, listed in enumerate(addresses):
+        if listed is None or isinstance(listed, float) or len(listed) < 1:
+            continue  # None, NaN or empty: the offer's own point only
+        points = [
+            (float(a["lat"]), float(a["lon"]))
+            for a in listed
+            if a["lat"] is not None
+            and a["lon"] is not None
+            and not (a["lat"] == lat[row] and a["lon"] == lon[row])
+            and math.isfinite(a["lat"])
+        ]
+        if points:
+            out[row] = np.unique(np.array(points, dtype=np.float64), axis=0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -215,21 +245,19 @@ def concat_rows(parts: list[Rows]) -> Rows:
 def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
     """Build profile arrays from a canonical profiles table (schema.PROFILE_SCHEMA columns).
 
-    Missing coordinates are filled from the postal code's department centroid when known;
-    missing radius from mobility, else taxonomy.DEFAULT_RADIUS_KM.
+    Missing coordinates are filled from the postal code, else the department
+    (`recsys.places.locate`); missing radius from mobility, else taxonomy.DEFAULT_RADIUS_KM.
     """
-    from recsys import geo  # local import: geo loads its tables lazily
+    from recsys import places  # local import: places loads its tables lazily
 
     lat = pd.to_numeric(profiles["lat"], errors="coerce").to_numpy(dtype=float).copy()
     lon = pd.to_numeric(profiles["lon"], errors="coerce").to_numpy(dtype=float).copy()
     unknown = np.isnan(lat) | np.isnan(lon)
     if unknown.any():
-        # The postal code's department first, then the declared department, vectorised.
-        by_postal = geo.locate_many(profiles["postalCode"][unknown])
-        departments = profiles["departmentCode"][unknown].astype("string")
-        by_department = geo.locate_many(departments.str.pad(5, side="right", fillchar="0"))
-        for filled, fallback, target in zip(by_postal, by_department, (lat, lon), strict=True):
-            target[unknown] = np.where(np.isnan(filled), fallback, filled)
+        lat[unknown], lon[unknown], _ = places.locate_many(
+            profiles["postalCode"][unknown],
+            department_codes=profiles["departmentCode"][unknown],
+        )
     mobility_radius = profiles["mobility"].map(taxonomy.MOBILITY_RADIUS_KM)
     radius = (
         pd.to_numeric(profiles["radiusKm"], errors="coerce")

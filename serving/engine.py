@@ -45,16 +45,16 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from recsys import taxonomy
+from recsys import places, taxonomy
 from recsys.arrays import ProfileArrays, concat_rows
 from recsys.dataset import UserBatch
-from recsys.geo import haversine_km
+from recsys.eligibility import pair_distances_km
 from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
 from serving.catalog import Catalog, CatalogError, read_offers
 from serving.events import Ranking, pseudonym
 from serving.loading import LoadedModel, ModelLoadError, load_model
-from serving.profiles import FeatureColumns, ProfileStore, request_row, row_arrays
+from serving.profiles import FeatureColumns, ProfileStore, placement, request_row, row_arrays
 from serving.schemas import (
     AdminResult,
     RankRequest,
@@ -317,7 +317,8 @@ class Engine:
             raise NotReady(f"no catalog loaded: {state.catalog_error}")
         at = state.now() if at is None else at
         rows = [request_row(r.profile, r.user_id, self.profiles.get(r.user_id)) for r in requests]
-        people = concat_rows([row_arrays(row) for row in rows])
+        wheres = [placement(row) for row in rows]
+        people = concat_rows([row_arrays(r, w) for r, w in zip(rows, wheres, strict=True)])
         if len(requests) == 1:  # a request alone: its candidates are the columns
             columns = self._request_rows(catalog, people, requests[0], at)
             masks = np.ones((1, len(columns)), dtype=bool)
@@ -350,8 +351,8 @@ class Engine:
         )
         created_at = datetime.now(UTC)
         out = []
-        for request, strategy, end, length in zip(
-            requests, strategies, ends.tolist(), lengths.tolist(), strict=True
+        for request, strategy, end, length, where in zip(
+            requests, strategies, ends.tolist(), lengths.tolist(), wheres, strict=True
         ):
             listed = items[end - length : end]
             request_id = uuid.uuid4().hex
@@ -361,6 +362,7 @@ class Engine:
                     "model_version": state.model_version,
                     "catalog_version": catalog.version,
                     "strategy": strategy,
+                    "location": _location(where),
                     "items": listed,
                 }
             )
@@ -503,7 +505,7 @@ class Engine:
         """The `RankedItem` fields of every listed offer of the batch: item i is catalog row
         `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`."""
         a = catalog.arrays
-        distances = haversine_km(people.lat[owner], people.lon[owner], a.lat[rows], a.lon[rows])
+        distances = pair_distances_km(a, rows, people.lat[owner], people.lon[owner])
         liked = np.zeros(len(rows), dtype=bool)
         if learned_z is not None:
             liked = np.array(personalized, dtype=bool) & (learned_z >= LIKED_Z)
@@ -566,7 +568,7 @@ class Engine:
         chosen = top_k(similarity.astype(np.float64), request.k, mask)
         chosen = chosen[chosen != PAD]
         a = catalog.arrays
-        distances = haversine_km(a.lat[source], a.lon[source], a.lat[chosen], a.lon[chosen])
+        distances = pair_distances_km(a, chosen, a.lat[source], a.lon[source])
         return SimilarResponse(
             offer_id=request.offer_id,
             model_version=state.model_version,
@@ -713,6 +715,18 @@ class Engine:
             removed=change.removed,
             rejected=change.rejected,
         )
+
+
+def _location(where: places.Placement | None) -> dict | None:
+    """The `Location` fields of a placement (coordinates to about 10 m)."""
+    if where is None:
+        return None
+    return {
+        "lat": round(where.lat, 4),
+        "lon": round(where.lon, 4),
+        "source": where.source,
+        "commune": where.commune,
+    }
 
 
 def capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:

@@ -27,12 +27,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import geo, schema, taxonomy
+from recsys import geo, places, schema, taxonomy
 from recsys.arrays import ProfileArrays
 from recsys.encoding import UserEncoder
 from recsys.schema import Profile
 
 LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
+# A request's commune, kept in its row beside the profile table's columns (which have none).
+INSEE_KEY, CITY_KEY = "inseeCode", "city"
 FLAG_COLUMNS = ("disability", "hasQuiz")
 ONE_ROW_MATRICES = 4096  # feature combinations whose one-row matrix is kept
 
@@ -87,8 +89,8 @@ def request_row(
     """The canonical row of a request: the stored profile with the request's fields over it.
 
     Only the fields the request sets count (an omitted `disability` keeps the stored one).
-    A new postal code without coordinates replaces the stored place (the row is then located
-    by the postal code, as `profile_arrays` does); a new mobility without a radius replaces
+    A new postal code, INSEE code or city without coordinates replaces the stored place (the
+    row is then placed by `placement`); a new mobility without a radius replaces
     the stored radius by the mobility's.
     """
     row = dict(stored) if stored is not None else empty_row()
@@ -107,6 +109,9 @@ def request_row(
             lat=None,
             lon=None,
         )
+    for field, column in (("insee_code", INSEE_KEY), ("city", CITY_KEY)):
+        if field in given and getattr(profile, field) is not None:
+            row.update({column: getattr(profile, field), "lat": None, "lon": None})
     if "lat" in given:
         row["lat"], row["lon"] = profile.lat, profile.lon
     if "mobility" in given:
@@ -137,14 +142,31 @@ def _multi_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
     return out
 
 
-def row_arrays(row: dict[str, Any]) -> ProfileArrays:
-    """`ProfileArrays` of one canonical row, as `recsys.arrays.profile_arrays` builds them."""
+def placement(row: dict[str, Any]) -> places.Placement | None:
+    """Where the person of a canonical row is: their coordinates, else `recsys.places.locate`
+    of their INSEE code, city, postal code and department; None when nothing places them.
+
+    The same point as `recsys.arrays.profile_arrays` for a row without INSEE code or city
+    (which profile tables do not have).
+    """
     lat, lon = _number(row["lat"]), _number(row["lon"])
-    if math.isnan(lat) or math.isnan(lon):  # half a place is no place
-        point = geo.locate(
-            postal_code=_text(row["postalCode"]), department_code=_text(row["departmentCode"])
-        )
-        lat, lon = point if point is not None else (math.nan, math.nan)
+    if not (math.isnan(lat) or math.isnan(lon)):  # half a place is no place
+        return places.Placement(lat, lon, "coordinates")
+    return places.locate(
+        postal_code=_text(row["postalCode"]),
+        insee=_text(row.get(INSEE_KEY)),
+        commune=_text(row.get(CITY_KEY)),
+        department_code=_text(row["departmentCode"]),
+    )
+
+
+def row_arrays(row: dict[str, Any], where: places.Placement | None = None) -> ProfileArrays:
+    """`ProfileArrays` of one canonical row, as `recsys.arrays.profile_arrays` builds them.
+
+    `where` is the row's `placement` when the caller already has it.
+    """
+    where = placement(row) if where is None else where
+    lat, lon = (where.lat, where.lon) if where is not None else (math.nan, math.nan)
     radius = _number(row["radiusKm"])
     if math.isnan(radius):
         radius = taxonomy.MOBILITY_RADIUS_KM.get(_text(row["mobility"]) or "", math.nan)

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import taxonomy
+from recsys.places import Source
 from recsys.schema import Profile
 
 Programme = Literal[taxonomy.PROGRAMMES]  # type: ignore[valid-type]
@@ -74,6 +75,19 @@ class RankedItem(BaseModel):
     reasons: list[str]
 
 
+class Location(BaseModel):
+    """Where the visitor was placed, so the front can say "autour d'Arles"."""
+
+    lat: float
+    lon: float
+    source: Source = Field(
+        description="what placed the visitor (`recsys.places`), most precise first"
+    )
+    commune: str | None = Field(
+        default=None, description="the commune (nearest the centroid for a postal code)"
+    )
+
+
 class RankResponse(BaseModel):
     """A ranked list; `request_id` tags the prints, clicks and applies it leads to."""
 
@@ -81,6 +95,9 @@ class RankResponse(BaseModel):
     model_version: str
     catalog_version: str
     strategy: Strategy
+    location: Location | None = Field(
+        default=None, description="where the visitor was placed; null when unplaced"
+    )
     items: list[RankedItem]
 
 

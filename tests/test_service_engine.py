@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys import geo, taxonomy
+from recsys import geo, places, taxonomy
 from recsys.arrays import NO_END, offer_arrays, profile_arrays
 from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
@@ -170,7 +170,8 @@ def test_request_fields_override_the_stored_profile() -> None:
     assert row["disability"] is False and row["hasQuiz"] is True  # disability: not given, kept
     assert row["quizDomains"] == ["sport"]
     arrays = row_arrays(row)
-    assert (arrays.lat[0], arrays.lon[0]) == geo.locate(postal_code="75011")
+    paris_11 = places.locate(postal_code="75011")
+    assert (arrays.lat[0], arrays.lon[0]) == (paris_11.lat, paris_11.lon)
     assert arrays.radius_km[0] == taxonomy.DEFAULT_RADIUS_KM
     # Mobility without a radius replaces a stored radius by the mobility's.
     moved = request_row(Profile(mobility="bike"), None, {**stored, "radiusKm": 50.0})
