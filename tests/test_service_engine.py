@@ -197,10 +197,26 @@ def _random_offers(rng: np.random.Generator, n: int) -> pd.DataFrame:
         places=rng.choice([0, 3, None], n).tolist(),
         lat=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(43, 50, n)),
         lon=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-1, 7, n)),
+        addresses=[_addresses(rng) if rng.random() < 0.2 else None for _ in range(n)],
         postedAt=list(posted),
         endAt=[None if i % 7 == 0 else e for i, e in enumerate(ends)],
         statusCode=rng.choice(["ACCEPTED", "ACCEPTED", "REFUSED"], n).tolist(),
     )
+
+
+def _addresses(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One to three more addresses, some without coordinates."""
+    return [
+        {
+            "city": None,
+            "postalCode": None,
+            "departmentCode": None,
+            "lat": None if unplaced else float(rng.uniform(43, 50)),
+            "lon": None if unplaced else float(rng.uniform(-1, 7)),
+            "locationSource": None,
+        }
+        for unplaced in rng.random(int(rng.integers(1, 4))) < 0.2
+    ]
 
 
 def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
@@ -588,6 +604,25 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
         ],
         ["mission à distance", "apprécié par des profils proches"],
     ]
+
+
+def test_rank_says_where_it_placed_the_visitor(engine: Engine) -> None:
+    def located(**fields: Any) -> dict[str, Any] | None:
+        response = engine.rank(RankRequest(profile=Profile(age=20, **fields), k=3), at=AT)[0]
+        return None if response.location is None else response.location.model_dump()
+
+    arles = located(postal_code="13200")
+    assert arles is not None and (arles["source"], arles["commune"]) == ("postal_code", "Arles")
+    assert geo.haversine_km(arles["lat"], arles["lon"], 43.5469, 4.6622) < 0.1
+    assert located(city="St-Étienne")["commune"] == "Saint-Etienne"
+    assert located(insee_code="2A004", postal_code="13200")["commune"] == "Ajaccio"
+    assert located(lat=LYON[0], lon=LYON[1]) == {
+        "lat": round(LYON[0], 4),
+        "lon": round(LYON[1], 4),
+        "source": "coordinates",
+        "commune": None,
+    }
+    assert located() is None
 
 
 def test_similar_offers(engine: Engine) -> None:
