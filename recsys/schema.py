@@ -220,7 +220,9 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def missing_columns(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) -> list[str]:
+def missing_columns(
+    frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]
+) -> list[str]:
     """The columns of `kind`'s schema `frame` lacks, `OPTIONAL_COLUMNS` aside."""
     optional = OPTIONAL_COLUMNS.get(kind, ())
     return [
