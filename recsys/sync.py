@@ -294,7 +294,7 @@ def _merge_pages(
             handle.write(page.read_text(encoding="utf-8"))
     seen = _ids(combined)
     fetched = len(seen)
-    at = pd.Timestamp(run["started_at"]).tz_convert("UTC")
+    at = pd.Timestamp(run["started_at"]).tz_convert("UTC").floor("ms")  # the store's unit
     if fetched:
         result = load_offers(combined)
         new = result.table
