@@ -10,6 +10,8 @@ served model always says what it was made from.
     model/            the model's own save() folder (config.json + arrays.npz)
     encoders/         OfferEncoder and UserEncoder files (JSON + npz)
     catalog.parquet   the feature set's offers (canonical columns), for self-contained ranking
+    applied.parquet   (userId, offerId): what each known person applied to before the cutoff,
+                      never recommended to them again (as offline evaluation excludes it)
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ BUNDLE_FILE = "bundle.json"
 MODEL_DIR = "model"
 ENCODERS_DIR = "encoders"
 CATALOG_FILE = "catalog.parquet"
+APPLIED_FILE = "applied.parquet"
+APPLIED_COLUMNS = ("userId", "offerId")
 
 _LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
 _FLAG_COLUMNS = ("disability", "hasQuiz")
@@ -74,6 +78,14 @@ class RankerBundle:
     user_encoder: UserEncoder
     manifest: dict[str, Any]
     catalog: pd.DataFrame = field(repr=False)
+    applied: pd.DataFrame = field(
+        repr=False, default_factory=lambda: pd.DataFrame(columns=list(APPLIED_COLUMNS))
+    )
+
+    def applied_by_user(self) -> dict[str, frozenset[str]]:
+        """Each known person's offers applied to before the cutoff, by the model's user id."""
+        grouped = self.applied.groupby("userId", sort=False)["offerId"]
+        return {str(user): frozenset(offers.astype(str)) for user, offers in grouped}
 
     @property
     def model_name(self) -> str:
@@ -87,6 +99,19 @@ class RankerBundle:
     def cutoff(self) -> pd.Timestamp:
         """The instant the model's training data stops (its window's start)."""
         return pd.Timestamp(self.manifest["window"]["start"])
+
+    def applied_mask(self, user_ids: list[object], offer_ids: np.ndarray) -> np.ndarray:
+        """(n_people, n_offers) bool: True where the person applied to the offer before the
+        cutoff (people without an id, or unknown to the bundle, applied to nothing)."""
+        applied = self.applied_by_user()
+        columns = pd.Index(np.asarray(offer_ids, dtype=object).astype(str))
+        out = np.zeros((len(user_ids), len(columns)), dtype=bool)
+        for i, user_id in enumerate(user_ids):
+            done = applied.get(str(user_id)) if isinstance(user_id, str) else None
+            if done:
+                found = columns.get_indexer(list(done))
+                out[i, found[found >= 0]] = True
+        return out
 
     def offer_batch(self, offers: pd.DataFrame | None = None) -> OfferBatch:
         """Offers (the catalog snapshot by default) encoded with the bundle's encoder."""
@@ -106,7 +131,8 @@ class RankerBundle:
         """The k best eligible offers per profile, best first (fewer if fewer are eligible).
 
         Candidate selection, scoring and top-k are the core's (`recsys.candidates`,
-        `Recommender.score`, `recsys.ranking.top_k`), as in offline evaluation.
+        `Recommender.score`, `recsys.ranking.top_k`), as in offline evaluation: a known
+        person's past applications (by `userId`) are excluded.
 
         Args:
             profiles: one row per person (canonical profile columns, any subset).
@@ -120,6 +146,8 @@ class RankerBundle:
         when = self.cutoff if at is None else pd.Timestamp(at)
         seconds = int(to_epoch_seconds(pd.Series([when]), 0)[0])
         mask = candidate_mask(offers.arrays, users.arrays, seconds)
+        if "userId" in profiles.columns:
+            mask &= ~self.applied_mask(profiles["userId"].tolist(), offers.ids)
         scores = np.asarray(self.model.score(users, offers), dtype=float)
         ranked = top_k(scores, k, mask)
         return [[str(offers.ids[i]) for i in row if i != PAD] for row in ranked]
@@ -133,6 +161,13 @@ def save_bundle(model: Recommender, feature_set: FeatureSet, path: Path | str) -
     feature_set.offer_encoder.save(folder / ENCODERS_DIR)
     feature_set.user_encoder.save(folder / ENCODERS_DIR)
     feature_set.offers.to_parquet(folder / CATALOG_FILE, index=False)
+    users, offers = feature_set.applies.nonzero()
+    pd.DataFrame(
+        {
+            "userId": np.asarray(feature_set.user_ids, dtype=object)[users].astype(str),
+            "offerId": np.asarray(feature_set.offer_ids, dtype=object)[offers].astype(str),
+        }
+    ).to_parquet(folder / APPLIED_FILE, index=False)
     payload = {
         "format": FORMAT_VERSION,
         "model": model.name,
@@ -167,4 +202,9 @@ def load_bundle(path: Path | str) -> RankerBundle:
         user_encoder=UserEncoder.load(folder / ENCODERS_DIR),
         manifest=payload["manifest"],
         catalog=pd.read_parquet(folder / CATALOG_FILE),
+        **(
+            {"applied": pd.read_parquet(folder / APPLIED_FILE)}
+            if (folder / APPLIED_FILE).is_file()
+            else {}
+        ),
     )

@@ -6,14 +6,13 @@ Mounted by the project's entry point (`engagement/cli.py`) with `app.add_typer(a
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from recsys import config
-from serving.process import serve_command
+from serving.process import run_in_foreground, serve_command
 
 app = typer.Typer(no_args_is_help=True)
 events_app = typer.Typer(no_args_is_help=True, help="The event store of the ranking service.")
@@ -39,6 +38,7 @@ def serve(
 ) -> None:
     """Run the ranking service (`bentoml serve serving.service:RankingService`).
 
+    SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops the server and every worker it started.
     Everything else is configured by environment variables (see docs/serving.md).
     """
     from serving.settings import Settings
@@ -60,11 +60,7 @@ def serve(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    command = serve_command(host, port)
-    try:
-        code = subprocess.call(command, env=env, cwd=config.PROJECT_ROOT)
-    except KeyboardInterrupt:
-        code = 0
+    code = run_in_foreground(serve_command(host, port), env, config.PROJECT_ROOT)
     raise typer.Exit(code)
 
 

@@ -53,6 +53,7 @@ from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
 from serving.catalog import Catalog, CatalogError, read_offers
 from serving.events import Ranking, pseudonym
+from serving.history import AppliedOffers
 from serving.loading import LoadedModel, ModelLoadError, load_model
 from serving.profiles import FeatureColumns, ProfileStore, placement, request_row, row_arrays
 from serving.schemas import (
@@ -112,6 +113,7 @@ class ModelSlot:
     scorer: Scorer
     features: FeatureColumns
     prepared: Prepared | None
+    applied: dict[str, frozenset[str]]  # before the model's cutoff, by the model's user ids
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,8 @@ def _slot(loaded: LoadedModel, catalog: Catalog | None) -> ModelSlot:
     bundle = loaded.bundle
     scorer = Scorer(bundle.model, bundle.offer_encoder)
     prepared = scorer.prepare(catalog) if catalog is not None else None
-    return ModelSlot(loaded, scorer, FeatureColumns(bundle.user_encoder), prepared)
+    features = FeatureColumns(bundle.user_encoder)
+    return ModelSlot(loaded, scorer, features, prepared, bundle.applied_by_user())
 
 
 class Engine:
@@ -255,6 +258,7 @@ class Engine:
         self.settings = settings
         self.state = state
         self.profiles = profiles
+        self.applied = AppliedOffers()  # received since the model's data (serving.history)
         self._admin = threading.Lock()
 
     # --- Start-up ------------------------------------------------------------------------
@@ -320,10 +324,10 @@ class Engine:
         wheres = [placement(row) for row in rows]
         people = concat_rows([row_arrays(r, w) for r, w in zip(rows, wheres, strict=True)])
         if len(requests) == 1:  # a request alone: its candidates are the columns
-            columns = self._request_rows(catalog, people, requests[0], at)
+            columns = self._request_rows(state, people, requests[0], at)
             masks = np.ones((1, len(columns)), dtype=bool)
         else:
-            masks = self._candidates(catalog, people, requests, at)
+            masks = self._candidates(state, people, requests, at)
             columns = np.flatnonzero(masks.any(axis=0))
             masks = masks[:, columns]
         strategies, scores, learned = self._score(state, catalog, rows, people, columns, masks)
@@ -381,13 +385,14 @@ class Engine:
 
     def _candidates(
         self,
-        catalog: Catalog,
+        state: ServingState,
         people: ProfileArrays,
         requests: Sequence[RankRequest],
         at: int,
     ) -> np.ndarray:
         """(n_requests, n_offers) bool: the offers each person may be recommended, after
-        their request's filters."""
+        their request's filters and exclusions."""
+        catalog = state.catalog
         mask = catalog.geography_mask(people.lat, people.lon, people.radius_km)
         for i, (age, disability) in enumerate(
             zip(people.age.tolist(), people.disability.tolist(), strict=True)
@@ -397,17 +402,34 @@ class Engine:
             held = _filters_hold(catalog, request, slice(None))
             if held is not None:
                 mask[i] &= held
-            for offer_id in request.exclude_offer_ids:
+            for offer_id in self._excluded(state, request):
                 row = catalog.row.get(offer_id)
                 if row is not None:
                     mask[i, row] = False
         return mask
 
+    def _excluded(self, state: ServingState, request: RankRequest) -> set[str]:
+        """Offers the list must not hold: the request's exclusions, and what the visitor
+        already applied to (before the model's data, as offline evaluation excludes it, and
+        since, from the event store)."""
+        excluded = set(request.exclude_offer_ids)
+        user_id = request.user_id
+        if user_id is None:
+            return excluded
+        stored = pseudonym(user_id, self.settings.id_salt or "")
+        excluded |= self.applied.of(stored)
+        model = state.model
+        if model is not None:
+            for key in (user_id, stored):
+                excluded |= model.applied.get(key, frozenset())
+        return excluded
+
     def _request_rows(
-        self, catalog: Catalog, people: ProfileArrays, request: RankRequest, at: int
+        self, state: ServingState, people: ProfileArrays, request: RankRequest, at: int
     ) -> np.ndarray:
         """`_candidates` of a lone request as its catalog rows, ascending, without masks
         over the whole catalog (`Catalog.candidate_rows`)."""
+        catalog = state.catalog
         rows = catalog.candidate_rows(
             float(people.lat[0]),
             float(people.lon[0]),
@@ -419,7 +441,7 @@ class Engine:
         held = _filters_hold(catalog, request, rows)
         if held is not None:
             rows = rows[held]
-        excluded = [catalog.row[o] for o in request.exclude_offer_ids if o in catalog.row]
+        excluded = [catalog.row[o] for o in self._excluded(state, request) if o in catalog.row]
         return rows[~np.isin(rows, excluded)] if excluded else rows
 
     def _rules(self, catalog: Catalog, people: ProfileArrays, columns: np.ndarray) -> np.ndarray:
@@ -766,7 +788,8 @@ def reasons(
     at: int,
 ) -> list[list[str]]:
     """Short French reasons for showing offer `rows[i]` to person `owner[i]` of `people`,
-    most telling first (at most MAX_REASONS); tests in the numpy part, strings in the loop."""
+    most telling first (at least one, at most MAX_REASONS); tests in the numpy part, strings
+    in the loop."""
     a = catalog.arrays
     remote = a.remote[rows]
     known = ~np.isnan(distances)
@@ -824,6 +847,12 @@ def reasons(
             said.append("mission indemnisée")
         if new:
             said.append("nouvelle mission")
+        if not said:  # every item says why it is there: at least its domain, open to the person
+            said.append(
+                f"dans le domaine : {DOMAIN_LABELS[domain]}"
+                if domain is not None
+                else "ouverte à votre profil"
+            )
         out.append(said[:MAX_REASONS])
     return out
 

@@ -40,7 +40,7 @@ import queue
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ API_TO_COLUMN = {
 
 
 PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
+APPLIES_OVERLAP = timedelta(minutes=1)  # `EventStore.applies_since`: late commits
 CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to create tables
 
 
@@ -385,6 +386,29 @@ class EventStore:
         frame[EXACT_AGE] = pd.array([None] * len(frame), dtype="Int16")
         frame["isBot"] = frame["isBot"].astype("boolean")
         return frame[list(EVENT_COLUMNS)]
+
+    def applies_since(
+        self, after: datetime | None
+    ) -> tuple[list[tuple[str, str]], datetime | None]:
+        """(visitor id, offer id) of the non-bot applies received since `after` (all when
+        None), and the latest reception time read (None when nothing was).
+
+        A write committed late may carry an earlier reception time than one already read:
+        the window reaches `APPLIES_OVERLAP` back, and the caller keeps pairs as a set.
+        """
+        e = self.events
+        statement = sa.select(e.c.userId, e.c.missionId, e.c.receivedAt).where(
+            e.c.type == "apply",
+            e.c.userId.is_not(None),
+            e.c.missionId.is_not(None),
+            sa.or_(e.c.isBot.is_(None), e.c.isBot.is_(False)),
+        )
+        if after is not None:
+            statement = statement.where(e.c.receivedAt >= after - APPLIES_OVERLAP)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        latest = max((row.receivedAt for row in rows), default=None)
+        return [(row.userId, row.missionId) for row in rows], latest
 
     def read_rankings(self) -> pd.DataFrame:
         """Every logged list item: requestId, createdAt, modelVersion, catalogVersion, strategy,

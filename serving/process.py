@@ -1,8 +1,9 @@
-"""Running the service as a separate `bentoml serve` process, for tests and benchmarks.
+"""Running the service as a separate `bentoml serve` process.
 
 The real server (supervisor, worker process, HTTP stack) is what a test over HTTP or a
 throughput figure must exercise; these helpers start it on a free loopback port, wait until
-it answers, and always stop its whole process group.
+it answers, and always stop its whole process group. `run_in_foreground` is what `recsys
+serve` runs: the server as a child that follows the signals the command receives.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys import config
+
+if TYPE_CHECKING:
+    import psutil
 
 SERVICE = "serving.service:RankingService"
 
@@ -37,6 +42,69 @@ def serve_command(host: str, port: int) -> list[str]:
         "--working-dir",
         str(config.PROJECT_ROOT),
     ]
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_GRACE_SECONDS = 20.0
+
+
+def run_in_foreground(command: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run the server until it exits or this process is asked to stop; its exit code.
+
+    A supervisor stops a service with SIGTERM, a terminal with SIGINT, both to this process
+    alone. The server runs in a session of its own (a terminal's Ctrl-C reaches it once,
+    through here) and each stop signal is handed to it; BentoML's supervisor then stops its
+    workers. Its workers live in sessions of their own too: those still alive once the
+    supervisor is gone (or past the grace period) are terminated, so no process outlives the
+    command.
+    """
+    import psutil
+
+    server = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+    descendants: dict[int, psutil.Process] = {}
+
+    def stop(signum: int, _frame: object) -> None:
+        with suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(server.pid).children(recursive=True):
+                descendants[child.pid] = child
+        with suppress(ProcessLookupError):
+            server.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
+    try:
+        while True:
+            try:
+                code = server.wait()
+                break
+            except KeyboardInterrupt:  # a signal raced the handler's installation
+                stop(signal.SIGINT, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if server.poll() is None:
+            stop(signal.SIGTERM, None)
+            try:
+                server.wait(timeout=_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        _end(list(descendants.values()))
+    return 0 if code in (-signal.SIGTERM, -signal.SIGINT) else code
+
+
+def _end(processes: list[psutil.Process]) -> None:
+    """Terminate the processes still alive, then kill those that outlive the grace period."""
+    import psutil
+
+    alive = [p for p in processes if p.is_running()]
+    for process in alive:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, survivors = psutil.wait_procs(alive, timeout=_GRACE_SECONDS)
+    for process in survivors:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(survivors, timeout=5)
 
 
 def free_port() -> int:

@@ -52,7 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
-from serving.events import EventStore, Ranking, RankLog, event_rows
+from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
@@ -174,6 +174,7 @@ class RankingService:
                 self.store, self._apply_recorded, self.settings.admin_sync_seconds
             )
             self.admin_sync.start()
+            self.engine.applied.follow(self.store, self.settings.admin_sync_seconds)
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
@@ -262,6 +263,12 @@ class RankingService:
         except SQLAlchemyError as error:
             logger.error("events not stored: %s", error)
             raise ServiceUnavailable("event store unavailable, retry later") from error
+        salt = self.settings.id_salt or ""
+        self.engine.applied.add(  # at once on this worker; the others read the store
+            (pseudonym(row.get("userId"), salt), row.get("missionId"))
+            for row in rows
+            if row["id"] in stored and row.get("type") == "apply" and not row.get("isBot")
+        )
         seen: set[str] = set()
         duplicates = []  # already stored before, or repeated within this batch
         for row in rows:
@@ -322,6 +329,7 @@ class RankingService:
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.batcher.close()
+        self.engine.applied.close()
         if self.admin_sync is not None:
             self.admin_sync.close()
         if self.rank_log is not None:

@@ -27,6 +27,9 @@ from recsys import schema, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
 
+FLOAT32_RTOL = 8 * float(np.finfo(np.float32).eps)  # ~1e-6: a few float32 roundings
+FLOAT64_RTOL = 1e-9  # far above float64's rounding, far below any real difference
+
 CUTOFF = pd.Timestamp("2024-06-01", tz="UTC")
 PARIS = (48.8566, 2.3522)
 LYON = (45.7640, 4.8357)
@@ -322,3 +325,25 @@ def random_data(rng: np.random.Generator, n_users: int = 20, n_offers: int = 15)
     weights = np.where(mask, rng.uniform(0.1, 1.0, size=mask.shape), 0.0)
     applies = mask & (rng.random(mask.shape) < 0.5)
     return training_data(users, offers, weights, applies)
+
+
+def assert_scores_close(found: Any, expected: Any, rtol: float, step: float = 0.0) -> None:
+    """Scores of one formula computed along two paths agree to `rtol`, at each row's scale.
+
+    Two paths (a batch's BLAS product and a lone person's compiled loop, float32 and float64
+    sums, another CPU's vector width or fused multiply-adds) differ by a few roundings of the
+    terms they add. That error is relative to the terms, so to the row's magnitude, not to
+    each result: a score that cancels to near zero keeps the absolute error of its terms.
+    Each row therefore also gets an absolute tolerance of `rtol` times its largest finite
+    |score|; NaN must match NaN, infinities must match exactly. `step` is the rounding step of
+    scores that were rounded for output: equal scores a rounding apart can land a step apart.
+    """
+    found = np.atleast_2d(np.asarray(found, dtype=float))
+    expected = np.atleast_2d(np.asarray(expected, dtype=float))
+    assert found.shape == expected.shape, (found.shape, expected.shape)
+    for i, (got, want) in enumerate(zip(found, expected, strict=True)):
+        finite = np.abs(want[np.isfinite(want)])
+        scale = float(finite.max()) if finite.size else 0.0
+        np.testing.assert_allclose(
+            got, want, rtol=rtol, atol=rtol * scale + step, equal_nan=True, err_msg=f"row {i}"
+        )

@@ -17,7 +17,9 @@ Class attributes state what the model promises, and the mixin holds it to that:
   user (popularity, the quiz engine); they carry their own exact hand-computed test instead.
 - `scores_new_offers`: True when offers absent from training get finite scores.
 - `deterministic`: training twice with the same config gives the same scores.
-- `rtol`: tolerance of "batch equals one by one" (float32 BLAS models sum in other orders).
+- `rtol`: relative precision of the model's arithmetic, for the tests that compute the same
+  scores along two paths (batch and one by one, prepared and direct): float32 models sum in
+  other orders there; see `tests.fixtures.assert_scores_close`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from recsys.dataset import OfferBatch, PreparedOffers, UserBatch
 from recsys.models import create_model, model_class
 from recsys.models.base import ARRAYS_FILE, CONFIG_FILE, Recommender
 from tests.fixtures import (
+    FLOAT32_RTOL,
     Checkerboard,
+    assert_scores_close,
     checkerboard_data,
     new_offers,
     random_data,
@@ -49,7 +53,7 @@ class ModelTests:
     solves_checkerboard: ClassVar[bool] = True
     scores_new_offers: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
-    rtol: ClassVar[float] = 1e-6
+    rtol: ClassVar[float] = FLOAT32_RTOL
 
     def make_model(self) -> Recommender:
         return create_model(self.model_name, dict(self.params))
@@ -102,7 +106,7 @@ class ModelTests:
         rows = {"few": np.array([n - 1, 0]), "most": np.arange(n)[::-1], "all": None}[which]
         expected = trained.score(all_users, all_offers if rows is None else all_offers.take(rows))
         found = trained.score_prepared(all_users, trained.prepare_offers(all_offers), rows)
-        np.testing.assert_allclose(found, expected, rtol=self.rtol, atol=1e-12, equal_nan=True)
+        assert_scores_close(found, expected, self.rtol)
 
     def test_prepared_parts_concatenate(
         self, trained: Recommender, board: Checkerboard, all_users: UserBatch
@@ -114,7 +118,7 @@ class ModelTests:
         expected = trained.score(all_users, OfferBatch.concat(parts))
         for prepared in (joined, taken):
             found = trained.score_prepared(all_users, prepared)
-            np.testing.assert_allclose(found, expected, rtol=self.rtol, atol=1e-12, equal_nan=True)
+            assert_scores_close(found, expected, self.rtol)
 
     def test_new_offers(self, trained: Recommender, board: Checkerboard) -> None:
         fresh = new_offers()
@@ -148,7 +152,7 @@ class ModelTests:
         rows = [
             trained.score(all_users.take(np.array([u])), all_offers) for u in range(len(all_users))
         ]
-        np.testing.assert_allclose(np.vstack(rows), batch, rtol=self.rtol, atol=1e-12)
+        assert_scores_close(np.vstack(rows), batch, self.rtol)
 
     def test_offer_subset_equals_columns(
         self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch
@@ -156,7 +160,7 @@ class ModelTests:
         order = np.arange(len(all_offers))[::-2]  # a reversed subset mixing old and new offers
         full = trained.score(all_users, all_offers)
         subset = trained.score(all_users, all_offers.take(order))
-        np.testing.assert_allclose(subset, full[:, order], rtol=self.rtol, atol=1e-12)
+        assert_scores_close(subset, full[:, order], self.rtol)
 
     def test_empty_batches(
         self, trained: Recommender, all_users: UserBatch, all_offers: OfferBatch

@@ -189,17 +189,25 @@ def training_profiles() -> pd.DataFrame:
     )
 
 
+def applied_elsewhere(users: pd.DataFrame, offers: pd.DataFrame) -> np.ndarray:
+    """Each user's one offer of their topic in the other city (`user-topic-city-i` applied
+    to `<other city>-topic-<i mod PER_CELL>`): what the bundle says they applied to."""
+    out = np.zeros((len(users), len(offers)))
+    for u, user_id in enumerate(users["userId"]):
+        topic, city, i = user_id.split("-")
+        other = f"{'lyon' if city == 'paris' else 'paris'}-{topic}-{int(i) % PER_CELL}"
+        out[u, offers["id"].to_numpy() == other] = 1.0
+    return out
+
+
 def interactions(users: pd.DataFrame, offers: pd.DataFrame) -> np.ndarray:
     """Each user: every offer of their topic in their city, plus one of the other city."""
-    out = np.zeros((len(users), len(offers)))
+    out = applied_elsewhere(users, offers)
     topic_of_offer = offers["id"].str.split("-").str[1].to_numpy()
     city_of_offer = offers["id"].str.split("-").str[0].to_numpy()
     for u, user_id in enumerate(users["userId"]):
-        topic, city, i = user_id.split("-")
-        same = (topic_of_offer == topic) & (city_of_offer == city)
-        out[u, same] = 1.0
-        other = f"{'lyon' if city == 'paris' else 'paris'}-{topic}-{int(i) % PER_CELL}"
-        out[u, offers["id"].to_numpy() == other] = 1.0
+        topic, city, _ = user_id.split("-")
+        out[u, (topic_of_offer == topic) & (city_of_offer == city)] = 1.0
     return out
 
 
@@ -223,6 +231,9 @@ def train(model_name: str, params: dict[str, Any]) -> tuple[Recommender, SimpleN
     feature_set = SimpleNamespace(
         offer_encoder=offer_encoder,
         user_encoder=user_encoder,
+        applies=sp.csr_matrix(applied_elsewhere(profiles, offers)),
+        user_ids=profiles["userId"].to_numpy(dtype=object),
+        offer_ids=offers["id"].to_numpy(dtype=object),
         offers=catalog_offers(),
         manifest={
             "data_fingerprint": f"tiny-{model_name}",

@@ -80,6 +80,22 @@ def test_offers_loaded_ids_and_each_reject_with_its_reason(offers) -> None:
     }
 
 
+@pytest.mark.parametrize("title", [None, "", "   ", "<p> </p>", "<script>x()</script>"])
+def test_offers_without_a_title_are_rejected(tmp_path: Path, title: str | None) -> None:
+    """A front cannot show an offer without a title: it is rejected, never served."""
+    records = json.loads((DATA / "offers.json").read_text(encoding="utf-8"))
+    untitled = dict(records[0], id="m-untitled", clientId="untitled")
+    if title is None:
+        del untitled["title"]
+    else:
+        untitled["title"] = title
+    path = tmp_path / "offers.json"
+    path.write_text(json.dumps([records[0], untitled]), encoding="utf-8")
+    result = load_offers(path)
+    assert result.table["id"].tolist() == ["m-001"]
+    assert _by_row(result) == {2: ("m-untitled", "missing_title")}
+
+
 def test_offers_no_silent_loss(offers) -> None:
     records = json.loads((DATA / "offers.json").read_text(encoding="utf-8"))
     assert offers.loaded + offers.rejected == len(records) == 15
@@ -312,12 +328,11 @@ def test_csv_with_an_unclosed_quote_keeps_the_following_lines(tmp_path: Path) ->
 
 def test_profiles_loaded_and_rejected() -> None:
     result = load_profiles(DATA / "profiles.csv")
-    assert result.table["userId"].tolist() == ["u-2", "u-1", "u-8"]
+    assert result.table["userId"].tolist() == ["u-2", "u-5", "u-1", "u-8"]
     assert _by_row(result) == {
         2: ("u-1", "duplicate_id"),
         4: ("u-3", "invalid_field:age"),
         5: ("u-4", "invalid_field:postalCode"),
-        6: ("u-5", "invalid_field:quizDomains"),
         7: (None, "missing_id"),
         9: ("u-6", "bad_location"),
         10: ("u-7", "invalid_field:mobility"),
@@ -327,9 +342,58 @@ def test_profiles_loaded_and_rejected() -> None:
     assert table.loc["u-2", "quizDomains"] == ["education"]  # from a JSON string
     assert table.loc["u-1", "quizActivities"] == ["aider-accompagner", "transmettre-animer"]
     assert table.loc["u-1", "age"] == 20  # the later row wins
-    assert table["hasQuiz"].tolist() == [True, True, False]
+    assert table["hasQuiz"].tolist() == [True, True, True, False]
     assert table.loc["u-8", "region"] == "Provence-Alpes-Côte d'Azur"
-    assert schema.conform(result.table, "profiles").num_rows == 3
+    # An unknown quiz value (a newer quiz option) is dropped, the person kept, a warning counted.
+    assert table.loc["u-5", "quizDomains"] == ["sport"]
+    assert result.warnings["unknown_value:quizDomains"] == 1
+    assert schema.conform(result.table, "profiles").num_rows == 4
+
+
+def test_profiles_keep_people_whose_quiz_has_newer_options(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "profiles.csv"
+    path.write_text(
+        "userId,age,quizActivities,quizRhythm\n"
+        "a,19,aider-accompagner|cuisiner,un-jour-par-mois\n"
+        "b,22,cuisiner,\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING", logger="recsys.loaders.profiles"):
+        result = load_profiles(path)
+    assert result.rejected == 0
+    table = result.table.set_index("userId")
+    assert table.loc["a", "quizActivities"] == ["aider-accompagner"]
+    assert table.loc["b", "quizActivities"] == []
+    assert pd.isna(table.loc["a", "quizRhythm"])
+    assert result.warnings["unknown_value:quizActivities"] == 2
+    assert result.warnings["unknown_value:quizRhythm"] == 1
+    assert "cuisiner" in caplog.text and "un-jour-par-mois" in caplog.text
+
+
+def test_profiles_accept_snake_case_and_the_stat_events_id(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.csv"
+    path.write_text(
+        "userIdentifiant,age,postal_code,radius_km,quiz_domains,quiz_rhythm,has_quiz\n"
+        "jva-1,19,69003,15,sport|numerique,quelques-heures-par-semaine,yes\n",
+        encoding="utf-8",
+    )
+    result = load_profiles(path)
+    assert result.rejected == 0
+    row = result.table.iloc[0]
+    assert row["userId"] == "jva-1"
+    assert row["postalCode"] == "69003" and row["departmentCode"] == "69"
+    assert row["radiusKm"] == 15.0
+    assert row["quizDomains"] == ["sport", "numerique"]
+    assert row["quizRhythm"] == "quelques-heures-par-semaine"
+
+
+def test_profiles_prefer_the_canonical_column_over_another_spelling(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.csv"
+    path.write_text("userId,userIdentifiant,age,radiusKm,radius_km\nu,jva,30,5,50\n")
+    row = load_profiles(path).table.iloc[0]
+    assert row["userId"] == "u" and row["radiusKm"] == 5.0
 
 
 # --- merge into the stored tables ---------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recsys.models.factorization import ALSModel
-from tests.fixtures import checkerboard_data, new_offers
+from tests.fixtures import FLOAT64_RTOL, checkerboard_data, new_offers
 from tests.model_mixin import ModelTests
 
 
@@ -15,7 +15,7 @@ class TestALS(ModelTests):
     model_name = "als"
     params: ClassVar[dict[str, Any]] = {"embedding_size": 2, "epochs": 10, "regularization": 0.01}
     unknown_user_scores = "nan"
-    rtol = 1e-9
+    rtol = FLOAT64_RTOL
 
 
 def test_new_offers_score_exactly_zero_for_known_users() -> None:

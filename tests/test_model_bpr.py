@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recsys.models.factorization import BPRModel
-from tests.fixtures import checkerboard_data, new_offers
+from tests.fixtures import FLOAT64_RTOL, checkerboard_data, new_offers
 from tests.model_mixin import ModelTests
 
 
@@ -15,7 +15,7 @@ class TestBPR(ModelTests):
     model_name = "bpr"
     params: ClassVar[dict[str, Any]] = {"embedding_size": 4, "epochs": 200, "learning_rate": 0.05}
     unknown_user_scores = "nan"
-    rtol = 1e-9
+    rtol = FLOAT64_RTOL
 
 
 def test_new_offers_score_exactly_zero_bias_included() -> None:

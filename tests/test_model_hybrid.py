@@ -36,8 +36,10 @@ from recsys.models.incumbent import (
     search_radius_km,
 )
 from tests.fixtures import (
+    FLOAT32_RTOL,
     LYON,
     PARIS,
+    assert_scores_close,
     checkerboard_data,
     make_offers_frame,
     make_profiles_frame,
@@ -185,10 +187,10 @@ def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
     assert np.isin([REMOTE_FULL, REMOTE_POSSIBLE], offers.arrays.remote).all()
     with _configured(trained, remote_distance_share=0.5):
         expected = _blend_by_formula(trained, users, offers)
-        np.testing.assert_allclose(trained.score(users, offers), expected, rtol=1e-12)
+        assert_scores_close(trained.score(users, offers), expected, 1e-12)
         rows = np.array([7, 0, 3, len(offers) - 1])
         subset = trained.score_prepared(users, trained.prepare_offers(offers), rows)
-    np.testing.assert_allclose(subset, expected[:, rows], rtol=1e-12)
+    assert_scores_close(subset, expected[:, rows], 1e-12)
 
 
 def test_fully_remote_offers_at_the_edge_of_the_radius(trained: HybridModel) -> None:
@@ -209,7 +211,7 @@ def test_fully_remote_offers_at_the_edge_of_the_radius(trained: HybridModel) -> 
     with _configured(trained, geo_weight=0.0):
         expected = _blend_by_formula(trained, users, offers)
         scores = trained.score(users, offers)
-    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    assert_scores_close(scores, expected, 1e-12)
     # Inside the 30 km radius the place score lifts the offer; past it, it does not.
     assert scores[0, 0] > scores[0, 1] == pytest.approx(scores[0, 4])
     assert scores[1, 2] > scores[1, 3] == pytest.approx(scores[1, 4])
@@ -260,7 +262,7 @@ def test_blend_is_the_weighted_mean_of_its_two_ends(trained: HybridModel) -> Non
         rules_end = trained.score(users, offers)
     with _configured(trained, blend_halfpoint=5.0, **NO_EXTRAS):
         blend = trained.score(users, offers)
-    np.testing.assert_allclose(blend, 0.5 * learned_end + 0.5 * rules_end, rtol=1e-6, atol=1e-9)
+    assert_scores_close(blend, 0.5 * learned_end + 0.5 * rules_end, FLOAT32_RTOL)
 
 
 def test_cold_weight_brings_the_learned_model_to_strangers(trained: HybridModel) -> None:

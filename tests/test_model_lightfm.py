@@ -12,7 +12,13 @@ from lightfm import LightFM
 from recsys.dataset import UserBatch
 from recsys.models._common import lookup
 from recsys.models.lightfm_model import LightFMConfig, LightFMModel, feature_matrix
-from tests.fixtures import checkerboard_data, new_offers, stranger_users
+from tests.fixtures import (
+    FLOAT32_RTOL,
+    assert_scores_close,
+    checkerboard_data,
+    new_offers,
+    stranger_users,
+)
 from tests.model_mixin import ModelTests
 
 PARAMS = {"embedding_size": 8, "epochs": 10, "learning_rate": 0.05}
@@ -80,9 +86,9 @@ def test_one_person_against_chosen_rows(trained: LightFMModel) -> None:
         + prepared.arrays["item_bias"][rows]
     )
     alone = trained.score_prepared(person, prepared, rows)
-    np.testing.assert_allclose(alone, by_hand, rtol=1e-12)
+    assert_scores_close(alone, by_hand, 1e-12)  # float64 sums of exact float32 products
     batch = trained.score_prepared(board.users.take(np.array([1, 2, 3])), prepared, rows)
-    np.testing.assert_allclose(alone[0], batch[1], rtol=1e-6)
+    assert_scores_close(alone[0], batch[1], FLOAT32_RTOL)  # BLAS sums in float32
 
 
 def test_scores_equal_lightfm_predict() -> None:
@@ -173,5 +179,5 @@ def test_few_rows_are_summed_as_scipy_sums_them(
         monkeypatch.undo()
         for found, expected in zip(compiled_path, scipy_path, strict=True):
             assert found.shape == expected.shape
-            np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-15)
+            assert_scores_close(found, expected, 1e-12)
     assert not np.any(trained.user_representations(empty)[1])  # no feature, no identity: 0

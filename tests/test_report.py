@@ -4,6 +4,7 @@ end on a temporary MLflow store (runs logged by hand, as `recsys train` lays the
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import struct
 import subprocess
@@ -474,9 +475,11 @@ SCREENSHOT_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "screen
 
 
 @pytest.mark.slow  # starts a headless browser
-@pytest.mark.skipif(
-    shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
-    reason="chromium is not installed (apt-get install chromium)",
+@pytest.mark.skipif(  # never skipped in CI, whose .ci/run installs it
+    shutil.which("chromium") is None
+    and shutil.which("chromium-browser") is None
+    and not os.environ.get("CI"),
+    reason="chromium is not installed (apt-get install chromium; .ci/run installs it)",
 )
 def test_screenshot_script_renders_the_page_offline(page: str, tmp_path: Path) -> None:
     report = tmp_path / "report.html"

@@ -351,6 +351,18 @@ def test_events_are_stored_once_and_rankings_logged(served: Server) -> None:
     _check_events(served)
 
 
+def test_an_apply_is_never_recommended_again_to_that_visitor(served: Server) -> None:
+    user = "culture-lyon-2"
+    before = [
+        i["offer_id"] for i in served.post("/rank", {"user_id": user, "k": 5}).json()["items"]
+    ]
+    applied = before[0]
+    event = {"id": f"apply-{user}", "type": "apply", "mission_id": applied, "user_id": user}
+    assert served.post("/events", {"events": [event]}).json()["stored"] == 1
+    after = [i["offer_id"] for i in served.post("/rank", {"user_id": user, "k": 5}).json()["items"]]
+    assert applied not in after and after
+
+
 # --- Live catalog and model reload -------------------------------------------------------------
 
 

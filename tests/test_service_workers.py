@@ -70,3 +70,28 @@ def test_an_admin_call_reaches_every_worker(tmp_path: Path) -> None:
         for user in ("sport-lyon-0", "culture-lyon-0"):  # the new offer is served everywhere
             items = httpx.post(f"{base}/rank", json={"user_id": user, "k": 30}, timeout=30)
             assert "lyon-sport-new" in {item["offer_id"] for item in items.json()["items"]}
+        # An apply received by one worker is excluded by every worker (read from the store).
+        user = "sport-lyon-0"
+        event = {
+            "id": "apply-new",
+            "type": "apply",
+            "mission_id": "lyon-sport-new",
+            "user_id": user,
+        }
+        stored = httpx.post(f"{base}/events", json={"events": [event]}, timeout=30).json()
+        assert stored["stored"] == 1
+        deadline = time.monotonic() + 30
+        while True:  # new connections: the requests reach both workers
+            with ThreadPoolExecutor(8) as pool:
+                lists = list(
+                    pool.map(
+                        lambda _: httpx.post(
+                            f"{base}/rank", json={"user_id": user, "k": 30}, timeout=30
+                        ).json()["items"],
+                        range(8),
+                    )
+                )
+            if all("lyon-sport-new" not in {i["offer_id"] for i in items} for items in lists):
+                break
+            assert time.monotonic() < deadline, "a worker still lists the offer applied to"
+            time.sleep(0.2)

@@ -3,9 +3,10 @@
 Each mission is flattened in Python first (at most ~100k offers: activities merged, first
 address flattened, every address kept in `addresses`, HTML stripped), then every field is
 validated column-wise. Offers and addresses without coordinates but with a postal code or a
-city are placed by `recsys.places` and flagged (`locationSource`). Precedence of
-the reject reasons: missing_id, unknown_domain, unknown_type, bad_date, bad_location,
-invalid_field:<name>, then duplicate_id among the rows that passed every other check.
+city are placed by `recsys.places` and flagged (`locationSource`). Precedence of the reject
+reasons: missing_id, missing_title (blank once HTML is stripped), unknown_domain,
+unknown_type, bad_date, bad_location, invalid_field:<name>, then duplicate_id among the rows
+that passed every other check.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from recsys.loaders.result import (
     BAD_LOCATION,
     DUPLICATE_ID,
     MISSING_ID,
+    MISSING_TITLE,
     UNKNOWN_DOMAIN,
     UNKNOWN_TYPE,
     LoadResult,
@@ -227,6 +229,9 @@ def _validate(flat: pd.DataFrame, verdicts: Verdicts) -> dict[str, pd.Series]:
     verdicts.flag(ids.isna().to_numpy() & ~bad_id, MISSING_ID, "id is missing")
     verdicts.flag(bad_id, invalid_field("id"), "id is not text", flat["id"])
     out["id"] = ids
+    title, bad_title = as_text(flat["title"])
+    blank_title = (title.isna() | (title.str.strip() == "")).to_numpy(dtype=bool) & ~bad_title
+    verdicts.flag(blank_title, MISSING_TITLE, "title is missing or blank")
 
     domain, _ = as_text(flat["domain"])
     domain = domain.str.lower()

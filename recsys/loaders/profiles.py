@@ -1,14 +1,19 @@
 """Loader of known visitors' profiles (age, place, mobility, quiz answers) into profiles.
 
 Validated against the same bounds and vocabularies as `schema.Profile` and `schema.Quiz`, but
-column-wise. List fields (quiz answers) may come as lists, JSON strings or ";"-separated
-strings. Precedence of the reject reasons: missing_id, bad_location, invalid_field:<name>,
-then duplicate_id (the last occurrence is kept: a later row is a later state of the person).
+column-wise. Column names may be the canonical camelCase ones, their snake_case spelling
+(`postal_code`, `radius_km`, `quiz_domains`...) or, for the id, `userIdentifiant` (the stable
+account id of the stat events). List fields (quiz answers) may come as lists, JSON strings or
+";"- or "|"-separated strings; a quiz value outside the vocabulary (a newer quiz option) is
+dropped with a warning naming it, the person kept. Precedence of the reject reasons:
+missing_id, bad_location, invalid_field:<name>, then duplicate_id (the last occurrence is
+kept: a later row is a later state of the person).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Final
@@ -50,6 +55,10 @@ _QUIZ_LISTS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+# Other spellings of the id column, in order of preference after `userId` itself.
+_ID_ALIASES: Final = ("userIdentifiant", "user_id", "user_identifiant")
+
+
 def load_profiles(path: str | Path) -> LoadResult:
     """Load visitor profiles from CSV, JSON (array or lines) or Parquet.
 
@@ -58,22 +67,50 @@ def load_profiles(path: str | Path) -> LoadResult:
     """
     path = Path(path)
     raw = read_raw_table(path)
-    frame, rows = raw.frame.reset_index(drop=True), raw.rows
+    frame, rows = _canonical_columns(raw.frame.reset_index(drop=True)), raw.rows
     verdicts = Verdicts(len(frame))
-    columns = _validate(frame, verdicts)
+    warnings = Counter(raw.warnings)
+    columns = _validate(frame, verdicts, warnings)
     _reject_duplicates(columns["userId"], rows, verdicts)
     rejected = np.flatnonzero(~verdicts.ok)
     verdicts.reject_into(raw.rejects, rows, columns["userId"], raw.raw_records(rejected))
     table = pd.DataFrame({name: columns[name] for name in PROFILE_SCHEMA.names})
     table = table.loc[verdicts.ok].reset_index(drop=True)
-    logger.info("profiles loaded", extra={"source": str(path), "loaded": len(table)})
+    logger.info(
+        "profiles loaded", extra={"source": str(path), "loaded": len(table), "warnings": warnings}
+    )
     return LoadResult(
         kind="profiles",
         source=path,
         table=table,
         rejects=raw.rejects.frame(),
-        warnings=Counter(raw.warnings),
+        warnings=warnings,
     )
+
+
+def _camel_case(name: str) -> str:
+    """`radius_km` -> `radiusKm`; a name without underscores is kept as it is."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _canonical_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The export's columns under their canonical names (snake_case and id aliases mapped).
+
+    A canonical column present in the export wins over another spelling of it.
+    """
+    canonical = set(PROFILE_SCHEMA.names)
+    renames: dict[str, str] = {}
+    for name in frame.columns:
+        target = _camel_case(str(name)) if re.fullmatch(r"[a-z0-9_]+", str(name)) else name
+        if target != name and target in canonical and target not in frame.columns:
+            renames.setdefault(name, target)
+    frame = frame.rename(columns=renames)
+    if "userId" not in frame.columns:
+        alias = next((name for name in _ID_ALIASES if name in frame.columns), None)
+        if alias is not None:
+            frame = frame.rename(columns={alias: "userId"})
+    return frame
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -82,7 +119,9 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series([None] * len(frame), dtype=object)
 
 
-def _validate(frame: pd.DataFrame, verdicts: Verdicts) -> dict[str, pd.Series]:
+def _validate(
+    frame: pd.DataFrame, verdicts: Verdicts, warnings: Counter[str]
+) -> dict[str, pd.Series]:
     """Parse every column and flag the rows that fail, in order of precedence."""
     out: dict[str, pd.Series] = {}
     user_id, bad = as_text(_column(frame, "userId"))
@@ -131,21 +170,50 @@ def _validate(frame: pd.DataFrame, verdicts: Verdicts) -> dict[str, pd.Series]:
         lists, bad = as_str_list(_column(frame, name))
         message = f"{name} is not a list of strings"
         verdicts.flag(bad, invalid_field(name), message, _column(frame, name))
-        unknown = unknown_items(lists, vocabulary)
-        has_unknown = unknown.map(bool).to_numpy(dtype=bool)
-        verdicts.flag(has_unknown, invalid_field(name), f"{name}: unknown values", unknown)
+        lists = _known_items(name, lists, vocabulary, warnings)
         out[name] = lists
         answered |= lists.map(lambda items: bool(items)).fillna(False).astype(bool)
     rhythm, bad = as_text(_column(frame, "quizRhythm"))
-    bad = bad | in_vocabulary(rhythm, (*taxonomy.RHYTHMS, taxonomy.DONT_KNOW))
-    message = "quizRhythm is not a quiz rhythm"
-    verdicts.flag(bad, invalid_field("quizRhythm"), message, _column(frame, "quizRhythm"))
+    verdicts.flag(bad, invalid_field("quizRhythm"), "quizRhythm is not text", rhythm)
+    unknown = in_vocabulary(rhythm, (*taxonomy.RHYTHMS, taxonomy.DONT_KNOW)) & ~bad
+    _count_dropped("quizRhythm", Counter(rhythm[unknown]), warnings)
+    rhythm = rhythm.mask(unknown)
     out["quizRhythm"] = rhythm
     answered |= rhythm.notna().to_numpy()
     has_quiz, bad = as_bool(_column(frame, "hasQuiz"))
     verdicts.flag(bad, invalid_field("hasQuiz"), "hasQuiz is not yes/no", _column(frame, "hasQuiz"))
     out["hasQuiz"] = has_quiz.fillna(pd.Series(answered.to_numpy(), dtype="boolean"))
     return out
+
+
+def _known_items(
+    name: str, lists: pd.Series, vocabulary: tuple[str, ...], warnings: Counter[str]
+) -> pd.Series:
+    """The items of each list that the vocabulary knows; each dropped item counts a warning.
+
+    A quiz gains options before this project's vocabulary does: the person is kept with the
+    answers it can use, and the log names the values dropped.
+    """
+    unknown = unknown_items(lists, vocabulary)
+    dropped = Counter(item for items in unknown for item in items)
+    if not dropped:
+        return lists
+    _count_dropped(name, dropped, warnings)
+    allowed = frozenset(vocabulary)
+    return lists.map(lambda items: None if items is None else [i for i in items if i in allowed])
+
+
+def _count_dropped(name: str, dropped: Counter[str], warnings: Counter[str]) -> None:
+    """Count and log the quiz values of `name` dropped as unknown."""
+    if not dropped:
+        return
+    warnings[f"unknown_value:{name}"] += sum(dropped.values())
+    logger.warning(
+        "unknown %s values dropped: %s",
+        name,
+        dict(dropped.most_common(20)),
+        extra={"field": name, "dropped": dict(dropped)},
+    )
 
 
 def _validate_department(

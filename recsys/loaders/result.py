@@ -21,6 +21,7 @@ REJECT_COLUMNS: Final = ("row", "id", "reason", "detail", "record")
 
 # Reject reason codes (stable: tests, docs/data_formats.md and downstream reports use them).
 MISSING_ID: Final = "missing_id"
+MISSING_TITLE: Final = "missing_title"  # a front cannot show an offer without a title
 DUPLICATE_ID: Final = "duplicate_id"
 UNKNOWN_DOMAIN: Final = "unknown_domain"
 UNKNOWN_TYPE: Final = "unknown_type"

@@ -161,7 +161,7 @@ def _split_list(value: object) -> list[str] | None:
             if not isinstance(value, list):
                 return None
         else:
-            value = value.split(";")
+            value = re.split(r"[;|]", value)
     if isinstance(value, list | tuple | np.ndarray):
         items = []
         for item in value:
@@ -176,7 +176,7 @@ def _split_list(value: object) -> list[str] | None:
 
 
 def as_str_list(values: pd.Series) -> Parsed:
-    """Lists of strings from lists, JSON strings ('["a", "b"]') or ";"-separated strings.
+    """Lists of strings from lists, JSON strings ('["a", "b"]') or ";"- or "|"-separated strings.
 
     Missing gives an empty list; blanks and repeats are dropped; bad where the value is none
     of these shapes or holds a non-string item.
