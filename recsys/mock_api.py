@@ -16,10 +16,13 @@ them in place (`MockAPI.set_missions`, `upsert`, `remove`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -278,6 +281,29 @@ def _query_int(
         bound = f"at least {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{given[0]}: expected a number {bound}, got {value}")
     return value
+
+
+@contextlib.contextmanager
+def running(api: MockAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve the mock in a background thread on a port the system picks; yields its base
+    URL, and stops the server on exit."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(api.app, host=host, port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="mock-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("mock API: the server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def serve(api: MockAPI, host: str = "127.0.0.1", port: int = 8000) -> None:

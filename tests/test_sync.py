@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,12 +11,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from engagement.cli import app
 from recsys import config, schema
-from recsys.mock_api import Faults, MockAPI, missions_from_offers
+from recsys.mock_api import Faults, MockAPI, missions_from_offers, running
 from recsys.schema import Profile
 from recsys.sync import (
     PAGES_DIR,
@@ -63,36 +60,18 @@ def mission(mission_id: str, updated_days_ago: int = 5, **fields: Any) -> dict[s
 
 
 class _Server:
-    """A MockAPI served by uvicorn in a thread, on a port the OS picked."""
+    """A MockAPI and the URL it is served at."""
 
-    def __init__(self, api: MockAPI) -> None:
+    def __init__(self, api: MockAPI, url: str) -> None:
         self.api = api
-        self.server = uvicorn.Server(
-            uvicorn.Config(api.app, host="127.0.0.1", port=0, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the mock API did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.url = url
 
 
 @pytest.fixture
 def mock() -> Iterator[_Server]:
     api = MockAPI([mission(f"m{i}") for i in range(7)], key=KEY)
-    with _Server(api) as server:
-        yield server
+    with running(api) as url:
+        yield _Server(api, url)
 
 
 def _settings(server: _Server, out: Path, **overrides: Any) -> SyncConfig:
