@@ -8,7 +8,12 @@ dataset folder's `offers.parquet`:
   later (or when the API serves again an offer the store had closed);
 * an offer that carries `deletedAt` is stored with it, and a stored offer that no longer
   comes back has left the perimeter: it is closed (`deletedAt` set to the sync's start);
-* rejected missions go to `offers.rejects.jsonl` with their reasons (`recsys.loaders`).
+* rejected missions go to `offers.rejects.jsonl` with their reasons (`recsys.loaders`),
+  once: a mission rejected by an earlier sync and unchanged since is not logged again.
+
+Only the missions that are new or changed (by `updatedAt`) go through the loader, so a sync
+in which little changed costs the paging, a comparison of ids and dates, and writing the
+store.
 
 Requests answered 429 or 5xx, or failing on the network, are retried with exponential
 backoff (the server's `Retry-After` when longer), up to `SyncConfig.retries` times.
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from recsys import config, schema
@@ -106,7 +112,8 @@ class SyncReport:
     unchanged: int
     closed: int  # stored offers gone from the perimeter, closed now
     deleted: int  # added or updated offers that carry deletedAt
-    rejected: int
+    rejected: int  # missions rejected by this sync (logged)
+    still_rejected: int  # rejected by an earlier sync and unchanged since (not logged again)
     total: int  # rows in the store afterwards
     reject_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -268,7 +275,7 @@ def sync(
     finally:
         if owned:
             client.close()
-    report = _merge_pages(settings, out, run, pager.retries, fetched_pages, resumed, started)
+    report = _merge_pages(out, run, state, pager.retries, fetched_pages, resumed, started)
     state.pop("run", None)
     state["last_complete"] = asdict(report)
     _write_json(out / STATE_FILE, state)
@@ -278,62 +285,110 @@ def sync(
 
 
 def _merge_pages(
-    settings: SyncConfig,
     out: Path,
     run: dict[str, Any],
+    state: dict[str, Any],
     retries: int,
     fetched_pages: int,
     resumed: bool,
     started: float,
 ) -> SyncReport:
-    """Load the fetched pages, merge them into the store, log the rejects."""
+    """Load the fetched missions that changed, merge them into the store, log new rejects,
+    and remember them in `state["rejected"]` (id -> raw updatedAt)."""
     pages_dir = out / PAGES_DIR
-    combined = pages_dir / "missions.jsonl"
-    with combined.open("w", encoding="utf-8") as handle:
-        for page in sorted(pages_dir.glob("page-*.jsonl")):
-            handle.write(page.read_text(encoding="utf-8"))
-    seen = _ids(combined)
-    fetched = len(seen)
-    at = pd.Timestamp(run["started_at"]).tz_convert("UTC").floor("ms")  # the store's unit
-    if fetched:
-        result = load_offers(combined)
-        new = result.table
-    else:  # an empty perimeter: everything stored leaves it
-        result, new = None, pd.DataFrame(columns=schema.OFFER_SCHEMA.names)
+    lines = [
+        line
+        for page in sorted(pages_dir.glob("page-*.jsonl"))
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    missions = [json.loads(line) for line in lines]
+    ids = [_mission_id(mission) for mission in missions]
     table_path = out / config.OFFERS_FILE
     stored = read_stored(table_path)
-    merged, counts = merge_perimeter(stored, new, set(seen), at)
+    known_rejects: dict[str, Any] = state.get("rejected") or {}
+    load, still_rejected = _to_load(missions, ids, stored, known_rejects)
+    combined = pages_dir / "missions.jsonl"
+    chosen = "".join(line + "\n" for line, keep in zip(lines, load, strict=True) if keep)
+    combined.write_text(chosen, encoding="utf-8")
+    at = pd.Timestamp(run["started_at"]).tz_convert("UTC").floor("ms")  # the store's unit
+    result = load_offers(combined) if any(load) else None
+    if result is not None:
+        new = result.table
+    else:  # nothing changed: an empty table of the canonical dtypes
+        empty = pd.DataFrame(columns=schema.OFFER_SCHEMA.names)
+        new = schema.conform(empty, "offers").to_pandas()
+    merged, counts = merge_perimeter(stored, new, {i for i in ids if i is not None}, at)
+    counts["unchanged"] += len(missions) - sum(load) - len(still_rejected)
     atomic_write(table_path, lambda target: schema.write_table(merged, "offers", target))
+    rejected: dict[str, Any] = {i: known_rejects[i] for i in still_rejected}
     if result is not None:
         append_rejects(result, rejects_path("offers", out))
+        updated = {i: _raw_updated(m) for i, m in zip(ids, missions, strict=True) if i}
+        rejected |= {str(i): updated.get(str(i)) for i in result.rejects["id"].dropna()}
+    state["rejected"] = rejected
     return SyncReport(
         started_at=run["started_at"],
         finished_at=_now().isoformat(),
         seconds=round(time.perf_counter() - started, 3),
-        fetched=fetched,
+        fetched=len(missions),
         pages=fetched_pages,
         retries=retries,
         resumed=resumed,
         rejected=0 if result is None else result.rejected,
+        still_rejected=len(still_rejected),
         total=len(merged),
         reject_reasons={} if result is None else result.reject_counts(),
         **counts,
     )
 
 
-def _ids(path: Path) -> list[str]:
-    """The ids of the missions of a JSON Lines file (`_id` when `id` is missing)."""
-    ids = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                mission = json.loads(line)
-                found = mission.get("id") if isinstance(mission, dict) else None
-                if found is None and isinstance(mission, dict):
-                    found = mission.get("_id")
-                if found is not None:
-                    ids.append(str(found))
-    return ids
+def _mission_id(mission: object) -> str | None:
+    """A mission's id as text (`_id` when `id` is missing), None when it has none."""
+    if not isinstance(mission, dict):
+        return None
+    found = mission.get("id")
+    found = mission.get("_id") if found is None else found
+    return None if found is None else str(found)
+
+
+def _raw_updated(mission: object) -> Any:
+    return mission.get("updatedAt") if isinstance(mission, dict) else None
+
+
+def _to_load(
+    missions: list[Any],
+    ids: list[str | None],
+    stored: pd.DataFrame | None,
+    known_rejects: dict[str, Any],
+) -> tuple[list[bool], list[str]]:
+    """Which missions to run through the loader: those not stored, changed since (a later
+    `updatedAt`, or served again while the store has them closed) or unreadable (the loader
+    says why), except those an earlier sync rejected and unchanged since (returned too:
+    their rejects are not logged again)."""
+    raw = pd.Series([_raw_updated(m) for m in missions], dtype=object)
+    text = raw.where(raw.map(lambda value: isinstance(value, str)))
+    updated = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601").dt.floor("ms")
+    keys = pd.Series(ids, dtype=object)
+    if stored is not None and not stored.empty:
+        by_id = stored.drop_duplicates("id", keep="last").set_index("id")
+        stored_updated = keys.map(by_id["updatedAt"])
+        closed = keys.map(by_id["deletedAt"]).notna().to_numpy()
+    else:
+        stored_updated = pd.Series(pd.NaT, index=keys.index, dtype="datetime64[ms, UTC]")
+        closed = np.zeros(len(missions), dtype=bool)
+    later = (updated > stored_updated).fillna(False).to_numpy(dtype=bool)
+    unknown = (stored_updated.isna() | updated.isna()).to_numpy()
+    load, still_rejected = [], []
+    for i, mission in enumerate(missions):
+        mission_id = ids[i]
+        reopened = bool(closed[i]) and isinstance(mission, dict) and not mission.get("deletedAt")
+        changed = mission_id is None or unknown[i] or later[i] or reopened
+        if changed and mission_id in known_rejects and known_rejects[mission_id] == raw[i]:
+            still_rejected.append(mission_id)
+            changed = False
+        load.append(bool(changed))
+    return load, still_rejected
 
 
 def merge_perimeter(
@@ -354,7 +409,8 @@ def merge_perimeter(
     known = new["id"].isin(by_id.index).to_numpy()
     previous_updated = new["id"].map(by_id["updatedAt"])
     previous_deleted = new["id"].map(by_id["deletedAt"])
-    later = (new["updatedAt"] > previous_updated).fillna(False).to_numpy(dtype=bool)
+    newer = new["updatedAt"].dt.floor("ms") > previous_updated  # the store keeps ms
+    later = newer.fillna(False).to_numpy(dtype=bool)
     reopened = (previous_deleted.notna() & new["deletedAt"].isna()).to_numpy()
     replacing = known & (later | reopened)
     replaced_ids = set(new["id"][replacing])

@@ -109,6 +109,10 @@ def summary(report: SyncReport, out: Path) -> str:
         f"  rejected   {report.rejected}",
     ]
     lines.extend(f"    {reason:<22} {count}" for reason, count in report.reject_reasons.items())
+    if report.still_rejected:
+        lines.append(
+            f"  still rejected {report.still_rejected} (unchanged since, not logged again)"
+        )
     lines.append(f"  stored     {report.total} offers")
     return "\n".join(lines)
 

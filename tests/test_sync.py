@@ -176,10 +176,14 @@ def test_incremental_sync_updates_closes_deletes_and_rejects(mock: _Server, tmp_
     assert stored["deletedAt"].isna().sum() == 6  # m0 m1 m2 m5 m6 m7
     rejects = [json.loads(line) for line in (tmp_path / "offers.rejects.jsonl").open()]
     assert [(r["id"], r["reason"]) for r in rejects] == [("bad", "unknown_domain")]
-    # Back in the perimeter, unchanged: open again.
+    # Back in the perimeter, unchanged: open again. The reject, unchanged, is not logged again.
     api.upsert(mission("m4"))
     again = sync(_settings(mock, tmp_path))
     assert again.updated == 1 and pd.isna(_stored(tmp_path).loc["m4", "deletedAt"])
+    assert (again.rejected, again.still_rejected, again.unchanged) == (0, 1, 7)
+    assert len((tmp_path / "offers.rejects.jsonl").read_text().splitlines()) == 1
+    quiet = sync(_settings(mock, tmp_path))
+    assert (quiet.added, quiet.updated, quiet.closed, quiet.unchanged) == (0, 0, 0, 8)
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
