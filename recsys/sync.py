@@ -18,12 +18,13 @@ store.
 Requests answered 429 or 5xx, or failing on the network, are retried with exponential
 backoff (the server's `Retry-After` when longer), up to `SyncConfig.retries` times.
 
-Resumable: each page is written to `sync_pages/` and the state file (`sync_state.json`)
-records where paging stands, so a sync interrupted mid-way (crash, Ctrl-C, retries
-exhausted) resumes at the next page; once the store is written, the state file records the
-last complete sync and the pages are removed. The store and the state file are written
-atomically (a temporary file renamed over the old one): a reader (the ranking service,
-`POST /admin/catalog`) sees the previous table or the new one, never half of one.
+Resumable: each page (the API's answer as received) is written to `sync_pages/` and the
+state file (`sync_state.json`) records where paging stands, so a sync interrupted mid-way
+(crash, Ctrl-C, retries exhausted) resumes at the next page; once the store is written, the
+state file records the last complete sync and the pages are removed. The store and the state
+file are written atomically (a temporary file renamed over the old one): a reader (the
+ranking service, `POST /admin/catalog`) sees the previous table or the new one, never half
+of one.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class _Pager:
         self.sleep = sleep
         self.retries = 0
 
-    def page(self, skip: int) -> dict[str, Any]:
+    def page(self, skip: int) -> tuple[dict[str, Any], str]:
+        """The answer at `skip`, parsed and as received."""
         settings = self.settings
         headers = {KEY_HEADER: settings.key} if settings.key else {}
         params = {"limit": settings.page_size, "skip": skip}
@@ -180,7 +182,7 @@ class _Pager:
                 retry_after = 0.0
             else:
                 if response.status_code == 200:
-                    return _answer(response, skip)
+                    return _answer(response, skip), response.text
                 if response.status_code not in RETRIED_STATUS:
                     raise SyncError(f"{settings.url}: {_describe(response)}")
                 problem = _describe(response)
@@ -258,16 +260,15 @@ def sync(
     owned = client is None
     client = client if client is not None else httpx.Client()
     pager = _Pager(settings, client, sleep)
-    fetched_pages = 0
+    fetched: dict[str, list[Any]] = {}  # this run's pages, parsed: not read back from disk
     try:
         while not run["complete"]:
-            body = pager.page(run["next_skip"])
+            body, text = pager.page(run["next_skip"])
             missions = body["data"]
-            page_file = pages_dir / f"page-{run['pages']:06d}.jsonl"
-            lines = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in missions)
-            atomic_write(page_file, lambda target, text=lines: target.write_text(text, "utf-8"))
+            page_file = pages_dir / f"page-{run['pages']:06d}.json"
+            atomic_write(page_file, lambda target, text=text: target.write_text(text, "utf-8"))
+            fetched[page_file.name] = missions
             run["pages"] += 1
-            fetched_pages += 1
             run["next_skip"] += len(missions)
             run["total"] = body["total"]
             run["complete"] = not missions or run["next_skip"] >= body["total"]
@@ -275,7 +276,7 @@ def sync(
     finally:
         if owned:
             client.close()
-    report = _merge_pages(out, run, state, pager.retries, fetched_pages, resumed, started)
+    report = _merge_pages(out, run, state, fetched, pager.retries, resumed, started)
     state.pop("run", None)
     state["last_complete"] = asdict(report)
     _write_json(out / STATE_FILE, state)
@@ -288,28 +289,30 @@ def _merge_pages(
     out: Path,
     run: dict[str, Any],
     state: dict[str, Any],
+    fetched: dict[str, list[Any]],
     retries: int,
-    fetched_pages: int,
     resumed: bool,
     started: float,
 ) -> SyncReport:
-    """Load the fetched missions that changed, merge them into the store, log new rejects,
-    and remember them in `state["rejected"]` (id -> raw updatedAt)."""
+    """Load the missions that changed, merge them into the store, log new rejects, and
+    remember them in `state["rejected"]` (id -> raw updatedAt). `fetched` holds the pages
+    this run fetched; an interrupted run's earlier pages are read from `PAGES_DIR`."""
     pages_dir = out / PAGES_DIR
-    lines = [
-        line
-        for page in sorted(pages_dir.glob("page-*.jsonl"))
-        for line in page.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
-    missions = [json.loads(line) for line in lines]
+    missions = []
+    for page in sorted(pages_dir.glob("page-*.json")):
+        data = fetched.get(page.name)
+        missions.extend(data if data is not None else _read_page(page))
     ids = [_mission_id(mission) for mission in missions]
     table_path = out / config.OFFERS_FILE
     stored = read_stored(table_path)
     known_rejects: dict[str, Any] = state.get("rejected") or {}
     load, still_rejected = _to_load(missions, ids, stored, known_rejects)
     combined = pages_dir / "missions.jsonl"
-    chosen = "".join(line + "\n" for line, keep in zip(lines, load, strict=True) if keep)
+    chosen = "".join(
+        json.dumps(mission, ensure_ascii=False) + "\n"
+        for mission, keep in zip(missions, load, strict=True)
+        if keep
+    )
     combined.write_text(chosen, encoding="utf-8")
     at = pd.Timestamp(run["started_at"]).tz_convert("UTC").floor("ms")  # the store's unit
     result = load_offers(combined) if any(load) else None
@@ -332,7 +335,7 @@ def _merge_pages(
         finished_at=_now().isoformat(),
         seconds=round(time.perf_counter() - started, 3),
         fetched=len(missions),
-        pages=fetched_pages,
+        pages=len(fetched),
         retries=retries,
         resumed=resumed,
         rejected=0 if result is None else result.rejected,
@@ -341,6 +344,14 @@ def _merge_pages(
         reject_reasons={} if result is None else result.reject_counts(),
         **counts,
     )
+
+
+def _read_page(path: Path) -> list[Any]:
+    """The missions of a page an interrupted run stored (the API's answer as received)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SyncError(f"{path}: unreadable page ({error}); remove {path.parent}") from error
 
 
 def _mission_id(mission: object) -> str | None:
