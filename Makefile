@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The main job on embedded defaults (local files, no server).
+## RUN_FLAGS=--sync-from-mock serves the catalog synced from a mock of the national API.
 run: $(STAMP)
-	$(BIN)/recsys run
+	$(BIN)/recsys run $(RUN_FLAGS)
 
 ## The ranking service on the current champion (embedded defaults).
 serve: $(STAMP)
