@@ -38,15 +38,17 @@ import pandas as pd
 from recsys import geo
 
 COMMUNES_FILE: Final = geo.DATA_DIR / "communes.csv.gz"
-ATTRIBUTION: Final = "Source : La Poste, base officielle des codes postaux (Licence Ouverte)"
 
 Source = Literal["coordinates", "insee", "commune", "postal_code", "department"]
 
 _SAINT = {"ST": "SAINT", "STE": "SAINTE"}
 _NOT_LETTERS = re.compile(r"[^A-Z0-9]+")
 _ARRONDISSEMENT = re.compile(r"^(?P<city>PARIS|LYON|MARSEILLE) \d{2}$")
-_LOWER_WORDS = frozenset({"LE", "LA", "LES", "L", "DE", "DU", "DES", "D", "SUR", "SOUS", "EN"})
-_LOWER_WORDS |= frozenset({"ET", "AUX", "AU", "LEZ", "DI"})
+# Words a readable name writes in lower case after its first word ("Saint-Denis-les-Bourg").
+_LOWER_WORDS = frozenset(
+    {"LE", "LA", "LES", "L", "DE", "DU", "DES", "D", "SUR", "SOUS", "EN", "ET", "AUX", "AU"}
+    | {"LEZ", "DI"}
+)
 _ARTICLES = frozenset({"LE", "LA", "LES", "L"})
 
 
@@ -123,10 +125,17 @@ class _Index:
     cities: dict[str, Placement]  # PARIS, LYON, MARSEILLE: their arrondissements' centroid
 
 
-def _centroid(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
-    mean = geo.unit_vectors(lat, lon).mean(axis=0)
-    x, y, z = mean / np.linalg.norm(mean)
-    return float(np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))), float(np.degrees(np.arctan2(y, x)))
+def _centroids(xyz: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups, 3) unit vectors: the normalised mean of each group's points `xyz`."""
+    sums = np.zeros((n_groups, 3))
+    np.add.at(sums, groups, xyz)
+    return sums / np.linalg.norm(sums, axis=1, keepdims=True)
+
+
+def _degrees(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) in degrees of unit vectors, `geo.unit_vectors` inverted."""
+    lat = np.degrees(np.arcsin(np.clip(xyz[:, 2], -1.0, 1.0)))
+    return lat, np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
 
 
 @cache
@@ -150,16 +159,14 @@ def _index() -> _Index:
     cities = {}
     for city, codes in arrondissements.items():
         points = [by_insee[code] for code in codes]
-        lat, lon = _centroid(np.array([p.lat for p in points]), np.array([p.lon for p in points]))
-        cities[city] = Placement(lat, lon, "commune", display_name(city), None)
+        xyz = geo.unit_vectors([p.lat for p in points], [p.lon for p in points])
+        lat, lon = _degrees(_centroids(xyz, np.zeros(len(points), dtype=np.int64), 1))
+        cities[city] = Placement(float(lat[0]), float(lon[0]), "commune", display_name(city))
     # Per postal code: the centroid of its communes, and the commune nearest to it.
     xyz = geo.unit_vectors(table["lat"].to_numpy(float), table["lon"].to_numpy(float))
     codes, code_names = pd.factorize(table["postal_code"])
-    sums = np.zeros((len(code_names), 3))
-    np.add.at(sums, codes, xyz)
-    centres = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-    centre_lat = np.degrees(np.arcsin(np.clip(centres[:, 2], -1.0, 1.0)))
-    centre_lon = np.degrees(np.arctan2(centres[:, 1], centres[:, 0]))
+    centres = _centroids(xyz, codes, len(code_names))
+    centre_lat, centre_lon = _degrees(centres)
     gap = np.linalg.norm(xyz - centres[codes], axis=1)
     nearest = pd.Series(gap).groupby(codes).idxmin().to_numpy()
     insee = table["insee"].to_numpy(dtype=object)
