@@ -184,8 +184,9 @@ def _more_points(addresses: pd.Series | None, lat: np.ndarray, lon: np.ndarray) 
             for a in listed
             if a["lat"] is not None
             and a["lon"] is not None
-            and not (a["lat"] == lat[row] and a["lon"] == lon[row])
             and math.isfinite(a["lat"])
+            and math.isfinite(a["lon"])
+            and not (a["lat"] == lat[row] and a["lon"] == lon[row])
         ]
         if points:
             out[row] = np.unique(np.array(points, dtype=np.float64), axis=0)

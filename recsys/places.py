@@ -232,9 +232,8 @@ def by_name(
         narrowed = tuple(c for c in candidates if c in in_code)
         if narrowed:
             candidates = narrowed
-    department = _clean(department_code) or geo.department_of_postal_code(code)
+    department = geo.department_code(department_code) or geo.department_of_postal_code(code)
     if department is not None and len(candidates) > 1:
-        department = department.upper().zfill(2)
         narrowed = tuple(c for c in candidates if _department_of_insee(c) == department)
         if narrowed:
             candidates = narrowed
