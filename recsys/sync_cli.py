@@ -66,14 +66,19 @@ def sync_command(
     settings = SyncConfig(
         api=api, out=out, key=key, page_size=page_size, retries=retries, backoff_seconds=backoff
     )
-    while True:
-        began = time.monotonic()
-        ok = _once(settings, notify_url, os.environ.get(token_env))
-        if period is None:
-            if not ok:
-                raise typer.Exit(1)
-            return
-        time.sleep(max(0.0, period - (time.monotonic() - began)))
+    try:
+        while True:
+            began = time.monotonic()
+            ok = _once(settings, notify_url, os.environ.get(token_env))
+            if period is None:
+                if not ok:
+                    raise typer.Exit(1)
+                return
+            time.sleep(max(0.0, period - (time.monotonic() - began)))
+    except KeyboardInterrupt:
+        # Pages fetched so far are kept: the next `recsys sync` resumes after them.
+        typer.echo("interrupted: the next sync resumes where this one stopped", err=True)
+        raise typer.Exit(130) from None
 
 
 def _once(settings: SyncConfig, notify_url: str | None, token: str | None) -> bool:
