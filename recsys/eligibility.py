@@ -87,18 +87,34 @@ def offer_distances_km(
     An offer is as near as the nearest of its addresses: its own point (`lat`, `lon`) and
     its other addresses (`more_points`).
     """
-    out = haversine_km(lat, lon, offers.lat, offers.lon)
-    many = [row for row, points in enumerate(offers.more_points) if points is not None]
+    return with_other_addresses(
+        haversine_km(lat, lon, offers.lat, offers.lon), offers.more_points, lat, lon
+    )
+
+
+def with_other_addresses(
+    distance: np.ndarray,
+    more_points: np.ndarray,
+    lat: float | np.ndarray,
+    lon: float | np.ndarray,
+) -> np.ndarray:
+    """`distance` to each offer's own point (last axis: offers) lowered, in place, to the
+    distance to its nearest other address (`OfferArrays.more_points` of those offers).
+
+    `lat`, `lon`: a scalar person for (n_offers,) distances, (m, 1) columns for (m, n_offers).
+    """
+    many = [row for row, points in enumerate(more_points) if points is not None]
     if not many:
-        return out
+        return distance
     lat_column, lon_column = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     for row in many:
-        points = offers.more_points[row]
+        points = more_points[row]
         nearest = haversine_km(
             lat_column[..., None], lon_column[..., None], points[:, 0], points[:, 1]
         ).min(axis=-1)
-        out[..., row] = np.fmin(out[..., row], np.reshape(nearest, np.shape(out[..., row])))
-    return out
+        shape = np.shape(distance[..., row])
+        distance[..., row] = np.fmin(distance[..., row], np.reshape(nearest, shape))
+    return distance
 
 
 def pair_distances_km(

@@ -203,6 +203,7 @@ class Catalog:
     programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
+    more_addresses: np.ndarray = field(repr=False)  # bool: offers with other addresses
     # The placed addresses of the offers geography can exclude (not remote-anywhere), by
     # latitude: their rows (an offer with several addresses appears once per address),
     # latitudes (ascending) and unit vectors in that order, for `geography_mask`.
@@ -299,6 +300,7 @@ class Catalog:
             programme_code=programme_code.astype(np.int64),
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
+            more_addresses=np.array([p is not None for p in arrays.more_points], dtype=bool),
             onsite_rows=onsite,
             onsite_lat=onsite_lat,
             onsite_xyz=np.ascontiguousarray(unit_vectors(onsite_lat, onsite_lon)),

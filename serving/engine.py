@@ -48,7 +48,7 @@ import numpy as np
 from recsys import places, taxonomy
 from recsys.arrays import ProfileArrays, concat_rows
 from recsys.dataset import UserBatch
-from recsys.eligibility import pair_distances_km
+from recsys.eligibility import pair_distances_km, with_other_addresses
 from recsys.models.incumbent import distances_km, rule_scores
 from recsys.ranking import PAD, top_k
 from serving.catalog import Catalog, CatalogError, read_offers
@@ -449,6 +449,14 @@ class Engine:
         prepared rule tags, (n_people, n_columns)."""
         remote = catalog.arrays.remote[columns]
         distance = distances_km(people, np.take(catalog.xyz, columns, axis=0))
+        several = np.flatnonzero(catalog.more_addresses[columns])  # usually none
+        if len(several):
+            distance[:, several] = with_other_addresses(
+                distance[:, several],
+                catalog.arrays.more_points[columns[several]],
+                people.lat[:, None],
+                people.lon[:, None],
+            )
         tags = np.take(catalog.rule_tags, columns, axis=0)
         overrides = self.settings.rules_remote_overrides
         return rule_scores(people, tags, remote, distance, overrides)

@@ -155,3 +155,43 @@ def test_profiles_take_insee_codes_and_city_names() -> None:
     with pytest.raises(ValueError, match="insee_code"):
         Profile(insee_code="1300")
     assert Profile(city="Arles", insee_code="13004").city == "Arles"
+
+
+def test_the_rules_score_an_offer_by_its_nearest_address(tmp_path: Path) -> None:
+    """Offline (`incumbent_scores`) and served (the rules fallback), an offer in Paris and
+    Lyon scores for a visitor in Lyon as an offer in Lyon alone does."""
+    from recsys.models.incumbent import incumbent_scores
+    from serving.engine import Engine
+    from serving.schemas import RankRequest
+    from serving.settings import Settings
+
+    rows = [_paris_and_lyon(), {**offer(), "lat": LYON[0], "lon": LYON[1]}]
+    frame = pd.DataFrame([{**row, "id": f"o{i}"} for i, row in enumerate(rows)])
+    table = schema.conform(frame, "offers").to_pandas()
+    near_lyon = (LYON[0] + 0.05, LYON[1])
+    person = ProfileArrays(
+        ids=np.array(["a"], dtype=object),
+        age=np.array([20.0]),
+        lat=np.array([near_lyon[0]]),
+        lon=np.array([near_lyon[1]]),
+        radius_km=np.array([10.0]),
+        disability=np.zeros(1, dtype=bool),
+        has_quiz=np.zeros(1, dtype=bool),
+        quiz_domains=np.zeros((1, 9), dtype=bool),
+        quiz_activities=np.zeros((1, 6), dtype=bool),
+        rhythm=np.full(1, -1, dtype=np.int16),
+        motivations=np.zeros((1, 8), dtype=bool),
+    )
+    scores = incumbent_scores(person, offer_arrays(table))
+    # Geography 1 − 5.6/10 from either offer's Lyon point; Paris (0) would give 0.25 in all.
+    # The two distances come from haversine and its vector form: equal to float precision.
+    assert scores[0, 0] == pytest.approx(scores[0, 1], rel=1e-12)
+    assert scores[0, 1] == pytest.approx((0.3 * 0.5 + 0.3 * (1 - 5.56 / 10)) / 0.6, abs=0.01)
+    path = tmp_path / "offers.parquet"
+    schema.write_table(table, "offers", path)
+    engine = Engine.start(Settings(model_uri=str(tmp_path / "none"), catalog=path))
+    profile = Profile(age=20, lat=near_lyon[0], lon=near_lyon[1], radius_km=10)
+    items = engine.rank(RankRequest(profile=profile, k=5), at=AT)[0].items
+    assert {item.offer_id for item in items} == {"o0", "o1"}
+    assert items[0].score == pytest.approx(items[1].score, abs=1e-6)  # rounded to 6 places
+    assert items[0].distance_km == items[1].distance_km == 5.6
