@@ -274,10 +274,10 @@ def worker_count(raw: str) -> int:
 
 
 def main() -> None:
-    # serving_bench sits next to this file (run as a script, its folder is on sys.path).
+    # bench_fixtures sits next to this file (run as a script, its folder is on sys.path).
     import httpx
     import pandas as pd
-    from serving_bench import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
+    from bench_fixtures import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
 
     from serving.process import start_server, terminate, wait_until_up
 

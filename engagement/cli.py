@@ -70,12 +70,35 @@ def evaluate(
         float, typer.Option(help="Random split: share of the applies held out.")
     ] = 0.25,
     seed: Annotated[int, typer.Option(help="Random split: seed of the holdout.")] = 42,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="served: the lists the service makes (cold-start blend, caps); "
+            "raw: each model's own top-k, for diagnosis."
+        ),
+    ] = "served",
+    lists_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--lists", help="Also write every evaluated person's list here (CSV or Parquet)."
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Rank everyone at this one instant (ISO time, UTC when no offset) instead of "
+            "over the evaluated window: the offers open then, as the service offers them."
+        ),
+    ] = None,
 ) -> None:
     """Fit every model on the same split and print one comparison table."""
+    import pandas as pd
+
     from features.build import build_feature_set
     from features.config import FeatureConfig, load_config
     from recsys.featureset import load_feature_set
     from recsys.models import MODEL_CLASSES
+    from recsys.policy import POLICIES, RAW, ListPolicy
     from training.compare import compare, format_tables
 
     names = [name.strip() for name in models.split(",") if name.strip()]
@@ -86,6 +109,17 @@ def evaluate(
         raise _fail(f"--data: folder {data} does not exist")
     if split not in ("temporal", "random"):
         raise _fail(f"--split: expected temporal or random, got {split!r}")
+    if policy not in POLICIES:
+        raise _fail(f"--policy: expected one of {', '.join(POLICIES)}, got {policy!r}")
+    if lists_path is not None and lists_path.suffix not in (".csv", ".parquet"):
+        raise _fail(f"--lists: expected a .csv or .parquet path, got {lists_path}")
+    instant = None
+    if at is not None:
+        try:
+            stamp = pd.Timestamp(at)
+        except ValueError:
+            raise _fail(f"--at: expected an ISO date or time, got {at!r}") from None
+        instant = int((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp())
     suffix = "" if split == "temporal" else f"-random-{test_frac:g}-{seed}"
     destination = features_dir or paths.FEATURES_DIR / f"{data.resolve().name}{suffix}"
     try:
@@ -103,6 +137,8 @@ def evaluate(
         names,
         truth_dir=truth_dir if oracle and truth_dir.is_dir() else None,
         report=typer.echo,
+        policy=None if policy == RAW else ListPolicy(),
+        at=instant,
     )
     if split == "random":
         typer.echo(
@@ -115,6 +151,14 @@ def evaluate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result.to_json(), indent=2, default=float))
         typer.echo(f"results written to {json_path}")
+    if lists_path is not None:
+        lists_path.parent.mkdir(parents=True, exist_ok=True)
+        frame = result.lists()
+        if lists_path.suffix == ".csv":
+            frame.to_csv(lists_path, index=False)
+        else:
+            frame.to_parquet(lists_path, index=False)
+        typer.echo(f"{len(frame):,} listed offers written to {lists_path}")
 
 
 @app.command()

@@ -15,12 +15,10 @@ encoder.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +61,7 @@ from recsys.featureset import (
     csr_parts,
     read_manifest,
 )
+from recsys.provenance import code_version
 from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates, random_split, split_dates
 
@@ -110,25 +109,6 @@ def data_fingerprint(data_dir: Path | str) -> dict[str, Any]:
         "method": FINGERPRINT_METHOD,
         "files": files,
     }
-
-
-def code_version() -> dict[str, str | None]:
-    """The git commit of the project (None outside a checkout) and the package version."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(paths.PROJECT_ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    try:
-        version = importlib.metadata.version("engagement-recsys")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"git_commit": commit or None, "package_version": version}
 
 
 def _until_iso(until: pd.Timestamp | None) -> str | None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from recsys import taxonomy
 from recsys.encoding import OfferEncoderConfig, UserEncoderConfig
-from recsys.typed_config import DictConfig
+from recsys.typed_config import DictConfig, read_yaml
 
 
 @dataclass
@@ -89,11 +87,4 @@ def load_config(path: Path | str | None) -> FeatureConfig:
     """
     if path is None:
         return FeatureConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"feature config {path} not found")
-    try:
-        values = yaml.safe_load(path.read_text("utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"feature config {path}: not valid YAML: {error}") from error
-    return FeatureConfig.from_dict(values or {})
+    return FeatureConfig.from_dict(read_yaml(path, "feature config"))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from recsys import taxonomy
+from recsys import places, taxonomy
 
 NO_END = np.iinfo(np.int64).max  # an offer without endAt never ends
 NEVER_DELETED = np.iinfo(np.int64).max
@@ -249,8 +250,6 @@ def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
     Missing coordinates are filled from the postal code, else the department
     (`recsys.places.locate`); missing radius from mobility, else taxonomy.DEFAULT_RADIUS_KM.
     """
-    from recsys import places  # local import: places loads its tables lazily
-
     lat = pd.to_numeric(profiles["lat"], errors="coerce").to_numpy(dtype=float).copy()
     lon = pd.to_numeric(profiles["lon"], errors="coerce").to_numpy(dtype=float).copy()
     unknown = np.isnan(lat) | np.isnan(lon)
@@ -278,4 +277,97 @@ def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
         quiz_activities=_multi_hot(profiles["quizActivities"], _QUIZ_ACTIVITY_INDEX),
         rhythm=_codes(profiles["quizRhythm"], _RHYTHM_INDEX),
         motivations=_multi_hot(profiles["quizMotivations"], _MOTIVATION_INDEX),
+    )
+
+
+# --- One canonical profile row (a request), without pandas -------------------------------------
+
+# A request's commune, kept in its row beside the profile table's columns (which have none).
+ROW_INSEE, ROW_CITY = "inseeCode", "city"
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN, pd.NA and NaT: the spellings of "no value" in raw records and
+    request rows."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def row_text(value: Any) -> str | None:
+    """A row's field as text, None when missing."""
+    return None if is_missing(value) else str(value)
+
+
+def row_number(value: Any) -> float:
+    """A row's field as a float, NaN when missing."""
+    return math.nan if is_missing(value) else float(value)
+
+
+def row_values(value: Any) -> list[str]:
+    """A row's list field as texts (missing items dropped), [] when not a list."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(item) for item in value if not is_missing(item)]
+    return []
+
+
+def row_flag(value: Any) -> bool:
+    """A row's yes/no field, False when missing."""
+    return False if is_missing(value) else bool(value)
+
+
+def _row_multi_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
+    out = np.zeros((1, len(index)), dtype=bool)
+    for value in values:
+        column = index.get(value)
+        if column is not None:
+            out[0, column] = True
+    return out
+
+
+def row_placement(row: Mapping[str, Any]) -> places.Placement | None:
+    """Where the person of a canonical profile row is: their coordinates, else
+    `recsys.places.locate` of their INSEE code and city (`ROW_INSEE`, `ROW_CITY`: a request's,
+    beside the table's columns), postal code and department; None when nothing places them.
+
+    The point `profile_arrays` gives a row without INSEE code or city.
+    """
+    lat, lon = row_number(row["lat"]), row_number(row["lon"])
+    if not (math.isnan(lat) or math.isnan(lon)):  # half a place is no place
+        return places.Placement(lat, lon, "coordinates")
+    return places.locate(
+        postal_code=row_text(row["postalCode"]),
+        insee=row_text(row.get(ROW_INSEE)),
+        commune=row_text(row.get(ROW_CITY)),
+        department_code=row_text(row["departmentCode"]),
+    )
+
+
+def profile_row_arrays(
+    row: Mapping[str, Any], where: places.Placement | None = None
+) -> ProfileArrays:
+    """`profile_arrays` of one canonical profile row (a dict of `schema.PROFILE_SCHEMA`
+    columns), equal to it, without the one-row DataFrame whose building costs more than a
+    request's whole ranking (docs/benchmarks.md). `where` is the row's `row_placement` when
+    the caller already has it."""
+    where = row_placement(row) if where is None else where
+    lat, lon = (where.lat, where.lon) if where is not None else (math.nan, math.nan)
+    radius = row_number(row["radiusKm"])
+    if math.isnan(radius):
+        radius = taxonomy.MOBILITY_RADIUS_KM.get(row_text(row["mobility"]) or "", math.nan)
+    if math.isnan(radius):
+        radius = taxonomy.DEFAULT_RADIUS_KM
+    rhythm = _RHYTHM_INDEX.get(row_text(row["quizRhythm"]) or "", -1)
+    return ProfileArrays(
+        ids=np.array([row["userId"]], dtype=object),
+        age=np.array([row_number(row["age"])]),
+        lat=np.array([lat]),
+        lon=np.array([lon]),
+        radius_km=np.array([radius]),
+        disability=np.array([row_flag(row["disability"])]),
+        has_quiz=np.array([row_flag(row["hasQuiz"])]),
+        quiz_domains=_row_multi_hot(row_values(row["quizDomains"]), _QUIZ_DOMAIN_INDEX),
+        quiz_activities=_row_multi_hot(row_values(row["quizActivities"]), _QUIZ_ACTIVITY_INDEX),
+        rhythm=np.array([rhythm], dtype=np.int16),
+        motivations=_row_multi_hot(row_values(row["quizMotivations"]), _MOTIVATION_INDEX),
     )

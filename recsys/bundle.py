@@ -32,7 +32,9 @@ from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.featureset import FeatureSet
 from recsys.models import model_class
 from recsys.models.base import Recommender
-from recsys.ranking import PAD, top_k
+from recsys.policy import ListPolicy, ModelScores, exclude, group_codes, tie_keys
+from recsys.ranking import PAD
+from recsys.rules import incumbent_scores
 
 FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -41,9 +43,6 @@ ENCODERS_DIR = "encoders"
 CATALOG_FILE = "catalog.parquet"
 APPLIED_FILE = "applied.parquet"
 APPLIED_COLUMNS = ("userId", "offerId")
-
-_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
-_FLAG_COLUMNS = ("disability", "hasQuiz")
 
 
 def profiles_frame(rows: pd.DataFrame) -> pd.DataFrame:
@@ -58,11 +57,11 @@ def profiles_frame(rows: pd.DataFrame) -> pd.DataFrame:
             frame[name] = rows[name].to_numpy(dtype=object)
         else:
             frame[name] = None
-    for name in _LIST_COLUMNS:
+    for name in schema.PROFILE_LIST_COLUMNS:
         frame[name] = [
             list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[name]
         ]
-    for name in _FLAG_COLUMNS:
+    for name in schema.PROFILE_FLAG_COLUMNS:
         frame[name] = frame[name].astype("boolean").fillna(False).astype(bool)
     for name in ("age", "lat", "lon", "radiusKm"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
@@ -127,12 +126,14 @@ class RankerBundle:
         k: int,
         at: pd.Timestamp | None = None,
         offers: OfferBatch | None = None,
+        policy: ListPolicy = ListPolicy(),  # noqa: B008 (frozen: shared safely)
     ) -> list[list[str]]:
-        """The k best eligible offers per profile, best first (fewer if fewer are eligible).
+        """The list of k eligible offers each profile is served, best first (fewer if fewer
+        are eligible).
 
-        Candidate selection, scoring and top-k are the core's (`recsys.candidates`,
-        `Recommender.score`, `recsys.ranking.top_k`), as in offline evaluation: a known
-        person's past applications (by `userId`) are excluded.
+        Candidate selection, scoring and the list policy are the core's
+        (`recsys.candidates`, `Recommender.score`, `recsys.policy`), as in offline evaluation
+        and in the service: a known person's past applications (by `userId`) are excluded.
 
         Args:
             profiles: one row per person (canonical profile columns, any subset).
@@ -140,6 +141,7 @@ class RankerBundle:
             at: time of the request (eligibility: offers open, ages); default the bundle's
                 cutoff, the instant its catalog snapshot describes.
             offers: the catalog to rank; default the bundle's snapshot.
+            policy: the list policy (caps, cold-start blend).
         """
         offers = offers if offers is not None else self.offer_batch()
         users = self.user_batch(profiles)
@@ -147,9 +149,17 @@ class RankerBundle:
         seconds = int(to_epoch_seconds(pd.Series([when]), 0)[0])
         mask = candidate_mask(offers.arrays, users.arrays, seconds)
         if "userId" in profiles.columns:
-            mask &= ~self.applied_mask(profiles["userId"].tolist(), offers.ids)
+            applied = self.applied_mask(profiles["userId"].tolist(), offers.ids)
+            mask = exclude(mask, [np.flatnonzero(row) for row in applied])
         scores = np.asarray(self.model.score(users, offers), dtype=float)
-        ranked = top_k(scores, k, mask)
+        served = policy.served_scores(
+            ModelScores(scores, mask),
+            self.model.knows(users.ids),
+            self.model.blends_rules,
+            lambda: incumbent_scores(users.arrays, offers.arrays, policy.rules_remote_overrides),
+        )
+        publisher, programme = group_codes(offers.arrays)
+        ranked = policy.lists(served, mask, k, publisher, programme, tie_keys(offers.ids))
         return [[str(offers.ids[i]) for i in row if i != PAD] for row in ranked]
 
 

@@ -281,14 +281,28 @@ def _rule_masks(
     """Each rule's pass mask, named. Person fields are scalars or (m, 1) columns that
     broadcast against the (n,) offer arrays."""
     return [
-        ("status", offers.accepted),
-        ("deleted", offers.deleted_at > at),
-        ("ended", offers.end_at >= at),
+        *_lasting_rules(offers, at),
         ("posted", offers.posted_at <= at),
         ("places", ~(offers.places <= 0)),  # NaN (unknown) compares False: kept
         ("age", _age_mask(offers, age, disability)),
         ("geography", _geography_mask(offers, lat, lon, radius_km, distances)),
     ]
+
+
+def _lasting_rules(offers: OfferArrays, at: int) -> list[tuple[str, np.ndarray]]:
+    """The availability rules that, once broken at `at`, never hold again (refused, deleted,
+    ended)."""
+    return [
+        ("status", offers.accepted),
+        ("deleted", offers.deleted_at > at),
+        ("ended", offers.end_at >= at),
+    ]
+
+
+def closed(offers: OfferArrays, at: int) -> np.ndarray:
+    """Offers that can never become eligible again after `at` (refused, deleted, ended): what
+    a live catalog drops."""
+    return ~np.logical_and.reduce([mask for _, mask in _lasting_rules(offers, at)])
 
 
 def _age_mask(

@@ -23,8 +23,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -36,11 +37,14 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from recsys.arrays import row_flag, row_number, row_text, row_values
+from recsys.schema import CANDIDATE_AGE_BAND_EDGES
 from recsys.typed_config import DictConfig
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+ONE_ROW_MATRICES = 4096  # profiles' feature combinations whose one-row matrix is kept
 OFFER_ENCODER_FILE = "offer_encoder.json"
 OFFER_IDF_FILE = "offer_encoder_idf.npz"
 USER_ENCODER_FILE = "user_encoder.json"
@@ -428,7 +432,7 @@ class UserEncoderConfig(DictConfig):
     """How profiles are encoded; `age_band_edges` are the lower bounds of bands after the first
     (defaults: <16, 16-17, 18-20, 21-25, 26-30, 31+, plus unknown)."""
 
-    age_band_edges: tuple[int, ...] = (16, 18, 21, 26, 31)
+    age_band_edges: tuple[int, ...] = CANDIDATE_AGE_BAND_EDGES
     min_category_count: int = 1
 
 
@@ -473,6 +477,9 @@ class UserEncoder:
     def _set_vocabularies(self, vocabularies: dict[str, list[str]]) -> None:
         self.vocabularies = vocabularies
         self._lookups = {name: _Lookup(values) for name, values in vocabularies.items()}
+        self._one_row = lru_cache(maxsize=ONE_ROW_MATRICES)(
+            lambda columns: self._rows_matrix([np.array(columns, dtype=np.int64)])
+        )
 
     @property
     def age_bands(self) -> list[str]:
@@ -523,6 +530,45 @@ class UserEncoder:
         parts.append(_flag_block(profiles["disability"].fillna(False).astype(bool).to_numpy()))
         parts.append(_flag_block(profiles["hasQuiz"].fillna(False).astype(bool).to_numpy()))
         return _assemble(n, parts)
+
+    def row_columns(self, row: Mapping[str, Any]) -> np.ndarray:
+        """Sorted int64 indices of the features `transform` sets to 1 for one canonical
+        profile row (a dict; every feature value is 1): the few-row path of a request,
+        without the DataFrame whose building costs more than the row's whole ranking."""
+        self._check_fitted()
+        edges = self.config.age_band_edges
+        age = row_number(row["age"])
+        found = [len(edges) + 1 if np.isnan(age) else int(np.searchsorted(edges, age, "right"))]
+        offset = len(edges) + 2
+        for block in self._BLOCKS:
+            lookup = self._lookups[block.name]
+            value = row[block.column]
+            given = row_values(value) if block.kind == "multi" else [row_text(value)]
+            found.extend(offset + lookup.positions[v] for v in given if v in lookup.positions)
+            offset += len(lookup)
+        for flag in ("disability", "hasQuiz"):
+            if row_flag(row[flag]):
+                found.append(offset)
+            offset += 1
+        return np.array(sorted(set(found)), dtype=np.int64)
+
+    def transform_rows(self, rows: list[Mapping[str, Any]]) -> sp.csr_matrix:
+        """`transform` of canonical profile rows (dicts), (n_rows, n_features), from
+        `row_columns`. The matrix of a lone row is shared by every request with the same
+        features (callers never write to it): scipy's checks when building one cost more
+        than the row itself."""
+        columns = [self.row_columns(row) for row in rows]
+        if len(columns) == 1:
+            return self._one_row(tuple(columns[0].tolist()))
+        return self._rows_matrix(columns)
+
+    def _rows_matrix(self, columns: list[np.ndarray]) -> sp.csr_matrix:
+        indptr = np.cumsum([0, *(len(c) for c in columns)])
+        indices = np.concatenate(columns) if columns else np.zeros(0, np.int64)
+        return sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr),
+            shape=(len(columns), self.n_features),
+        )
 
     def save(self, folder: Path | str) -> None:
         """Write `user_encoder.json` (config and vocabularies)."""

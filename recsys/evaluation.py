@@ -5,10 +5,17 @@ applications during the evaluated window, eligible for the person, minus what th
 applied to before the cutoff. Relevance is an apply in the window. Every user with an apply
 in the window is evaluated; a user a model cannot serve (no scores, no candidates) counts as
 zero, never dropped. On simulated data an `oracle` row ranks by the simulator's true utility.
+
+By default the lists measured are the lists served (`recsys.policy.ListPolicy`: the cold-start
+blend with the rules, the pool, the publisher and programme caps, ties by offer id), one list
+per cut-off k since the caps depend on k; `policy=None` measures the model's own order (top-k
+of its scores), for diagnosis. The oracle knows everyone: under the served policy its lists
+get the caps, never the blend.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import metrics, taxonomy
+from recsys import metrics, rules, schema, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.candidates import candidate_mask, open_during
 from recsys.dataset import OfferBatch, UserBatch
@@ -27,19 +34,13 @@ from recsys.eligibility import eligible_matrix
 from recsys.featureset import FeatureSet
 from recsys.geo import haversine_km
 from recsys.models.base import Recommender
-from recsys.ranking import top_k
+from recsys.policy import ListPolicy, ModelScores, exclude, group_codes, tie_keys
+from recsys.ranking import PAD, top_k
 
 logger = logging.getLogger(__name__)
 
 ORACLE = "oracle"
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("15-17", 0, 18),
-    ("18-20", 18, 21),
-    ("21-25", 21, 26),
-    ("26-30", 26, 31),
-    ("31+", 31, 200),
-)
 
 
 @dataclass
@@ -52,6 +53,8 @@ class EvaluationResult:
     data: dict[str, Any]
     recommendations: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     user_ids: np.ndarray = field(repr=False, default_factory=lambda: np.array([], dtype=str))
+    scores: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    offer_ids: np.ndarray = field(repr=False, default_factory=lambda: np.array([], dtype=str))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document `recsys evaluate --json` writes (metric names as `name@k`)."""
@@ -61,6 +64,27 @@ class EvaluationResult:
             "split": self.split,
             "data": self.data,
         }
+
+    def lists(self) -> pd.DataFrame:
+        """Every evaluated person's list of the longest cut-off, for each model: one row per
+        listed offer with `person`, `rank` (1 first), `offer`, `score` (the score the list
+        was made from) and `model`."""
+        frames = []
+        for name, recommended in self.recommendations.items():
+            person, slot = np.nonzero(recommended != PAD)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "person": self.user_ids[person].astype(str),
+                        "rank": slot + 1,
+                        "offer": self.offer_ids[recommended[person, slot]].astype(str),
+                        "score": self.scores[name][person, slot],
+                        "model": name,
+                    }
+                )
+            )
+        columns = ["person", "rank", "offer", "score", "model"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def table(self, metric_names: Iterable[str] | None = None) -> pd.DataFrame:
         """Models × metrics, in the order the models were given."""
@@ -89,11 +113,19 @@ class EvaluationResult:
 
 @dataclass
 class _Slots:
-    """Per-user top-k_max lists of one model, with the slot-level facts metrics need."""
+    """Per-user lists of one model at one cut-off, with the slot-level facts metrics need."""
 
-    recommended: np.ndarray  # (n_users, k_max) offer index, -1 empty
-    distance_km: np.ndarray  # (n_users, k_max) NaN where unknown or empty
-    eligible: np.ndarray  # (n_users, k_max) bool, True on empty slots
+    recommended: np.ndarray  # (n_users, k) offer index, -1 empty
+    distance_km: np.ndarray  # (n_users, k) NaN where unknown or empty
+    eligible: np.ndarray  # (n_users, k) bool, True on empty slots
+    scores: np.ndarray  # (n_users, k) the score each listed offer was ranked by, NaN empty
+
+    @staticmethod
+    def concat(parts: list[_Slots]) -> _Slots:
+        return _Slots(*(np.vstack([getattr(p, f) for p in parts]) for f in _SLOT_FIELDS))
+
+
+_SLOT_FIELDS = ("recommended", "distance_km", "eligible", "scores")
 
 
 def _to_seconds(stamp: pd.Timestamp) -> int:
@@ -128,14 +160,12 @@ def _restrict(relevant: list[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
 
 
 def _slots(
+    recommended: np.ndarray,
     scores: np.ndarray,
-    mask: np.ndarray,
     hard_rules: np.ndarray,
-    k_max: int,
     users: ProfileArrays,
     offers: OfferArrays,
 ) -> _Slots:
-    recommended = top_k(scores, k_max, mask)
     filled = recommended >= 0
     safe = np.where(filled, recommended, 0)
     distance = haversine_km(
@@ -143,30 +173,81 @@ def _slots(
     )
     distance = np.where(filled, distance, np.nan)
     eligible = np.where(filled, np.take_along_axis(hard_rules, safe, axis=1), True)
-    return _Slots(recommended, distance, eligible)
+    listed = np.where(filled, np.take_along_axis(scores, safe, axis=1), np.nan)
+    return _Slots(recommended, distance, eligible, listed)
+
+
+@dataclass(frozen=True)
+class _Lister:
+    """Makes each cut-off's lists from scores: the served policy, or the raw top-k."""
+
+    policy: ListPolicy | None
+    ks: tuple[int, ...]
+    publisher: np.ndarray
+    programme: np.ndarray
+    keys: np.ndarray
+
+    def lists(
+        self,
+        scores: np.ndarray,
+        mask: np.ndarray,
+        known: np.ndarray,
+        blends_rules: bool,
+        rule_scores: Callable[[], np.ndarray],
+    ) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """({k: (n_users, k) offer indices}, the scores they were made from)."""
+        policy = self.policy
+        if policy is None:  # the model's own order: one top-k, its prefixes
+            top = top_k(scores, self.ks[-1], mask)
+            return {k: top[:, :k] for k in self.ks}, scores
+        served = policy.served_scores(ModelScores(scores, mask), known, blends_rules, rule_scores)
+        lists = {
+            k: policy.lists(served, mask, k, self.publisher, self.programme, self.keys)
+            for k in self.ks
+        }
+        return lists, served
+
+
+def _accuracy(
+    slots: dict[int, _Slots], relevant: list[np.ndarray], users: np.ndarray | slice
+) -> dict[str, float]:
+    """`metrics.ranking_metrics` of each cut-off's own lists, in its key order (metric, then
+    k; the user counts from the longest lists)."""
+    per_k = {
+        k: metrics.ranking_metrics(at_k.recommended[users], relevant, [k])
+        for k, at_k in slots.items()
+    }
+    ks = list(per_k)
+    values: dict[str, float] = {}
+    for key in per_k[ks[0]]:
+        metric, _, cut = key.partition("@")
+        if cut:
+            values.update({f"{metric}@{k}": per_k[k][f"{metric}@{k}"] for k in ks})
+        else:
+            values[key] = per_k[ks[-1]][key]
+    return values
 
 
 def _beyond_accuracy(
-    slots: _Slots,
+    slots: dict[int, _Slots],
     offers: OfferArrays,
     is_new: np.ndarray,
     publisher_codes: np.ndarray,
-    ks: tuple[int, ...],
 ) -> dict[str, float]:
     values: dict[str, float] = {}
     n_publishers = int(publisher_codes.max()) + 1 if len(publisher_codes) else 0
-    for k in ks:
-        top = slots.recommended[:, :k]
+    for k, at_k in slots.items():
+        top = at_k.recommended
         filled = top >= 0
         values[f"coverage@{k}"] = metrics.catalog_coverage(top, len(offers))
         values[f"new_offer_share@{k}"] = metrics.new_offer_share(top, is_new, k)
-        distance = slots.distance_km[:, :k][filled]
+        distance = at_k.distance_km[filled]
         values[f"mean_distance_km@{k}"] = (
             float(np.nanmean(distance)) if np.isfinite(distance).any() else float("nan")
         )
         n_filled = int(filled.sum())
         values[f"ineligible_rate@{k}"] = (
-            float((~slots.eligible[:, :k][filled]).sum() / n_filled) if n_filled else 0.0
+            float((~at_k.eligible[filled]).sum() / n_filled) if n_filled else 0.0
         )
         programme_share = metrics.exposure_share(top, offers.programme, len(taxonomy.PROGRAMMES), k)
         for programme, share in zip(taxonomy.PROGRAMMES, programme_share, strict=True):
@@ -197,8 +278,10 @@ def _segments(
         "anonymous": (~has_profile, None),
         "new_offers": (np.ones(len(users), dtype=bool), is_new),
     }
-    for name, low, high in AGE_BANDS:
-        segments[f"age:{name}"] = ((profile.age >= low) & (profile.age < high), None)
+    # The age bands of the whole project (`schema.CANDIDATE_AGE_BANDS`, the encoder's too).
+    band = np.searchsorted(schema.CANDIDATE_AGE_BAND_EDGES, profile.age, side="right")
+    for code, name in enumerate(schema.CANDIDATE_AGE_BANDS):
+        segments[f"age:{name}"] = (~np.isnan(profile.age) & (band == code), None)
     segments["age:unknown"] = (np.isnan(profile.age), None)
     for code, programme in enumerate(taxonomy.PROGRAMMES):
         segments[f"programme:{programme}"] = (
@@ -217,6 +300,8 @@ def evaluate(
     truth_dir: Path | None = None,
     batch_size: int = 1024,
     progress: Callable[[int, int], None] | None = None,
+    policy: ListPolicy | None = ListPolicy(),  # noqa: B008 (frozen: shared safely)
+    at: int | None = None,
 ) -> EvaluationResult:
     """Score every model on the feature set's evaluated window and compute all metrics.
 
@@ -227,11 +312,14 @@ def evaluate(
         truth_dir: the simulator's ground truth; adds the `oracle` row when given.
         batch_size: users scored at once (bounds memory to batch × catalog floats).
         progress: called with (users done, users total) after each batch.
+        policy: how lists are made from scores (the served policy by default); None: the
+            model's own order.
+        at: epoch seconds: rank everyone at this one instant (the offers open then, as a
+            service ranking at that instant offers them) instead of over the window.
     """
     if not models and truth_dir is None:
         raise ValueError("models: give at least one model to evaluate")
     ks = tuple(sorted(set(ks)))
-    k_max = ks[-1]
     users, history_rows, user_ids = _evaluation_users(feature_set)
     offer_batch = OfferBatch(
         np.asarray(feature_set.offer_ids, dtype=object),
@@ -240,7 +328,10 @@ def evaluate(
     )
     window_start = _to_seconds(feature_set.window_start)
     window_end = _to_seconds(feature_set.window_end)
-    window_offers = open_during(offer_batch.arrays, window_start, window_end)
+    window_offers, clock = offer_batch.arrays, at
+    if at is None:
+        window_offers = open_during(offer_batch.arrays, window_start, window_end)
+        clock = window_start
     offer_row = pd.Series(np.arange(len(offer_batch)), index=offer_batch.ids.astype(str))
     relevant = _relevant_lists(feature_set, user_ids, offer_row)
     is_new = feature_set.is_new_offer
@@ -248,6 +339,7 @@ def evaluate(
     known = history_rows >= 0
     history_count = np.zeros(len(users), dtype=np.int64)
     history_count[known] = np.diff(feature_set.interactions.indptr)[history_rows[known]]
+    lister = _Lister(policy, ks, *group_codes(offer_batch.arrays), tie_keys(offer_batch.ids))
 
     truth = None
     names = list(models)
@@ -257,21 +349,28 @@ def evaluate(
         truth = load_truth(truth_dir)
         names.append(ORACLE)
 
-    slots: dict[str, list[_Slots]] = {name: [] for name in names}
+    slots: dict[str, dict[int, list[_Slots]]] = {name: {k: [] for k in ks} for name in names}
+    overrides = policy is not None and policy.rules_remote_overrides
+
     for start in range(0, len(users), batch_size):
         index = np.arange(start, min(start + batch_size, len(users)))
         batch = users.take(index)
         rows = history_rows[index]
         # Rows of unknown users (-1) are zeroed: they applied to nothing before the cutoff.
         applied = (sp.diags((rows >= 0).astype(np.float32)) @ history[np.maximum(rows, 0)]).tocsr()
-        mask = candidate_mask(window_offers, batch.arrays, window_start, applied)
         # Hard rules alone (age, programme, place, status), to audit what was recommended.
-        hard_rules = eligible_matrix(window_offers, batch.arrays, window_start)
+        hard_rules = eligible_matrix(window_offers, batch.arrays, clock)
+        mask = exclude(candidate_mask(window_offers, batch.arrays, clock), applied)
+
+        # The same for every model of the batch: computed once, when a model first needs it.
+        rule_scores = functools.cache(
+            functools.partial(rules.incumbent_scores, batch.arrays, offer_batch.arrays, overrides)
+        )
+        made: dict[str, tuple[dict[int, np.ndarray], np.ndarray]] = {}
         for name, model in models.items():
             scores = np.asarray(model.score(batch, offer_batch), dtype=float)
-            slots[name].append(
-                _slots(scores, mask, hard_rules, k_max, batch.arrays, offer_batch.arrays)
-            )
+            known_users = model.knows(batch.ids)
+            made[name] = lister.lists(scores, mask, known_users, model.blends_rules, rule_scores)
         if truth is not None:
             # Anonymous keys are no simulated person: the oracle cannot serve them either.
             ids = batch.ids.astype(str)
@@ -279,19 +378,18 @@ def evaluate(
             utility = np.full((len(batch), len(offer_batch)), np.nan)
             if person.any():
                 utility[person] = expected_utility(truth, ids[person], offer_batch.ids.astype(str))
-            slots[ORACLE].append(
-                _slots(utility, mask, hard_rules, k_max, batch.arrays, offer_batch.arrays)
-            )
+            everyone = np.ones(len(batch), dtype=bool)
+            made[ORACLE] = lister.lists(utility, mask, everyone, False, rule_scores)
+        for name, (lists, scores) in made.items():
+            for k, recommended in lists.items():
+                slots[name][k].append(
+                    _slots(recommended, scores, hard_rules, batch.arrays, offer_batch.arrays)
+                )
         if progress is not None:
             progress(int(index[-1]) + 1, len(users))
 
     merged = {
-        name: _Slots(
-            np.vstack([s.recommended for s in parts]),
-            np.vstack([s.distance_km for s in parts]),
-            np.vstack([s.eligible for s in parts]),
-        )
-        for name, parts in slots.items()
+        name: {k: _Slots.concat(parts) for k, parts in by_k.items()} for name, by_k in slots.items()
     }
     publisher_codes = pd.factorize(offer_batch.arrays.publisher_ids)[0]
     regions = feature_set.profiles["region"].to_numpy(dtype=object)
@@ -303,18 +401,14 @@ def evaluate(
     results: dict[str, dict[str, float]] = {}
     by_segment: dict[str, dict[str, dict[str, float]]] = {name: {} for name in segments}
     for name, model_slots in merged.items():
-        values = metrics.ranking_metrics(model_slots.recommended, relevant, ks)
-        values.update(
-            _beyond_accuracy(model_slots, offer_batch.arrays, is_new, publisher_codes, ks)
-        )
+        values = _accuracy(model_slots, relevant, slice(None))
+        values.update(_beyond_accuracy(model_slots, offer_batch.arrays, is_new, publisher_codes))
         results[name] = values
         for segment, (user_mask, offer_mask) in segments.items():
             segment_relevant = [relevant[i] for i in np.flatnonzero(user_mask)]
             if offer_mask is not None:
                 segment_relevant = _restrict(segment_relevant, offer_mask)
-            by_segment[segment][name] = metrics.ranking_metrics(
-                model_slots.recommended[user_mask], segment_relevant, ks
-            )
+            by_segment[segment][name] = _accuracy(model_slots, segment_relevant, user_mask)
     by_segment = {
         segment: values
         for segment, values in by_segment.items()
@@ -332,6 +426,15 @@ def evaluate(
         "new_offers": int(is_new.sum()),
         "target_applies": int(sum(len(items) for items in relevant)),
     }
+    data["policy"] = "raw" if policy is None else {"served": policy.to_dict()}
+    longest = {name: by_k[ks[-1]] for name, by_k in merged.items()}
     return EvaluationResult(
-        results, by_segment, split, data, {n: s.recommended for n, s in merged.items()}, user_ids
+        results,
+        by_segment,
+        split,
+        data,
+        {name: s.recommended for name, s in longest.items()},
+        user_ids,
+        {name: s.scores for name, s in longest.items()},
+        offer_batch.ids.astype(str),
     )

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import config
+from recsys import config, schema
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.dataset import OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
@@ -54,7 +54,6 @@ EXPOSURES_FILE = "exposures.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
 _EMPTY_LIST = np.array([], dtype=object)
-_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
 _FALSE_COLUMNS = ("disability", "hasQuiz")
 
 
@@ -96,7 +95,7 @@ def aligned_profiles(profiles: pd.DataFrame, user_ids: np.ndarray) -> pd.DataFra
     keys = pd.Index(np.asarray(user_ids, dtype=object).astype(str), name="userId")
     by_id = profiles.set_index(profiles["userId"].astype(str).rename("userId"))
     aligned = by_id.drop(columns="userId").reindex(keys).reset_index()[list(profiles.columns)]
-    for column in _LIST_COLUMNS:
+    for column in schema.PROFILE_LIST_COLUMNS:
         values = aligned[column].to_numpy(dtype=object).copy()
         missing = pd.isna(values)
         filler = np.empty(int(missing.sum()), dtype=object)

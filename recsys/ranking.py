@@ -1,8 +1,8 @@
-"""Turn scores into ranked lists: top-k selection and group-capped re-ranking.
+"""The two list-making primitives: top-k selection and group-capped re-ranking.
 
-Offline evaluation and the service call these same functions, so the lists that are measured
-are the lists that are served. Offers are positions in the offer arrays; -1 marks an empty
-slot (fewer admissible candidates than k).
+`recsys.policy` composes them into the list a person is served, the same for offline
+evaluation, the registered model and the service. Offers are positions in the offer arrays;
+-1 marks an empty slot (fewer admissible candidates than k).
 """
 
 from __future__ import annotations
@@ -20,18 +20,23 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k: expected a non-negative integer, got {k!r}")
 
 
-def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+def top_k(
+    scores: np.ndarray, k: int, mask: np.ndarray | None = None, keys: np.ndarray | None = None
+) -> np.ndarray:
     """Indices of the k best scores per row, best first, -1-padded.
 
-    Masked-out (False) and NaN scores are never returned; equal scores rank the lower offer
-    index first, so a list is reproducible across runs and machines; a -inf score ranks after
-    every finite one. Each row is one compiled pass keeping the k best so far in a heap
-    (`_select`), O(n log k).
+    Masked-out (False) and NaN scores are never returned; equal scores rank the lower key
+    (by default the lower offer index) first, so a list is reproducible across runs and
+    machines; a -inf score ranks after every finite one. Each row is one compiled pass
+    keeping the k best so far in a heap (`_select`), O(n log k).
 
     Args:
         scores: (n_users, n_offers) or (n_offers,) float scores, higher is better.
         k: list length; rows with fewer admissible offers are padded with -1.
         mask: same shape as `scores`, True where the offer may be returned.
+        keys: (n_offers,) distinct int64 tie-break keys, lower first; None: the index. A key
+            that does not depend on where an offer is stored (`recsys.policy.tie_keys`)
+            makes two stores of the same offers give the same lists.
 
     Returns:
         (n_users, k) int64 offer indices, or (k,) for a 1-D `scores`.
@@ -54,29 +59,37 @@ def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndar
                 f"got {mask.dtype} of shape {mask.shape}"
             )
         admissible = np.ascontiguousarray(np.atleast_2d(mask))
+    if keys is None:
+        order = np.zeros(0, dtype=np.int64)  # empty: the index is the key
+    else:
+        order = np.ascontiguousarray(keys, dtype=np.int64)
+        if order.shape != (values.shape[1],):
+            raise ValueError(f"keys: expected shape ({values.shape[1]},), got {order.shape}")
     out = np.full((values.shape[0], k), PAD, dtype=np.int64)
-    _select(values, admissible, out)
+    _select(values, admissible, order, out)
     return out[0] if single else out
 
 
 @numba.njit(cache=True, nogil=True)
-def _select(scores: np.ndarray, admissible: np.ndarray, out: np.ndarray) -> None:
+def _select(scores: np.ndarray, admissible: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
     """Each row's `out.shape[1]` best admissible offers into `out`, best first.
 
     Written as a compiled loop where numpy has `argpartition`: partitioning, then fixing the
-    ties it leaves at the boundary and sorting the kept took ten passes over each row, most
-    of a request's selection time. Here a max-heap holds the k best so far, its root the
-    worst of them by (score descending, index ascending): an offer enters only when it beats
-    the root, and offers come in index order, so an equal score never displaces a kept one.
-    An empty `admissible` admits every offer; -inf counts as the lowest finite score, so it
-    ranks by index among its equals; NaN is never kept.
+    ties it leaves at the boundary and sorting the kept make ten passes over each row. Here
+    a max-heap holds the k best so far, its root the
+    worst of them by (score descending, key ascending): an offer enters only when it beats
+    the root. An empty `admissible` admits every offer, an empty `keys` keys each offer by
+    its index; -inf counts as the lowest finite score, so it ranks by key among its equals;
+    NaN is never kept.
     """
     k = out.shape[1]
     if k == 0:
         return
     lowest = -np.finfo(np.float64).max
     everything = admissible.shape[0] == 0
+    by_index = keys.shape[0] == 0
     heap_score = np.empty(k, dtype=np.float64)
+    heap_key = np.empty(k, dtype=np.int64)
     heap_index = np.empty(k, dtype=np.int64)
     for u in range(scores.shape[0]):
         size = 0
@@ -85,48 +98,70 @@ def _select(scores: np.ndarray, admissible: np.ndarray, out: np.ndarray) -> None
             if math.isnan(value) or not (everything or admissible[u, j]):
                 continue
             value = max(value, lowest)
+            key = j if by_index else keys[j]
             if size < k:  # not full: sift the new entry up from the last leaf
                 at = size
                 size += 1
                 while at > 0:
                     parent = (at - 1) // 2
-                    if _worse(heap_score[parent], heap_index[parent], value, j):
+                    if _worse(heap_score[parent], heap_key[parent], value, key):
                         break
-                    heap_score[at], heap_index[at] = heap_score[parent], heap_index[parent]
+                    heap_score[at] = heap_score[parent]
+                    heap_key[at] = heap_key[parent]
+                    heap_index[at] = heap_index[parent]
                     at = parent
-                heap_score[at], heap_index[at] = value, j
-            elif value > heap_score[0]:  # beats the worst kept: replace the root, sift down
-                _sift_down(heap_score, heap_index, 0, size, value, j)
+                heap_score[at], heap_key[at], heap_index[at] = value, key, j
+            elif _worse(heap_score[0], heap_key[0], value, key):  # beats the worst kept
+                _sift_down(heap_score, heap_key, heap_index, 0, size, value, key, j)
         # Pop the worst into the last free slot until the heap is empty: best first.
         for last in range(size - 1, -1, -1):
             out[u, last] = heap_index[0]
-            _sift_down(heap_score, heap_index, 0, last, heap_score[last], heap_index[last])
+            _sift_down(
+                heap_score,
+                heap_key,
+                heap_index,
+                0,
+                last,
+                heap_score[last],
+                heap_key[last],
+                heap_index[last],
+            )
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _worse(score_a: float, index_a: int, score_b: float, index_b: int) -> bool:
-    """Whether (score_a, index_a) ranks after (score_b, index_b)."""
-    return score_a < score_b or (score_a == score_b and index_a > index_b)
+def _worse(score_a: float, key_a: int, score_b: float, key_b: int) -> bool:
+    """Whether (score_a, key_a) ranks after (score_b, key_b)."""
+    return score_a < score_b or (score_a == score_b and key_a > key_b)
 
 
 @numba.njit(cache=True, nogil=True)
 def _sift_down(
-    heap_score: np.ndarray, heap_index: np.ndarray, at: int, size: int, score: float, index: int
+    heap_score: np.ndarray,
+    heap_key: np.ndarray,
+    heap_index: np.ndarray,
+    at: int,
+    size: int,
+    score: float,
+    key: int,
+    index: int,
 ) -> None:
-    """Place (score, index) at `at` of the max-heap of `size` entries (the root the worst)."""
+    """Place (score, key, index) at `at` of the max-heap of `size` entries (the root the
+    worst)."""
     while True:
         child = 2 * at + 1
         if child >= size:
             break
         if child + 1 < size and _worse(
-            heap_score[child + 1], heap_index[child + 1], heap_score[child], heap_index[child]
+            heap_score[child + 1], heap_key[child + 1], heap_score[child], heap_key[child]
         ):
             child += 1
-        if not _worse(heap_score[child], heap_index[child], score, index):
+        if not _worse(heap_score[child], heap_key[child], score, key):
             break
-        heap_score[at], heap_index[at] = heap_score[child], heap_index[child]
+        heap_score[at] = heap_score[child]
+        heap_key[at] = heap_key[child]
+        heap_index[at] = heap_index[child]
         at = child
-    heap_score[at], heap_index[at] = score, index
+    heap_score[at], heap_key[at], heap_index[at] = score, key, index
 
 
 def diversify(

@@ -167,7 +167,7 @@ CANDIDATE_AGE_BANDS: tuple[str, ...] = (
     *(f"{low}-{high - 1}" for low, high in itertools.pairwise(CANDIDATE_AGE_BAND_EDGES)),
     f"{CANDIDATE_AGE_BAND_EDGES[-1]}+",
 )
-MAX_AGE = 120  # the bound of a candidate age in years (as `Profile.age`)
+MAX_AGE = 120  # the bound of an age in years: `Profile.age`, candidate and profile ages
 
 PROFILE_SCHEMA = pa.schema(
     [
@@ -187,6 +187,14 @@ PROFILE_SCHEMA = pa.schema(
         ("quizRhythm", pa.string()),
         ("quizMotivations", STR_LIST),
     ]
+)
+
+# A profile's list columns (quiz answers) and yes/no flags, as the schema types them.
+PROFILE_LIST_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in PROFILE_SCHEMA if pa.types.is_list(field.type)
+)
+PROFILE_FLAG_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in PROFILE_SCHEMA if pa.types.is_boolean(field.type)
 )
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -312,7 +320,7 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(default=None, max_length=128)
-    age: int | None = Field(default=None, ge=0, le=120)
+    age: int | None = Field(default=None, ge=0, le=MAX_AGE)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")

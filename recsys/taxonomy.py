@@ -129,6 +129,15 @@ QUIZ_ACTIVITIES: Final[tuple[str, ...]] = (
     "creer-communiquer",
 )
 
+QUIZ_ACTIVITY_LABELS_FR: Final[dict[str, str]] = {
+    "aider-accompagner": "aider et accompagner",
+    "transmettre-animer": "transmettre et animer",
+    "agir-terrain": "agir sur le terrain",
+    "secourir-proteger": "secourir et protéger",
+    "organiser-coordonner": "organiser et coordonner",
+    "creer-communiquer": "créer et communiquer",
+}
+
 # Activity slug -> the quiz activity type it belongs to. About fifty slugs, as in the API.
 ACTIVITY_TO_QUIZ: Final[dict[str, str]] = {
     "accueil-de-public": "aider-accompagner",

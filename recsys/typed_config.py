@@ -10,7 +10,10 @@ the whole check is these few lines.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any, Self
+
+import yaml
 
 
 def _plain(value: Any) -> Any:
@@ -77,3 +80,29 @@ def _check_value(name: str, default: Any, value: Any) -> Any:
             raise ValueError(f"{name}: expected a list of {type(default[0]).__name__}")
         return tuple(value)
     return value
+
+
+def read_yaml(path: Path | str, what: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (an empty file is an empty mapping): the one reader of
+    the project's YAML files (experiments, feature configs).
+
+    Args:
+        path: the file.
+        what: what the file is, for the messages ("experiment file", "feature config").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text("utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{what} {path} is not valid YAML: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} {path}: expected a mapping, got {type(values).__name__}")
+    return values

@@ -45,14 +45,14 @@ from recsys.arrays import (
     offer_arrays,
     to_epoch_seconds,
 )
-from recsys.eligibility import eligible, remote_anywhere
+from recsys.eligibility import closed, eligible, remote_anywhere
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
-from recsys.models.incumbent import offer_tags
+from recsys.policy import group_codes, tie_keys
+from recsys.rules import offer_tags
 
 logger = logging.getLogger(__name__)
 
 _BAND_MARGIN_DEGREES = 1e-6  # about 0.1 m of latitude
-MAX_AGE = 120  # Profile.age's bound: the mask cache has at most 2 · 122 entries
 PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
 DOMAIN_NAMES = np.array([*taxonomy.DOMAINS, None], dtype=object)
 
@@ -119,11 +119,6 @@ def _fingerprint(offers: pd.DataFrame) -> str:
     keys = offers[["id", "updatedAt", "statusCode", "endAt", "deletedAt", "places"]]
     hashed = pd.util.hash_pandas_object(keys.astype(str), index=False).to_numpy()
     return hashlib.sha256(np.sort(hashed).tobytes()).hexdigest()[:12]
-
-
-def _closed(arrays: OfferArrays, at: int) -> np.ndarray:
-    """Offers that can never become eligible again after `at` (refused, deleted, ended)."""
-    return ~arrays.accepted | (arrays.deleted_at <= at) | (arrays.end_at < at)
 
 
 def _storage_order(arrays: OfferArrays) -> np.ndarray:
@@ -199,8 +194,9 @@ class Catalog:
     remote_anywhere: np.ndarray = field(repr=False)  # bool: geography never excludes
     programme: np.ndarray = field(repr=False)  # object: programme name (None unknown)
     domain: np.ndarray = field(repr=False)  # object: domain name (None unknown)
-    publisher_code: np.ndarray = field(repr=False)  # int64 group codes for diversity
-    programme_code: np.ndarray = field(repr=False)  # int64, unknown programme = its own group
+    publisher_code: np.ndarray = field(repr=False)  # int64 group codes of the caps
+    programme_code: np.ndarray = field(repr=False)  # (`recsys.policy.group_codes`)
+    tie_key: np.ndarray = field(repr=False)  # int64 `recsys.policy.tie_keys`: ties by offer id
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
     more_addresses: np.ndarray = field(repr=False)  # bool: offers with other addresses
@@ -236,7 +232,7 @@ class Catalog:
         frame = offers.drop_duplicates("id", keep="last").reset_index(drop=True)
         arrays = offer_arrays(frame)
         order = _storage_order(arrays)
-        keep = order[~_closed(arrays, at)[order]]
+        keep = order[~closed(arrays, at)[order]]
         catalog = cls._assemble(frame.iloc[keep].reset_index(drop=True), arrays.take(keep), source)
         change = CatalogChange(
             kept_rows=np.zeros(0, dtype=np.int64),
@@ -259,10 +255,10 @@ class Catalog:
         at = _now() if at is None else at
         frame = update.drop_duplicates("id", keep="last").reset_index(drop=True)
         new_arrays = offer_arrays(frame)
-        open_new = np.flatnonzero(~_closed(new_arrays, at))
+        open_new = np.flatnonzero(~closed(new_arrays, at))
         replaced = frame["id"].astype(str).isin(self.row).to_numpy()
         old_ids = self.arrays.ids
-        still_open = ~_closed(self.arrays, at)
+        still_open = ~closed(self.arrays, at)
         untouched = ~pd.Index(old_ids).isin(frame["id"].astype(str)) & still_open
         kept_rows = np.flatnonzero(untouched)
         offers = pd.concat([self.offers.iloc[kept_rows], frame.iloc[open_new]], ignore_index=True)
@@ -280,8 +276,7 @@ class Catalog:
     @classmethod
     def _assemble(cls, offers: pd.DataFrame, arrays: OfferArrays, source: str) -> Catalog:
         ids = arrays.ids.astype(str)
-        publisher_code = pd.factorize(arrays.publisher_ids, use_na_sentinel=False)[0]
-        programme_code = np.where(arrays.programme >= 0, arrays.programme, len(PROGRAMME_NAMES))
+        publisher_code, programme_code = group_codes(arrays)
         xyz = unit_vectors(arrays.lat, arrays.lon)
         anywhere = remote_anywhere(arrays.remote)
         onsite, onsite_lat, onsite_lon = _onsite_points(arrays, anywhere)
@@ -296,8 +291,9 @@ class Catalog:
             remote_anywhere=anywhere,
             programme=PROGRAMME_NAMES[arrays.programme],
             domain=DOMAIN_NAMES[arrays.domain],
-            publisher_code=publisher_code.astype(np.int64),
-            programme_code=programme_code.astype(np.int64),
+            publisher_code=publisher_code,
+            programme_code=programme_code,
+            tie_key=tie_keys(ids),
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
             more_addresses=np.array([p is not None for p in arrays.more_points], dtype=bool),
@@ -330,7 +326,8 @@ class Catalog:
 
     def _eligible(self, age: float | None, disability: bool, at: int) -> _Eligible:
         """`base_mask` and its row lists for this age at `at`, computed once per window."""
-        years = -1 if age is None or math.isnan(age) else min(math.floor(age), MAX_AGE)
+        # Ages capped at the schema's bound: the cache holds at most 2 · (MAX_AGE + 2) masks.
+        years = -1 if age is None or math.isnan(age) else min(math.floor(age), schema.MAX_AGE)
         key = (years, bool(disability))
         cache = self._cache
         if not cache[0] <= at < cache[1]:

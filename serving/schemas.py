@@ -72,7 +72,11 @@ class RankedItem(BaseModel):
     programme: str | None
     domain: str | None
     distance_km: float | None = Field(description="great-circle distance, null when unknown")
-    reasons: list[str]
+    reasons: list[str] = Field(description="short French texts, most telling first")
+    reason_codes: list[str] = Field(
+        description="the stable code of each reason, in the same order "
+        "(`serving.explanations.REASONS`: near, remote_full, domain, activity, liked...)"
+    )
 
 
 class Location(BaseModel):

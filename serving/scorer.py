@@ -4,8 +4,8 @@ The model's own protocol does the work: `Recommender.prepare_offers` once per ca
 for the offers an update adds), `Recommender.score_prepared` on the candidate rows of each
 batch of requests (`serving.batching`), so that the service runs the very code that was
 evaluated. Besides the model's part, a prepared catalog holds the unit vectors `/similar`
-compares: the model's item embeddings where it has some (LightFM, the hybrid's learned part),
-else the encoded offer features.
+compares: the model's `item_embeddings` where it has some (LightFM, the hybrid's learned
+part), else the encoded offer features.
 """
 
 from __future__ import annotations
@@ -40,29 +40,14 @@ class Scorer:
     def __init__(self, model: Recommender, offer_encoder: OfferEncoder) -> None:
         self.model = model
         self.offer_encoder = offer_encoder
-        self._known = self._known_users(model)
-
-    @staticmethod
-    def _known_users(model: Recommender) -> frozenset[str]:
-        """Users the model holds state for: `<name>.user_ids` (a composite's own), else
-        `user_ids`; none for models without per-user state (popularity, rules)."""
-        arrays = model.get_arrays()
-        ids = arrays.get(f"{model.name}.user_ids", arrays.get("user_ids"))
-        return frozenset(str(u) for u in ids) if ids is not None else frozenset()
-
-    @property
-    def blends_rules(self) -> bool:
-        """Whether the model's score already blends the rules engine for cold visitors (the
-        hybrid), so that the service serves that score as it was evaluated."""
-        return self.model.name == "hybrid"
 
     def knows(self, user_id: str | None) -> bool:
-        """Whether the model learned something about this person (a history)."""
-        return user_id is not None and user_id in self._known
+        """Whether the model learned something about this person (`Recommender.knows`)."""
+        return bool(self.model.knows(np.array([user_id], dtype=object))[0])
 
     def _prepared(self, offers: OfferBatch) -> Prepared:
         prepared = self.model.prepare_offers(offers)
-        embeddings = prepared.find("item_embedding")
+        embeddings = self.model.item_embeddings(prepared)
         if embeddings is not None:
             vectors = normalize(embeddings, norm="l2").astype(np.float32)
             return Prepared(prepared, vectors, "item_embeddings")

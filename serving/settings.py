@@ -10,9 +10,10 @@ model folder or a bundle folder), MLFLOW_TRACKING_URI, RECSYS_CATALOG (offers fi
 the bundle's catalog snapshot), RECSYS_PROFILES (known visitors; default: the feature set's
 profiles.parquet), RECSYS_EVENT_STORE_URL (default sqlite:///data/events.db),
 RECSYS_EVENT_SCHEMA, RECSYS_EVENT_TABLE_PREFIX, RECSYS_ADMIN_TOKEN (unset: admin refused),
-RECSYS_MAX_PER_PROGRAMME (0.7) and RECSYS_MAX_PER_PUBLISHER (0.5) (shares of a list one group
-may fill when alternatives exist), RECSYS_COLD_START_RULES_WEIGHT (0.5),
-RECSYS_RULES_REMOTE_OVERRIDES (false), RECSYS_RANK_LOG_FLUSH_SECONDS (0.5), RECSYS_AS_OF
+RECSYS_MAX_PER_PROGRAMME and RECSYS_MAX_PER_PUBLISHER (shares of a list one group may fill
+when alternatives exist), RECSYS_COLD_START_RULES_WEIGHT, RECSYS_RULES_REMOTE_OVERRIDES (the
+list policy's knobs, defaults in `recsys.policy.ListPolicy`), RECSYS_RANK_LOG_FLUSH_SECONDS
+(0.5), RECSYS_AS_OF
 (an ISO time to rank at instead of now; default now, or the bundle's cutoff when the catalog
 is the bundle's snapshot), RECSYS_ID_SALT (secret salt of the visitor-id hashes the event store
 keeps; unset: hashed without a secret, with a warning), RECSYS_MAX_BODY_BYTES (1 MiB: larger
@@ -36,12 +37,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from recsys import config
+from recsys.policy import ListPolicy
 
 DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
 DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
@@ -120,10 +122,7 @@ class Settings:
     event_schema: str | None = None
     event_table_prefix: str = ""
     admin_token: str | None = None
-    max_per_programme: float = 0.7
-    max_per_publisher: float = 0.5
-    cold_start_rules_weight: float = 0.5
-    rules_remote_overrides: bool = False
+    policy: ListPolicy = field(default_factory=ListPolicy)  # caps and cold-start blend
     rank_log_flush_seconds: float = 0.5
     as_of: int | None = None  # epoch seconds to rank at; None: now
     id_salt: str | None = None
@@ -137,29 +136,47 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read the variables; ValueError naming the variable on a malformed value."""
+        """Read the variables; ValueError naming the variable on a malformed value.
+
+        Each default is the field's (or the list policy's) own, read from the class.
+        """
+        policy = ListPolicy(
+            max_per_programme=_float(
+                "RECSYS_MAX_PER_PROGRAMME", ListPolicy.max_per_programme, 0.01, 1.0
+            ),
+            max_per_publisher=_float(
+                "RECSYS_MAX_PER_PUBLISHER", ListPolicy.max_per_publisher, 0.01, 1.0
+            ),
+            cold_start_rules_weight=_float(
+                "RECSYS_COLD_START_RULES_WEIGHT", ListPolicy.cold_start_rules_weight, 0.0, 1.0
+            ),
+            rules_remote_overrides=_flag(
+                "RECSYS_RULES_REMOTE_OVERRIDES", ListPolicy.rules_remote_overrides
+            ),
+        )
         return cls(
-            model_uri=os.environ.get("RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or config.MLFLOW_TRACKING_URI,
+            model_uri=os.environ.get("RECSYS_MODEL_URI") or cls.model_uri,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or cls.tracking_uri,
             catalog=_path("RECSYS_CATALOG"),
             profiles=_path("RECSYS_PROFILES"),
-            event_store_url=os.environ.get("RECSYS_EVENT_STORE_URL") or DEFAULT_EVENT_STORE_URL,
+            event_store_url=os.environ.get("RECSYS_EVENT_STORE_URL") or cls.event_store_url,
             event_schema=os.environ.get("RECSYS_EVENT_SCHEMA") or None,
-            event_table_prefix=os.environ.get("RECSYS_EVENT_TABLE_PREFIX", ""),
+            event_table_prefix=os.environ.get("RECSYS_EVENT_TABLE_PREFIX", cls.event_table_prefix),
             admin_token=os.environ.get("RECSYS_ADMIN_TOKEN") or None,
-            max_per_programme=_float("RECSYS_MAX_PER_PROGRAMME", 0.7, 0.01, 1.0),
-            max_per_publisher=_float("RECSYS_MAX_PER_PUBLISHER", 0.5, 0.01, 1.0),
-            cold_start_rules_weight=_float("RECSYS_COLD_START_RULES_WEIGHT", 0.5, 0.0, 1.0),
-            rules_remote_overrides=_flag("RECSYS_RULES_REMOTE_OVERRIDES", False),
-            rank_log_flush_seconds=_float("RECSYS_RANK_LOG_FLUSH_SECONDS", 0.5, 0.01, 60.0),
+            policy=policy,
+            rank_log_flush_seconds=_float(
+                "RECSYS_RANK_LOG_FLUSH_SECONDS", cls.rank_log_flush_seconds, 0.01, 60.0
+            ),
             as_of=_instant("RECSYS_AS_OF"),
             id_salt=os.environ.get("RECSYS_ID_SALT") or None,
             max_body_bytes=max_body_bytes(),
             workers=workers(),
             trace_rank=trace_rank(),
             access_log_all=access_log_all(),
-            admin_sync_seconds=_float("RECSYS_ADMIN_SYNC_SECONDS", 1.0, 0.05, 3600.0),
-            max_batch=_int("RECSYS_MAX_BATCH", DEFAULT_MAX_BATCH, 1, 1024),
+            admin_sync_seconds=_float(
+                "RECSYS_ADMIN_SYNC_SECONDS", cls.admin_sync_seconds, 0.05, 3600.0
+            ),
+            max_batch=_int("RECSYS_MAX_BATCH", cls.max_batch, 1, 1024),
             batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
         )
 
@@ -203,8 +220,3 @@ def batch_threads(setting: int | None, catalog_size: int) -> int:
     if setting is not None:
         return setting
     return 2 if catalog_size >= LARGE_CATALOG else 1
-
-
-def group_cap(share: float, k: int) -> int:
-    """Most slots of a k-list one group may take: ceil(share · k), at least 1."""
-    return max(1, math.ceil(share * k - 1e-9))

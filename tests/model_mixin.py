@@ -20,6 +20,11 @@ Class attributes state what the model promises, and the mixin holds it to that:
 - `rtol`: relative precision of the model's arithmetic, for the tests that compute the same
   scores along two paths (batch and one by one, prepared and direct): float32 models sum in
   other orders there; see `tests.fixtures.assert_scores_close`.
+- `learns_users`: the model keeps per-user state, so `knows` holds for the training users
+  with a history (and for no stranger); False for popularity and the quiz engine.
+- `has_item_embeddings`: `item_embeddings` gives one learned vector per prepared offer.
+- `blends_rules`: the model's score already blends the rules engine for visitors without
+  history (the hybrid), so the list policy serves it as it is.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class ModelTests:
     scores_new_offers: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
     rtol: ClassVar[float] = FLOAT32_RTOL
+    learns_users: ClassVar[bool] = True
+    has_item_embeddings: ClassVar[bool] = False
+    blends_rules: ClassVar[bool] = False
 
     def make_model(self) -> Recommender:
         return create_model(self.model_name, dict(self.params))
@@ -199,3 +207,34 @@ class ModelTests:
         np.testing.assert_array_equal(
             first.score(data.users, data.offers), second.score(data.users, data.offers)
         )
+
+    def test_train_accepts_progress(self, board: Checkerboard) -> None:
+        """Every model takes a progress callback; those with epochs report them in order."""
+        calls: list[tuple[int, int]] = []
+        self.make_model().train(
+            board.data, progress=lambda done, total: calls.append((done, total))
+        )
+        assert all(0 <= done <= total for done, total in calls), calls
+        assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+    def test_knows_the_users_it_learned(self, trained: Recommender, board: Checkerboard) -> None:
+        history = np.diff(board.data.interactions.indptr) > 0
+        known = trained.knows(board.data.users.ids)
+        assert known.dtype == bool and known.shape == (len(board.data.users),)
+        np.testing.assert_array_equal(known, history if self.learns_users else False)
+        assert not trained.knows(stranger_users().ids).any()
+        assert not trained.knows(np.array([None, "never-seen"], dtype=object)).any()
+
+    def test_item_embeddings(self, trained: Recommender, all_offers: OfferBatch) -> None:
+        prepared = trained.prepare_offers(all_offers)
+        vectors = trained.item_embeddings(prepared)
+        if not self.has_item_embeddings:
+            assert vectors is None
+            return
+        assert vectors.ndim == 2 and vectors.shape[0] == len(all_offers)
+        assert np.isfinite(vectors).all()
+        rows = np.array([len(all_offers) - 1, 0])
+        np.testing.assert_array_equal(trained.item_embeddings(prepared.take(rows)), vectors[rows])
+
+    def test_states_whether_it_blends_the_rules(self, trained: Recommender) -> None:
+        assert type(trained).blends_rules is self.blends_rules

@@ -27,7 +27,7 @@ class _Fixed(Recommender):
         self.pairs = set(zip(pairs["user_key"], pairs["offer_id"], strict=True))
         self.default = default
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress=None) -> None:
         """Nothing to learn."""
 
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
@@ -50,16 +50,30 @@ def feature_set(tiny_features: Path) -> FeatureSet:
     return load_feature_set(tiny_features)
 
 
+def _models(feature_set: FeatureSet, *names: str) -> dict[str, Recommender]:
+    """Popularity trained on the feature set, then the named extra models."""
+    popularity = create_model("popularity")
+    popularity.train(feature_set.training_data())
+    extra = {
+        "perfect": lambda: _Fixed(feature_set.targets, default=0.0),
+        "silent": lambda: _Fixed(feature_set.targets.iloc[:0], default=np.nan),
+        "incumbent_local": lambda: create_model("incumbent_local"),
+    }
+    return {"popularity": popularity, **{name: extra[name]() for name in names}}
+
+
 @pytest.fixture(scope="module")
 def result(feature_set: FeatureSet, tiny_dataset: Path):
-    data = feature_set.training_data()
-    popularity = create_model("popularity")
-    popularity.train(data)
-    models = {
-        "popularity": popularity,
-        "perfect": _Fixed(feature_set.targets, default=0.0),
-        "silent": _Fixed(feature_set.targets.iloc[:0], default=np.nan),
-    }
+    """The models' own order (`policy=None`)."""
+    models = _models(feature_set, "perfect", "silent")
+    truth = tiny_dataset / "truth"
+    return evaluate(feature_set, models, truth_dir=truth, batch_size=7, policy=None)
+
+
+@pytest.fixture(scope="module")
+def served(feature_set: FeatureSet, tiny_dataset: Path):
+    """The served policy (the default)."""
+    models = _models(feature_set, "silent", "incumbent_local")
     return evaluate(feature_set, models, truth_dir=tiny_dataset / "truth", batch_size=7)
 
 
@@ -111,3 +125,34 @@ def test_segments_and_json(result) -> None:
     table = result.table(["ndcg@10", "recall@10"])
     assert list(table.columns) == ["ndcg@10", "recall@10"]
     assert list(table.index) == ["popularity", "perfect", "silent", ORACLE]
+
+
+def test_the_raw_policy_lists_the_models_own_top_k(result, feature_set: FeatureSet) -> None:
+    """`policy=None`: a row of the raw lists is the top-k of the model's scores over the
+    candidates, ties by offer position, the figures before the list policy existed."""
+    assert result.data["policy"] == "raw"
+    popularity = result.recommendations["popularity"]
+    scores = result.scores["popularity"]
+    for items, listed in zip(popularity, scores, strict=True):
+        shown = listed[items >= 0]
+        assert (shown[:-1] >= shown[1:]).all()
+
+
+def test_served_lists_blend_the_rules_for_people_the_model_does_not_know(served) -> None:
+    """A model that scores nobody serves cold people the rules (its standardised score is 0
+    everywhere): the lists of the rules engine alone, made by the same policy."""
+    assert served.data["policy"]["served"]["cold_start_rules_weight"] == 0.5
+    silent = served.recommendations["silent"]
+    rules_only = served.recommendations["incumbent_local"]
+    np.testing.assert_array_equal(silent, rules_only)
+    assert served.models["silent"]["users_without_recommendations"] == 0
+    for name, values in served.models.items():
+        assert values["ineligible_rate@10"] == 0.0, name
+
+
+def test_lists_frame_names_person_rank_offer_score_model(served) -> None:
+    frame = served.lists()
+    assert list(frame.columns) == ["person", "rank", "offer", "score", "model"]
+    first = frame[(frame["model"] == "popularity") & (frame["rank"] == 1)]
+    assert len(first) == int((served.recommendations["popularity"][:, 0] >= 0).sum())
+    assert set(frame["model"]) == {"popularity", "silent", "incumbent_local", ORACLE}

@@ -28,7 +28,7 @@ from recsys.models.hybrid import (
     history_location,
     history_weight,
 )
-from recsys.models.incumbent import (
+from recsys.rules import (
     distances_km,
     incumbent_scores,
     offer_tags,
@@ -62,6 +62,8 @@ REMOTE_POSSIBLE = taxonomy.REMOTE_VALUES.index("possible")
 class TestHybrid(ModelTests):
     model_name = "hybrid"
     params: ClassVar[dict[str, Any]] = {"learned_params": LEARNED}
+    has_item_embeddings = True
+    blends_rules = True
 
 
 class TestHybridOverALS(ModelTests):
@@ -70,6 +72,7 @@ class TestHybridOverALS(ModelTests):
         "learned": "als",
         "learned_params": {"embedding_size": 2, "epochs": 10},
     }
+    blends_rules = True
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:

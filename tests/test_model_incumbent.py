@@ -7,11 +7,11 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from recsys import taxonomy
+from recsys import rules, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
-from recsys.models import create_model, incumbent
-from recsys.models.incumbent import (
+from recsys.models import create_model
+from recsys.rules import (
     distances_km,
     geo_scores,
     incumbent_scores,
@@ -27,11 +27,13 @@ KM_PER_DEGREE_LAT = EARTH_RADIUS_KM * np.pi / 180  # along a meridian, haversine
 class TestIncumbent(ModelTests):
     model_name = "incumbent"
     params: ClassVar = {}
+    learns_users = False
 
 
 class TestIncumbentLocal(ModelTests):
     model_name = "incumbent_local"
     params: ClassVar = {}
+    learns_users = False
 
 
 def _profile(**columns):
@@ -168,11 +170,11 @@ def test_chunked_scores_equal_one_block() -> None:
 def _taxonomy_per_offer(user_tags: np.ndarray, tags: np.ndarray) -> np.ndarray:
     """The engine's formula computed offer by offer, as `taxonomy_scores` computed it before
     its look-up tables: the reference the tables must reproduce."""
-    out = np.full((len(user_tags), len(tags)), incumbent.TAXONOMY_BASE)
+    out = np.full((len(user_tags), len(tags)), rules.TAXONOMY_BASE)
     for u, user in enumerate(user_tags.tolist()):
         for o, tag in enumerate(tags.tolist()):
             weighted = total = 0.0
-            for weight, block in incumbent._TAG_BLOCKS:
+            for weight, block in rules._TAG_BLOCKS:
                 chosen = (user & block).bit_count()
                 if chosen:
                     overlap = (user & tag & block).bit_count()
@@ -186,7 +188,7 @@ def _taxonomy_per_offer(user_tags: np.ndarray, tags: np.ndarray) -> np.ndarray:
 def test_taxonomy_tables_give_the_formula_for_every_tag() -> None:
     """Random visitors (some with nothing answered) against random tags over all 22 bits."""
     rng = np.random.default_rng(11)
-    n_bits = max(mask.bit_length() for _, mask in incumbent._TAG_BLOCKS)
+    n_bits = max(mask.bit_length() for _, mask in rules._TAG_BLOCKS)
     tags = rng.integers(0, 1 << n_bits, 300).astype(np.uint32)
     frame = make_profiles_frame(
         40,
@@ -205,6 +207,6 @@ def test_taxonomy_tables_give_the_formula_for_every_tag() -> None:
         frame.at[0, column] = []
     frame.at[0, "quizRhythm"] = None
     profiles = profile_arrays(frame)
-    expected = _taxonomy_per_offer(incumbent._profile_tags(profiles), tags)
-    assert (expected == incumbent.TAXONOMY_BASE).all(axis=1).any()  # someone answered nothing
+    expected = _taxonomy_per_offer(rules._profile_tags(profiles), tags)
+    assert (expected == rules.TAXONOMY_BASE).all(axis=1).any()  # someone answered nothing
     np.testing.assert_allclose(taxonomy_scores(profiles, tags), expected, rtol=1e-15)

@@ -27,6 +27,7 @@ PARAMS = {"embedding_size": 8, "epochs": 10, "learning_rate": 0.05}
 class TestLightFM(ModelTests):
     model_name = "lightfm"
     params: ClassVar[dict[str, Any]] = PARAMS
+    has_item_embeddings = True
 
 
 class TestLightFMWithoutIdentity(ModelTests):
@@ -37,6 +38,8 @@ class TestLightFMWithoutIdentity(ModelTests):
         "item_identity": False,
         "loss": "bpr",
     }
+    learns_users = False  # no identity column: every user is scored from features alone
+    has_item_embeddings = True
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,14 @@ MARSEILLE = (43.2965, 5.3698)
 class TestPopularity(ModelTests):
     model_name = "popularity"
     params: ClassVar = {}
+    learns_users = False
     solves_checkerboard = False  # every checkerboard offer is equally popular
 
 
 class TestPopularityLocal(ModelTests):
     model_name = "popularity"
     params: ClassVar = {"by_department": True, "by_programme": True, "shrinkage": 2.0}
+    learns_users = False
     solves_checkerboard = False
 
 

@@ -11,12 +11,15 @@ from hypothesis.extra import numpy as hnp
 from recsys.ranking import diversify, top_k
 
 
-def reference_top_k(scores: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
-    """Full sort per row: score descending, then index ascending; -1-padded."""
+def reference_top_k(
+    scores: np.ndarray, k: int, mask: np.ndarray, keys: np.ndarray | None = None
+) -> np.ndarray:
+    """Full sort per row: score descending, then key (default index) ascending; -1-padded."""
     out = np.full((scores.shape[0], k), -1)
+    keys = np.arange(scores.shape[1]) if keys is None else keys
     for u, row in enumerate(scores):
         admissible = [i for i in range(row.size) if mask[u, i] and not np.isnan(row[i])]
-        ranked = sorted(admissible, key=lambda i: (-row[i], i))[:k]
+        ranked = sorted(admissible, key=lambda i: (-row[i], keys[i]))[:k]
         out[u, : len(ranked)] = ranked
     return out
 
@@ -77,6 +80,17 @@ def test_top_k_equals_full_sort(data: st.DataObject, n_users: int, n_offers: int
     scores = data.draw(hnp.arrays(np.float64, shape, elements=values))
     mask = data.draw(hnp.arrays(np.bool_, shape))
     np.testing.assert_array_equal(top_k(scores, k, mask), reference_top_k(scores, k, mask))
+    keys = data.draw(st.permutations(range(n_offers)))
+    np.testing.assert_array_equal(
+        top_k(scores, k, mask, np.array(keys)), reference_top_k(scores, k, mask, np.array(keys))
+    )
+
+
+def test_top_k_breaks_ties_by_key_when_given() -> None:
+    scores = np.array([1.0, 1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(top_k(scores, 3, keys=np.array([5, 1, 9, 0])), [2, 3, 1])
+    with pytest.raises(ValueError, match="keys"):
+        top_k(scores, 1, keys=np.arange(3))
 
 
 def test_diversify_caps_a_group_when_alternatives_exist() -> None:

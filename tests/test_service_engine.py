@@ -20,30 +20,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys import geo, places, taxonomy
-from recsys.arrays import NO_END, offer_arrays, profile_arrays
+from recsys.arrays import NO_END, offer_arrays, profile_arrays, profile_row_arrays
 from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible
 from recsys.encoding import UserEncoder
-from recsys.ranking import diversify
+from recsys.policy import ListPolicy
 from recsys.schema import Profile, Quiz
 from serving.catalog import Catalog, epoch_seconds
-from serving.engine import (
-    Engine,
-    UnknownOffer,
-    _one_of,
-    _RowStats,
-    _slot,
-    _standardised,
-    capped,
-    reasons,
-)
+from serving.engine import Engine, UnknownOffer
 from serving.events import pseudonym
+from serving.explanations import reasons
 from serving.loading import ModelLoadError, load_model
-from serving.profiles import FeatureColumns, ProfileStore, empty_row, request_row, row_arrays
+from serving.profiles import ProfileStore, empty_row, request_row
+from serving.ranking import _one_of
 from serving.schemas import RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
-from serving.settings import Settings, batch_threads, group_cap
+from serving.settings import Settings, batch_threads
+from serving.state import ModelSlot
 from tests.fixtures import (
     FLOAT32_RTOL,
     LYON,
@@ -127,9 +121,9 @@ def _frame(row: dict[str, Any]) -> pd.DataFrame:
 
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
-def test_feature_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: dict) -> None:
+def test_row_columns_equal_the_user_encoder(user_encoder: UserEncoder, row: dict) -> None:
     expected = np.flatnonzero(user_encoder.transform(_frame(row)).toarray()[0])
-    np.testing.assert_array_equal(FeatureColumns(user_encoder).columns(row), expected)
+    np.testing.assert_array_equal(user_encoder.row_columns(row), expected)
 
 
 def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserEncoder) -> None:
@@ -139,28 +133,28 @@ def test_feature_matrix_of_many_rows_equals_the_user_encoder(user_encoder: UserE
         request_row(Profile(age=40, postal_code="75011", disability=True), None, None),
     ]
     expected = user_encoder.transform(profiles_frame(pd.DataFrame(rows))).toarray()
-    np.testing.assert_array_equal(FeatureColumns(user_encoder).matrix(rows).toarray(), expected)
-    assert FeatureColumns(user_encoder).matrix([]).shape == (0, user_encoder.n_features)
+    np.testing.assert_array_equal(user_encoder.transform_rows(rows).toarray(), expected)
+    assert user_encoder.transform_rows([]).shape == (0, user_encoder.n_features)
 
 
 def test_feature_matrix_of_a_lone_row_is_built_once(user_encoder: UserEncoder) -> None:
     """Each lone row gets the encoder's matrix; rows with the same features share one."""
-    columns = FeatureColumns(user_encoder)
+    columns = user_encoder
     sporty = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), None, None)
     same = request_row(Profile(age=19, quiz=Quiz(domains=["sport"])), "someone", None)
     other = request_row(Profile(age=40, postal_code="75011", disability=True), None, None)
     for row in (sporty, other):
         expected = user_encoder.transform(profiles_frame(pd.DataFrame([row]))).toarray()
-        np.testing.assert_array_equal(columns.matrix([row]).toarray(), expected)
-    assert columns.matrix([same]) is columns.matrix([sporty])
-    assert columns.matrix([other]) is not columns.matrix([sporty])
+        np.testing.assert_array_equal(columns.transform_rows([row]).toarray(), expected)
+    assert columns.transform_rows([same]) is columns.transform_rows([sporty])
+    assert columns.transform_rows([other]) is not columns.transform_rows([sporty])
 
 
 @settings(max_examples=60, deadline=None)
 @given(row=canonical_rows)
-def test_row_arrays_equal_profile_arrays(row: dict) -> None:
+def test_profile_row_arrays_equal_profile_arrays(row: dict) -> None:
     expected = profile_arrays(_frame(row))
-    found = row_arrays(row)
+    found = profile_row_arrays(row)
     for name in expected.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(found, name), getattr(expected, name), err_msg=name)
         assert getattr(found, name).dtype == getattr(expected, name).dtype, name
@@ -176,15 +170,15 @@ def test_request_fields_override_the_stored_profile() -> None:
     assert row["region"] == "Île-de-France" and row["lat"] is None
     assert row["disability"] is False and row["hasQuiz"] is True  # disability: not given, kept
     assert row["quizDomains"] == ["sport"]
-    arrays = row_arrays(row)
+    arrays = profile_row_arrays(row)
     paris_11 = places.locate(postal_code="75011")
     assert (arrays.lat[0], arrays.lon[0]) == (paris_11.lat, paris_11.lon)
     assert arrays.radius_km[0] == taxonomy.DEFAULT_RADIUS_KM
     # Mobility without a radius replaces a stored radius by the mobility's.
     moved = request_row(Profile(mobility="bike"), None, {**stored, "radiusKm": 50.0})
-    assert row_arrays(moved).radius_km[0] == taxonomy.MOBILITY_RADIUS_KM["bike"]
+    assert profile_row_arrays(moved).radius_km[0] == taxonomy.MOBILITY_RADIUS_KM["bike"]
     # Nothing known: unknown age and place, default radius.
-    nobody = row_arrays(request_row(None, None, None))
+    nobody = profile_row_arrays(request_row(None, None, None))
     assert math.isnan(nobody.age[0]) and math.isnan(nobody.lat[0])
     assert store.get("nobody") is None and empty_row("x")["quizDomains"] == []
 
@@ -344,9 +338,11 @@ def _people() -> list[tuple[str | None, Profile | None]]:
     ]
 
 
-def _query(user_id: str | None, row: dict, columns: FeatureColumns) -> UserBatch:
+def _query(user_id: str | None, row: dict, columns: UserEncoder) -> UserBatch:
     """One person as the engine hands them to the scorer."""
-    return UserBatch(np.array([user_id], dtype=object), columns.matrix([row]), row_arrays(row))
+    return UserBatch(
+        np.array([user_id], dtype=object), columns.transform_rows([row]), profile_row_arrays(row)
+    )
 
 
 def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
@@ -354,7 +350,7 @@ def test_scorers_give_the_models_scores(trained: tuple[Any, Any]) -> None:
     catalog = Catalog.build(catalog_offers(NOW), "test", at=AT)[0]
     scorer = Scorer(model, feature_set.offer_encoder)
     prepared = scorer.prepare(catalog)
-    columns = FeatureColumns(feature_set.user_encoder)
+    columns = feature_set.user_encoder
     store = ProfileStore(training_profiles())
     offers = catalog.offers
     batch = OfferBatch.encode(offers, feature_set.offer_encoder)
@@ -389,7 +385,7 @@ def test_scorer_update_equals_prepare_on_the_merged_catalog(trained: tuple[Any, 
     if hasattr(fresh.similarity, "toarray"):
         similarity = (updated.similarity.toarray(), fresh.similarity.toarray())
     assert_scores_close(*similarity, FLOAT32_RTOL)
-    columns = FeatureColumns(feature_set.user_encoder)
+    columns = feature_set.user_encoder
     row = request_row(Profile(age=19, lat=LYON[0], lon=LYON[1]), None, None)
     query = _query(None, row, columns)
     every = np.arange(len(merged))
@@ -444,7 +440,7 @@ def test_lists_hold_exactly_the_eligible_offers(
     engine: Engine, profile: Profile, expected_out: set[str]
 ) -> None:
     response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
-    arrays = row_arrays(request_row(profile, None, None))
+    arrays = profile_row_arrays(request_row(profile, None, None))
     expected = _eligible_ids(
         engine,
         None if profile.age is None else profile.age,
@@ -542,7 +538,7 @@ def test_a_model_trained_on_stored_events_knows_visitors_by_their_pseudonym(
         for key in ("hybrid.user_ids", "learned.user_ids"):  # as trained on the store's export
             arrays[key] = np.array([pseudonym(u, "pepper") for u in arrays[key]])
         loaded.bundle.model.set_arrays(arrays)
-        engine.state = replace(engine.state, model=_slot(loaded, engine.state.catalog))
+        engine.state = replace(engine.state, model=ModelSlot.of(loaded, engine.state.catalog))
         lists[salt] = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)[0]
     assert lists["pepper"].strategy == "personalized"
     assert [i.offer_id.rsplit("-", 1)[0] for i in lists["pepper"].items] == ["lyon-sport"] * 3
@@ -553,8 +549,7 @@ def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path])
     settings_ = Settings(
         model_uri=str(world["bundle"]),
         catalog=world["catalog"],
-        max_per_programme=0.5,
-        max_per_publisher=1.0,
+        policy=ListPolicy(max_per_programme=0.5, max_per_publisher=1.0),
     )
     engine = Engine.start(settings_)
     profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1])
@@ -564,7 +559,6 @@ def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path])
     only = RankFilters(types=[taxonomy.BENEVOLAT])
     response, _ = engine.rank(RankRequest(profile=profile, k=6, filters=only), at=AT)
     assert [i.programme for i in response.items] == [taxonomy.BENEVOLAT] * 6  # cap gives way
-    assert group_cap(0.5, 6) == 3 and group_cap(0.7, 10) == 7 and group_cap(0.01, 3) == 1
 
 
 def test_filters_and_exclusions(engine: Engine) -> None:
@@ -586,7 +580,7 @@ def test_filters_and_exclusions(engine: Engine) -> None:
 def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     catalog = engine.state.catalog
     assert catalog is not None
-    person = row_arrays(
+    person = profile_row_arrays(
         request_row(
             Profile(
                 lat=LYON[0],
@@ -605,12 +599,12 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
     said = reasons(catalog, rows, person, np.zeros(2, dtype=np.int64), distances, liked, AT)
     assert said == [
         [
-            "près de chez vous : 3 km",
-            "correspond à votre intérêt : culture et loisirs",
-            "activité qui vous correspond : créer et communiquer",
-            "Service Civique indemnisé",
+            ("near", "près de chez vous : 3 km"),
+            ("domain", "correspond à votre intérêt : culture et loisirs"),
+            ("activity", "activité qui vous correspond : créer et communiquer"),
+            ("service_civique", "Service Civique indemnisé"),
         ],
-        ["mission à distance", "apprécié par des profils proches"],
+        [("remote_full", "mission à distance"), ("liked", "apprécié par des profils proches")],
     ]
 
 
@@ -655,7 +649,7 @@ def test_reasons_fall_back_on_the_domain(engine: Engine) -> None:
     new) says its domain."""
     catalog = engine.state.catalog
     assert catalog is not None
-    person = row_arrays(request_row(Profile(age=40), None, None))
+    person = profile_row_arrays(request_row(Profile(age=40), None, None))
     rows = np.array([catalog.row["paris-sport-0"]])
     said = reasons(
         catalog,
@@ -666,7 +660,7 @@ def test_reasons_fall_back_on_the_domain(engine: Engine) -> None:
         np.array([False]),
         AT,
     )
-    assert said == [["dans le domaine : sport"]]
+    assert said == [[("in_domain", "dans le domaine : sport")]]
 
 
 def test_known_visitors_never_get_what_they_applied_to(engine: Engine) -> None:
@@ -820,7 +814,7 @@ def test_settings_refuse_malformed_variables(monkeypatch: pytest.MonkeyPatch) ->
             Settings.from_env()
         monkeypatch.delenv(name)
     loaded = Settings.from_env()
-    assert loaded.max_per_programme == 0.4 and loaded.rules_remote_overrides is True
+    assert loaded.policy.max_per_programme == 0.4 and loaded.policy.rules_remote_overrides
     assert loaded.as_of == epoch_seconds(pd.Timestamp("2025-03-01T12:00:00", tz="UTC"))
     assert (loaded.max_batch, loaded.batch_threads) == (32, None)
     monkeypatch.setenv("RECSYS_BATCH_THREADS", "3")
@@ -837,20 +831,6 @@ def test_open_ended_offers_never_expire_from_the_cache() -> None:
     catalog = Catalog.build(offers, "open", at=AT)[0]
     assert catalog.arrays.end_at[0] == NO_END
     assert catalog.base_mask(None, False, AT).tolist() == [True]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    groups=st.lists(st.integers(0, 3), min_size=0, max_size=30),
-    k=st.integers(0, 12),
-    cap=st.integers(1, 4),
-)
-def test_capped_equals_the_core_diversify(groups: list[int], k: int, cap: int) -> None:
-    """The one-list walk gives `recsys.ranking.diversify`'s list (offers are positions)."""
-    group = np.array(groups, dtype=np.int64)
-    order = np.random.default_rng(len(groups)).permutation(len(groups))
-    expected = diversify(order, None, group, k, cap)
-    np.testing.assert_array_equal(capped(order, group[order], k, cap), expected[expected >= 0])
 
 
 def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) -> None:
@@ -879,31 +859,3 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
 def test_one_of_equals_isin(column: list[int], codes: list[int]) -> None:
     values = np.array(column, dtype=np.int16)
     np.testing.assert_array_equal(_one_of(values, codes, 15), np.isin(values, codes))
-
-
-def test_row_statistics_by_hand() -> None:
-    """Mean and deviation over a row's finite candidates; a constant row divides by 1."""
-    values = np.array([[1.0, 2.0, 3.0, np.nan], [4.0, 8.0, 100.0, 5.0], [7.0, 7.0, 7.0, 7.0]])
-    mask = np.array([[True, True, True, True], [True, True, False, False], [True] * 4])
-    stats = _RowStats.of(values, mask)
-    np.testing.assert_allclose(stats.mean[:, 0], [2.0, 6.0, 7.0])
-    np.testing.assert_allclose(stats.std[:, 0], [np.sqrt(2.0 / 3.0), 2.0, 1.0])
-    z = _standardised(values, mask)
-    np.testing.assert_allclose(z[1], [-1.0, 1.0, 0.0, 0.0])  # masked out: 0
-    assert z[0, 3] == 0.0  # NaN: counted as the mean
-
-
-def test_row_statistics_equal_numpy_over_the_counted_values() -> None:
-    """Random rows with NaN, infinities and masked-out values: numpy's mean and deviation
-    of each row's finite, admitted values."""
-    rng = np.random.default_rng(5)
-    values = rng.normal(size=(4, 1000)) * 3.0 + 1.0
-    values[rng.random(values.shape) < 0.05] = np.nan
-    values[0, :3] = [np.inf, -np.inf, 1e9]
-    mask = rng.random(values.shape) < 0.8
-    mask[0, 2] = False  # the huge value is not a candidate
-    stats = _RowStats.of(values, mask)
-    for i, (row, admitted) in enumerate(zip(values, mask, strict=True)):
-        counted = row[admitted & np.isfinite(row)]
-        np.testing.assert_allclose(stats.mean[i, 0], counted.mean(), rtol=1e-12)
-        np.testing.assert_allclose(stats.std[i, 0], counted.std(), rtol=1e-12)

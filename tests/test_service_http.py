@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.arrays import profile_row_arrays
 from recsys.eligibility import eligible
 from recsys.schema import Profile
 from serving.catalog import Catalog, epoch_seconds
 from serving.events import EventStore
 from serving.process import running_servers
-from serving.profiles import request_row, row_arrays
+from serving.profiles import request_row
 from tests.fixtures import LYON, PARIS
 from tests.service_fixtures import (
     POSTGRES_URL,
@@ -116,7 +117,7 @@ def fallback(servers: dict[str, Server]) -> Server:
 def _eligible_ids(profile: Profile) -> set[str]:
     """The core's eligibility over the served catalog, now (no model involved)."""
     catalog = Catalog.build(catalog_offers(), "expected")[0]
-    person = row_arrays(request_row(profile, None, None))
+    person = profile_row_arrays(request_row(profile, None, None))
     mask = eligible(
         catalog.arrays,
         age=float(person.age[0]),

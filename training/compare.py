@@ -20,6 +20,7 @@ from recsys.evaluation import DEFAULT_KS, EvaluationResult, evaluate
 from recsys.featureset import FeatureSet
 from recsys.models import create_model
 from recsys.models.base import Recommender
+from recsys.policy import ListPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,16 @@ def compare(
     truth_dir: Path | None = None,
     ks: tuple[int, ...] = DEFAULT_KS,
     report: Callable[[str], None] | None = None,
+    policy: ListPolicy | None = ListPolicy(),  # noqa: B008 (frozen: shared safely)
+    at: int | None = None,
 ) -> EvaluationResult:
-    """Fit and evaluate every model on the same split; fit and scoring times go in `data`."""
+    """Fit and evaluate every model on the same split; fit and scoring times go in `data`.
+
+    `policy` and `at` are `recsys.evaluation.evaluate`'s: the served lists by default.
+    """
     models, fit_seconds = fit_models(feature_set, model_names, params, report)
     started = time.perf_counter()
-    result = evaluate(feature_set, models, ks=ks, truth_dir=truth_dir)
+    result = evaluate(feature_set, models, ks=ks, truth_dir=truth_dir, policy=policy, at=at)
     result.data["fit_seconds"] = fit_seconds
     result.data["evaluation_seconds"] = time.perf_counter() - started
     return result

@@ -45,6 +45,7 @@ from pydantic import (
 
 from recsys import config
 from recsys.models import MODEL_CLASSES, model_class
+from recsys.typed_config import read_yaml
 
 
 class ExperimentError(ValueError):
@@ -88,13 +89,10 @@ class FeaturesSection(_Strict):
     def _read_config(cls, value: dict[str, Any] | Path) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
-        path = _project_path(value)
-        if not path.is_file():
-            raise ValueError(f"feature config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text("utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"feature config file {path}: expected a mapping")
-        return loaded
+        try:
+            return read_yaml(_project_path(value), "feature config file")
+        except FileNotFoundError as error:
+            raise ValueError(str(error)) from None
 
     @property
     def folder(self) -> Path:
@@ -279,11 +277,8 @@ def parse_experiment(values: Any, source: str = "experiment") -> Experiment:
 
 def load_experiment(path: Path | str) -> Experiment:
     """Read and validate an experiment YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExperimentError(f"experiment file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text("utf-8"))
-    except yaml.YAMLError as error:
-        raise ExperimentError(f"{path} is not valid YAML: {error}") from None
+        values = read_yaml(path, "experiment file")
+    except (FileNotFoundError, ValueError) as error:
+        raise ExperimentError(str(error)) from None
     return parse_experiment(values, str(path))

@@ -10,7 +10,6 @@ and the model itself as a pyfunc around the ranker bundle, registered under
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -25,12 +24,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 from tqdm.auto import tqdm
 
-from recsys import config
+from recsys import config, schema
 from recsys.bundle import MODEL_DIR, save_bundle
 from recsys.evaluation import EvaluationResult, evaluate
 from recsys.featureset import (
@@ -43,6 +43,7 @@ from recsys.featureset import (
 )
 from recsys.models import create_model
 from recsys.models.base import Recommender
+from recsys.provenance import code_label
 from training import plots, record, registry, tracking
 from training.experiment import Experiment
 from training.ranker_pyfunc import BUNDLE_ARTIFACT
@@ -54,17 +55,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PYFUNC_FILE = Path(__file__).with_name("ranker_pyfunc.py")
-PROFILE_STRING_COLUMNS = (
-    "userId",
-    "postalCode",
-    "departmentCode",
-    "region",
-    "mobility",
-    "quizRhythm",
-)
-PROFILE_DOUBLE_COLUMNS = ("age", "lat", "lon", "radiusKm")
-PROFILE_BOOLEAN_COLUMNS = ("disability", "hasQuiz")
-PROFILE_LIST_COLUMNS = ("quizDomains", "quizActivities", "quizMotivations")
 SEGMENT_METRIC_PREFIXES = ("ndcg@", "recall@", "precision@", "map@", "hit_rate@", "users_")
 
 
@@ -105,22 +95,23 @@ def feature_set_folder(experiment: Experiment, features: Path | None = None) -> 
 
 
 def _fit(model: Recommender, feature_set: FeatureSet, quiet: bool) -> float:
-    """Train with an epoch bar when the model reports epochs; returns the seconds it took."""
+    """Train with an epoch bar, shown once the model reports epochs; returns the seconds."""
     data = feature_set.training_data()
-    reports_epochs = "progress" in inspect.signature(model.train).parameters
-    bar = tqdm(desc=f"train {model.name}", unit="epoch", disable=quiet or not reports_epochs)
-    with bar:
+    bar: tqdm | None = None
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=f"train {model.name}", unit="epoch", total=total, disable=quiet)
+        bar.update(done - bar.n)
 
-        started = time.perf_counter()
-        if reports_epochs:
-            model.train(data, progress=progress)  # type: ignore[call-arg]
-        else:
-            model.train(data)
-        return time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        model.train(data, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    return time.perf_counter() - started
 
 
 def _baselines(experiment: Experiment, candidate: str) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -174,7 +165,7 @@ def run_params(
             record.FINGERPRINT_PARAM: manifest.get("data_fingerprint"),
             record.DATA_DIR_PARAM: manifest.get("data_dir"),
             "data.window": f"{feature_set.window_start} / {feature_set.window_end}",
-            "code.version": tracking.code_version(),
+            "code.version": code_label(),
             "code.features_version": (manifest.get("code_version") or {}).get("git_commit"),
             "evaluation.ks": ",".join(str(k) for k in experiment.evaluation.ks),
             "evaluation.baselines": ",".join(experiment.evaluation.baselines),
@@ -191,13 +182,19 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def pyfunc_signature() -> ModelSignature:
-    """Profile columns (all optional) and `k` in; `userId` and ranked `offerIds` out."""
-    inputs = [ColSpec(DataType.string, name, required=False) for name in PROFILE_STRING_COLUMNS]
-    inputs += [ColSpec(DataType.double, name, required=False) for name in PROFILE_DOUBLE_COLUMNS]
-    inputs += [ColSpec(DataType.boolean, name, required=False) for name in PROFILE_BOOLEAN_COLUMNS]
-    inputs += [
-        ColSpec(Array(DataType.string), name, required=False) for name in PROFILE_LIST_COLUMNS
-    ]
+    """Profile columns (all optional, typed after `schema.PROFILE_SCHEMA`: text, numbers as
+    doubles, flags, lists of text) and `k` in; `userId` and ranked `offerIds` out."""
+    inputs = []
+    for field in schema.PROFILE_SCHEMA:
+        if field.name in schema.PROFILE_LIST_COLUMNS:
+            kind = Array(DataType.string)
+        elif field.name in schema.PROFILE_FLAG_COLUMNS:
+            kind = DataType.boolean
+        elif pa.types.is_string(field.type):
+            kind = DataType.string
+        else:
+            kind = DataType.double
+        inputs.append(ColSpec(kind, field.name, required=False))
     inputs.append(ColSpec(DataType.long, "k", required=False))
     outputs = Schema(
         [ColSpec(DataType.string, "userId"), ColSpec(Array(DataType.string), "offerIds")]

@@ -11,7 +11,7 @@ quizMotivations) and an optional `k` (list length, default 10). A known `userId`
 with what the model learned about it; any other row from its profile alone.
 Params: `at`, an ISO timestamp of the request (default: the cutoff of the catalog snapshot).
 Output: a DataFrame with `userId` and `offerIds`, the ranked offer ids of the snapshot's
-eligible offers, best first.
+eligible offers, best first: the list the service serves (`recsys.policy`, default knobs).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from recsys.bundle import load_bundle
@@ -44,12 +45,17 @@ class RankerModel(mlflow.pyfunc.PythonModel):
         if (ks < 1).any():
             raise ValueError(f"k: expected positive integers, got {sorted(set(ks[ks < 1]))}")
         at = (params or {}).get("at") or None
-        lists = self.bundle.recommend(frame, int(ks.max()) if len(ks) else DEFAULT_K, at=at)
+        lists: list[list[str]] = [[] for _ in range(len(frame))]
+        for k in sorted(set(ks.tolist())):  # the caps depend on k: one list length at a time
+            rows = np.flatnonzero(ks.to_numpy() == k)
+            ranked = self.bundle.recommend(frame.iloc[rows], int(k), at=at)
+            for row, offers in zip(rows.tolist(), ranked, strict=True):
+                lists[row] = offers
         user_ids = frame["userId"] if "userId" in frame.columns else pd.Series([None] * len(frame))
         return pd.DataFrame(
             {
                 "userId": user_ids.to_numpy(dtype=object),
-                "offerIds": [ranked[:k] for ranked, k in zip(lists, ks, strict=True)],
+                "offerIds": lists,
             }
         )
 

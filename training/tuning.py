@@ -40,6 +40,7 @@ from recsys.featureset import (
     window_path,
 )
 from recsys.models import create_model
+from recsys.typed_config import read_yaml
 from training import record, tracking
 from training.experiment import Experiment, SearchDimension, load_experiment
 
@@ -240,7 +241,7 @@ def write_tuned_file(
     The source's own mapping is reused (not the validated model) so relative paths stay
     relative; the tuning section is dropped: the file describes one model to train.
     """
-    values = yaml.safe_load(source.read_text("utf-8"))
+    values = read_yaml(source, "experiment file")
     values["name"] = f"{experiment.name}-tuned"
     values["params"] = {**(values.get("params") or {}), **best_params}
     values.pop("tuning", None)

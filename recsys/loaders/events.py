@@ -39,7 +39,7 @@ from recsys.loaders.values import (
     as_timestamp,
     in_vocabulary,
 )
-from recsys.schema import CANDIDATE_AGE_BANDS, EVENT_SCHEMA
+from recsys.schema import CANDIDATE_AGE_BANDS, EVENT_SCHEMA, MAX_AGE
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ _CUSTOM_KEYS: Final = ("candidateAge", "candidatePostalCode", "userIdentifiant")
 # An account creation may follow a visit without a mission; every other event is about one.
 _NEEDS_MISSION: Final = ("print", "click", "apply")
 _INT16_MAX: Final = 2**15 - 1
-_MAX_AGE: Final = 120  # the bound of schema.Profile.age
 
 
 def load_events(path: str | Path) -> LoadResult:
@@ -157,7 +156,7 @@ def _validate(
     out["userId"] = user_id.fillna(identifiant)
     # A candidate's declared age or postal code is side information of an apply: a bad one is
     # dropped with a warning rather than losing the apply, the outcome that counts.
-    age, bad = as_int(custom["candidateAge"], 0, _MAX_AGE)
+    age, bad = as_int(custom["candidateAge"], 0, MAX_AGE)
     _warn(warnings, "invalid_candidate_age", bad)
     out["candidateAge"] = age.astype("Int16")
     postal_code, bad = as_postal_code(custom["candidatePostalCode"])

@@ -41,12 +41,11 @@ from recsys.loaders.values import (
     in_vocabulary,
     unknown_items,
 )
-from recsys.schema import PROFILE_SCHEMA
+from recsys.schema import MAX_AGE, PROFILE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 # Same bounds as schema.Profile.
-_MAX_AGE: Final = 120
 _MAX_RADIUS_KM: Final = 1000.0
 _QUIZ_LISTS: Final[dict[str, tuple[str, ...]]] = {
     "quizDomains": (*taxonomy.QUIZ_DOMAINS, taxonomy.DONT_KNOW),
@@ -139,8 +138,8 @@ def _validate(
     verdicts.flag(out_of_range, BAD_LOCATION, "(lat, lon) out of range")
     out["lat"], out["lon"] = lat, lon
 
-    age, bad = as_int(_column(frame, "age"), 0, _MAX_AGE)
-    verdicts.flag(bad, invalid_field("age"), f"age is not in 0-{_MAX_AGE}", _column(frame, "age"))
+    age, bad = as_int(_column(frame, "age"), 0, MAX_AGE)
+    verdicts.flag(bad, invalid_field("age"), f"age is not in 0-{MAX_AGE}", _column(frame, "age"))
     out["age"] = age.astype("Int16")
     postal_code, bad = as_postal_code(_column(frame, "postalCode"))
     verdicts.flag(

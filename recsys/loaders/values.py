@@ -8,7 +8,6 @@ silently turning a bad value into a missing one.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -18,6 +17,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from recsys.arrays import is_missing
+
 POSTAL_CODE: Final = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 TRUE_WORDS: Final = frozenset({"yes", "true", "1", "1.0", "oui", "y", "t"})
 FALSE_WORDS: Final = frozenset({"no", "false", "0", "0.0", "non", "n", "f"})
@@ -25,13 +26,6 @@ _BOOL_WORDS: Final = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_W
 _NOT_SCALAR: Final = object()  # marker of a dict or list where a scalar was expected
 
 Parsed = tuple[pd.Series, np.ndarray]
-
-
-def is_missing(value: object) -> bool:
-    """True for None, NaN, pd.NA and NaT: the spellings of "no value" in raw records."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
 
 
 def _scalar_text(value: object) -> object:

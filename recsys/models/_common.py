@@ -61,6 +61,14 @@ def lookup(known: np.ndarray, query: np.ndarray) -> np.ndarray:
     )
 
 
+def with_history(known: np.ndarray, history: sp.csr_matrix, query: np.ndarray) -> np.ndarray:
+    """Bool per `query` id: in `known` (the rows of `history`) with at least one entry."""
+    rows = lookup(known, query)
+    found = rows >= 0
+    found[found] = np.diff(history.indptr)[rows[found]] > 0
+    return found
+
+
 def sparse_to_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
     """A CSR matrix as four plain arrays `<prefix>_data/_indices/_indptr/_shape` for npz."""
     csr = sp.csr_matrix(matrix)

@@ -6,6 +6,12 @@ Candidate selection (eligibility, geography, already-applied) and ranking live e
 score many small batches against one set of offers (the service), and models with per-offer
 work (LightFM's item representations, the hybrid's rule tags) implement `score` through them,
 so both paths run the same code.
+
+What callers need to know about a model is asked of it, never guessed from its name or its
+arrays: `knows(user_ids)` (who it learned something about), `item_embeddings(prepared)` (the
+offers' vectors, when it has some), `blends_rules` (its score already blends the rules engine
+for visitors without history) and `train(data, progress)` (every model accepts a progress
+callback; those without epochs never call it).
 Artefacts are explicit arrays (`arrays.npz`, loaded with allow_pickle=False) plus a JSON
 config, never a bare pickle.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
@@ -44,13 +51,21 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    blends_rules: ClassVar[bool] = False
+    """Whether `score` already blends the rules engine for visitors without history, so the
+    list policy serves it as it is instead of blending the rules itself (`recsys.policy`)."""
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
 
     @abstractmethod
-    def train(self, data: TrainingData) -> None:
-        """Fit on everything before the cutoff."""
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fit on everything before the cutoff.
+
+        Args:
+            data: the training window.
+            progress: called with (epochs done, epochs total) by models that train in epochs.
+        """
 
     @abstractmethod
     def score(self, users: UserBatch, offers: OfferBatch) -> np.ndarray:
@@ -71,6 +86,17 @@ class Recommender(ABC):
         None), shape (len(users), len(rows)); models that prepare override it."""
         offers = prepared.offers if rows is None else prepared.offers.take(rows)
         return self.score(users, offers)
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Bool per id: whether the model learned something about this person (their history),
+        so that their list is personalised rather than cold-start. None for models without
+        per-user state."""
+        return np.zeros(len(user_ids), dtype=bool)
+
+    def item_embeddings(self, prepared: PreparedOffers) -> np.ndarray | None:
+        """The prepared offers' learned vectors (n_offers, d), row-aligned, or None when the
+        model has none (what `/similar` compares when it can)."""
+        return None
 
     @abstractmethod
     def get_arrays(self) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ non-negative). A user with neither history nor quiz answers cannot be scored: Na
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from recsys.models._common import (
     sparse_from_arrays,
     sparse_to_arrays,
     unicode_ids,
+    with_history,
 )
 from recsys.models.base import ModelConfig, Recommender
 
@@ -76,7 +78,7 @@ class ContentModel(Recommender):
         super().__init__(config)
         self._state: _State | None = None
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         history = sp.csr_matrix(data.interactions, dtype=float)
         history.eliminate_zeros()
         self._state = _State(
@@ -114,6 +116,12 @@ class ContentModel(Recommender):
             scored = weight[index] > 0
             out[index[scored]] = blended[scored] / weight[index[scored], None]
         return out
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Training users with at least one interaction: the others are scored from their
+        quiz like strangers."""
+        require_trained(self._state, self.name)
+        return with_history(self._state.user_ids, self._state.history, user_ids)
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)

@@ -159,6 +159,11 @@ class _FactorizationModel(Recommender):
         scores[known_users] = user_factors @ item_factors.T
         return scores
 
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Users with a learned factor (at least one training interaction)."""
+        require_trained(self._state, self.name)
+        return lookup(self._state.user_ids, user_ids) >= 0
+
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
         state = self._state

@@ -49,7 +49,6 @@ model's config.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -69,7 +68,7 @@ from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import MODEL_CLASSES, create_model, model_class
 from recsys.models._common import lookup, require_trained, row_chunks, unicode_ids
 from recsys.models.base import ModelConfig, Recommender
-from recsys.models.incumbent import (
+from recsys.rules import (
     GEO_SHARE,
     NO_LOCATION_SCORE,
     TABLE_MASKS,
@@ -307,6 +306,7 @@ class HybridModel(Recommender):
     name = "hybrid"
     config_class = HybridConfig
     config: HybridConfig
+    blends_rules = True
 
     def __init__(self, config: HybridConfig | None = None) -> None:
         super().__init__(config)
@@ -320,10 +320,7 @@ class HybridModel(Recommender):
         `progress(done, total)` is forwarded to the learned model when it reports epochs.
         """
         started = time.perf_counter()
-        if progress is not None and "progress" in inspect.signature(self.learned.train).parameters:
-            self.learned.train(data, progress=progress)
-        else:
-            self.learned.train(data)
+        self.learned.train(data, progress=progress)
         self._measure(data)
         logger.info(
             "fitted hybrid (%s) in %.1fs: %d of %d users with a learned score",
@@ -471,6 +468,16 @@ class HybridModel(Recommender):
             out,
         )
         return out
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Users with a history and a usable learned score: the blend weighs their learned
+        score; anyone else gets the rules, popularity and freshness."""
+        require_trained(self._state, self.name)
+        return lookup(self._state.user_ids, user_ids) >= 0
+
+    def item_embeddings(self, prepared: PreparedOffers) -> np.ndarray | None:
+        """The learned model's vectors of the offers (its part of the preparation)."""
+        return None if prepared.inner is None else self.learned.item_embeddings(prepared.inner)
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)

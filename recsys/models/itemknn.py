@@ -15,6 +15,7 @@ neighbours, which would reward offers the user already interacted with.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,7 @@ from recsys.models._common import (
     sparse_from_arrays,
     sparse_to_arrays,
     unicode_ids,
+    with_history,
 )
 from recsys.models.base import ModelConfig, Recommender
 
@@ -88,7 +90,7 @@ class ItemKNNModel(Recommender):
         super().__init__(config)
         self._state: _State | None = None
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         history = sp.csr_matrix(data.interactions, dtype=float)
         history.eliminate_zeros()
         self._state = _State(
@@ -115,6 +117,12 @@ class ItemKNNModel(Recommender):
             block[:, known_offers] = (state.history[user_row[index]] @ neighbours).toarray()
             out[index] = block
         return out
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Training users with at least one interaction: the others are scored from their
+        quiz like strangers."""
+        require_trained(self._state, self.name)
+        return with_history(self._state.user_ids, self._state.history, user_ids)
 
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)

@@ -360,6 +360,15 @@ class LightFMModel(Recommender):
             item_biases = item_biases[rows]
         return product.astype(np.float64) + user_biases[:, None] + item_biases[None, :]
 
+    def item_embeddings(self, prepared: PreparedOffers) -> np.ndarray | None:
+        """The offers' LightFM representations, as `prepare_offers` built them."""
+        return prepared.arrays["item_embedding"]
+
+    def knows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Users with an identity embedding (at least one training interaction)."""
+        require_trained(self._state, self.name)
+        return lookup(self._state.user_ids, user_ids) >= 0
+
     def get_arrays(self) -> dict[str, np.ndarray]:
         require_trained(self._state, self.name)
         return {f.name: np.asarray(getattr(self._state, f.name)) for f in fields(_Embeddings)}

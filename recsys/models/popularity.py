@@ -25,6 +25,7 @@ proven ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ class PopularityModel(Recommender):
         super().__init__(config)
         self._state: _State | None = None
 
-    def train(self, data: TrainingData) -> None:
+    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         weights = sp.csr_matrix(data.interactions + self.config.apply_weight * data.applies)
         popularity = np.asarray(weights.sum(axis=0)).ravel()
         if popularity.sum() <= 0:

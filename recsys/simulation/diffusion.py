@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.spatial import KDTree
 
 from recsys import taxonomy
-from recsys.geo import EARTH_RADIUS_KM, haversine_km
+from recsys.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from recsys.simulation import vocabulary as vocab
 from recsys.simulation.applications import NO_APPLY, Applications
 from recsys.simulation.config import SimulationConfig
@@ -426,7 +426,7 @@ def diffuse(
     week = (sessions.time - t0) // WEEK
     n_weeks = int(week.max()) + 1 if len(week) else 0
     bounds = np.searchsorted(week, np.arange(n_weeks + 1))
-    city_points = _unit_vectors(cities["lat"].to_numpy(), cities["lon"].to_numpy())
+    city_points = unit_vectors(cities["lat"].to_numpy(), cities["lon"].to_numpy())
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _PART_KEYS}
     n_clicks = 0
     for w in range(n_weeks):
@@ -522,13 +522,6 @@ _PART_KEYS = (
 )
 
 
-def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Points on the unit sphere: nearest by chord is nearest by great circle, so a plain
-    k-d tree (scipy) finds the nearest offers without a haversine metric."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
-
-
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
@@ -565,7 +558,9 @@ class _Pools:
             offer = np.full((len(used), 1), -1, dtype=np.int64)
             distance = np.full((len(used), 1), np.inf)
         else:
-            tree = KDTree(_unit_vectors(lat[placed], lon[placed]))
+            # Nearest by chord on the unit sphere is nearest by great circle: a plain k-d
+            # tree finds the nearest offers without a haversine metric.
+            tree = KDTree(unit_vectors(lat[placed], lon[placed]))
             chord, index = tree.query(city_points[used], k=k)
             index, chord = index.reshape(len(used), k), chord.reshape(len(used), k)
             offer = placed[index]
