@@ -1,16 +1,20 @@
 """Durable store of what the service showed and what people did with it.
 
-Four tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
+Five tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 
 * `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns but
   `candidateAge`, camelCase, key `id`) plus `receivedAt`; inserts are idempotent
   (`INSERT ... ON CONFLICT (id) DO NOTHING`), so a front that resends a batch after a timeout
   stores nothing twice;
 * `rank_requests` and `rank_items`: every ranking served (request id, time, model and catalog
-  versions, strategy, person; then each offer with its position and score), so that a print
-  tagged with a `requestId` joins to the list and position it came from;
-* `admin_actions`: the admin calls that succeeded (catalog updates, model reloads), so that
-  every worker process applies them (`serving.admin_sync`).
+  versions, strategy, person, and the online experiment and arm that made it, null when
+  unassigned; then each offer with its position and score), so that a print tagged with a
+  `requestId` joins to the list and position it came from; a `rank_requests` table from
+  before the experiments gets their columns when the store opens (`_add_experiment_columns`);
+* `admin_actions`: the admin calls that succeeded (catalog updates, model reloads, an
+  experiment stopped), so that every worker process applies them (`serving.admin_sync`);
+* `experiments`: each online experiment's configuration as the service first ran it
+  (`serving.experiments`), which the A/B report reads (arms, shares, dates).
 
 SQLite runs in WAL mode (readers never block the writer, several worker processes can append);
 PostgreSQL is chosen by the URL.
@@ -86,6 +90,7 @@ API_TO_COLUMN = {
 PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
 APPLIES_OVERLAP = timedelta(minutes=1)  # `EventStore.applies_since`: late commits
 CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to create tables
+EXPERIMENT_COLUMNS = ("experiment", "arm")  # of `rank_requests`, added to older stores
 
 
 def pseudonym(value: str | None, salt: str) -> str | None:
@@ -131,10 +136,12 @@ class Ranking:
     user_id: str | None
     offer_ids: list[str]
     scores: list[float]
+    experiment: str | None = None  # `serving.experiments`: null when unassigned
+    arm: str | None = None
 
 
 class EventStore:
-    """The three tables on one database; `schema` and `prefix` isolate deployments (or tests).
+    """The five tables on one database; `schema` and `prefix` isolate deployments (or tests).
 
     `id_salt` keys the hashes of visitor ids (`pseudonym`); the same salt must be kept for the
     life of the store, or one visitor's events stop joining up.
@@ -184,6 +191,7 @@ class EventStore:
             sa.Column("strategy", sa.String(), nullable=False),
             sa.Column("userId", sa.String()),
             sa.Column("nItems", sa.Integer(), nullable=False),
+            *[sa.Column(name, sa.String()) for name in EXPERIMENT_COLUMNS],
         )
         self.items = sa.Table(
             f"{prefix}rank_items",
@@ -201,12 +209,20 @@ class EventStore:
             sa.Column("action", sa.String(), nullable=False),
             sa.Column("arguments", sa.String(), nullable=False),  # JSON object
         )
+        self.experiments = sa.Table(
+            f"{prefix}experiments",
+            metadata,
+            sa.Column("name", sa.String(), primary_key=True),
+            sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("config", sa.String(), nullable=False),  # JSON object
+        )
         # What SQLAlchemy would make of a timestamp for this driver (a string on SQLite).
         processor = self.requests.c.createdAt.type.bind_processor(self.engine.dialect)
         self._stamp = processor or (lambda value: value)
         if create:
             self._create(metadata, db_schema)
             self._band_stored_ages()
+            self._add_experiment_columns()
         elif EXACT_AGE in self._stored_columns():
             where = parsed.render_as_string(hide_password=True)
             raise ValueError(
@@ -234,10 +250,12 @@ class EventStore:
                     raise
                 logger.info("event store tables created meanwhile by another process: %s", error)
 
-    def _stored_columns(self) -> set[str]:
-        """The columns the events table has in the database (none when it does not exist)."""
+    def _stored_columns(self, table: sa.Table | None = None) -> set[str]:
+        """The columns a table (default: events) has in the database (none when it does not
+        exist)."""
         inspector = sa.inspect(self.engine)
-        name, db_schema = self.events.name, self.events.schema
+        table = self.events if table is None else table
+        name, db_schema = table.name, table.schema
         if not inspector.has_table(name, schema=db_schema):
             return set()
         return {column["name"] for column in inspector.get_columns(name, schema=db_schema)}
@@ -287,6 +305,28 @@ class EventStore:
                 raise
             return
         logger.warning("event store upgraded: %d exact candidate ages replaced by bands", banded)
+
+    def _add_experiment_columns(self) -> None:
+        """Upgrade a `rank_requests` table from before the online experiments: add the
+        `EXPERIMENT_COLUMNS` (null: the lists it holds were unassigned).
+
+        Idempotent; a column another process added meanwhile is not an error.
+        """
+        missing = [c for c in EXPERIMENT_COLUMNS if c not in self._stored_columns(self.requests)]
+        if not missing:
+            return
+        quote = self.engine.dialect.identifier_preparer
+        table = quote.format_table(self.requests)
+        for column in missing:
+            try:
+                with self.engine.begin() as connection:
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {table} ADD COLUMN {quote.quote(column)} VARCHAR"
+                    )
+            except sa.exc.DBAPIError:
+                if column not in self._stored_columns(self.requests):
+                    raise
+        logger.warning("event store upgraded: rank_requests has the columns %s", missing)
 
     def _insert(self, table: sa.Table) -> Any:
         if self.engine.dialect.name == "postgresql":
@@ -342,6 +382,8 @@ class EventStore:
                 r.strategy,
                 pseudonym(r.user_id, self.id_salt),
                 len(r.offer_ids),
+                r.experiment,
+                r.arm,
             )
             for r in rankings
         ]
@@ -412,8 +454,13 @@ class EventStore:
 
     def read_rankings(self) -> pd.DataFrame:
         """Every logged list item: requestId, createdAt, modelVersion, catalogVersion, strategy,
-        userId, position, missionId, score."""
+        userId, experiment, arm, position, missionId, score (experiment and arm null in a
+        store not upgraded yet)."""
         r, i = self.requests, self.items
+        stored = self._stored_columns(r)
+        experiment = [
+            r.c[name] if name in stored else sa.null().label(name) for name in EXPERIMENT_COLUMNS
+        ]
         statement = (
             sa.select(
                 r.c.requestId,
@@ -422,6 +469,7 @@ class EventStore:
                 r.c.catalogVersion,
                 r.c.strategy,
                 r.c.userId,
+                *experiment,
                 i.c.position,
                 i.c.missionId,
                 i.c.score,
@@ -457,6 +505,31 @@ class EventStore:
             rows = connection.execute(statement).all()
         return [(int(g), str(action), json.loads(arguments)) for g, action, arguments in rows]
 
+    def record_experiment(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Record an experiment's configuration unless one is recorded under its name already;
+        the configuration recorded (the first one, so that a change can be detected)."""
+        statement = (
+            self._insert(self.experiments)
+            .values(name=name, createdAt=datetime.now(UTC), config=json.dumps(config))
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+        return self.read_experiments()[name]
+
+    def read_experiments(self) -> dict[str, dict[str, Any]]:
+        """Every recorded experiment's configuration by name, the first recorded first (none
+        when the table does not exist yet)."""
+        if not sa.inspect(self.engine).has_table(
+            self.experiments.name, schema=self.experiments.schema
+        ):
+            return {}
+        x = self.experiments
+        statement = sa.select(x.c.name, x.c.config).order_by(x.c.createdAt, x.c.name)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement).all()
+        return {str(name): json.loads(config) for name, config in rows}
+
     def last_admin_generation(self) -> int:
         """The generation of the last admin action recorded, 0 when none was."""
         with self.engine.connect() as connection:
@@ -464,8 +537,8 @@ class EventStore:
         return int(last or 0)
 
     def drop(self) -> None:
-        """Drop the four tables (tests, and tearing down a deployment's prefix)."""
-        for table in (self.admin, self.items, self.requests, self.events):
+        """Drop the five tables (tests, and tearing down a deployment's prefix)."""
+        for table in (self.experiments, self.admin, self.items, self.requests, self.events):
             table.drop(self.engine, checkfirst=True)
 
     def close(self) -> None:
@@ -473,11 +546,10 @@ class EventStore:
 
 
 def _utc(values: pd.Series) -> pd.Series:
-    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    stamps = pd.to_datetime(values)
-    if stamps.dt.tz is None:
-        return stamps.dt.tz_localize("UTC")
-    return stamps.dt.tz_convert("UTC")
+    """UTC timestamps from what the database returns: aware ones (PostgreSQL, SQLite rows
+    written through the driver) and naive ones (SQLite rows written by SQLAlchemy), stored
+    as UTC, possibly mixed in one table."""
+    return pd.to_datetime(values, utc=True)
 
 
 def _engine(url: str) -> Engine:

@@ -129,6 +129,9 @@ def start_server(
         **os.environ,
         "OPENBLAS_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
+        # A BentoML home per server: its Prometheus multiprocess files (what /metrics sums)
+        # are then this server's alone, whatever else runs on the machine.
+        "BENTOML_HOME": str(log.parent / f"bentoml-home-{port}"),
         **env,
     }
     with log.open("a") as output:

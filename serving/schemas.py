@@ -103,6 +103,12 @@ class RankResponse(BaseModel):
         default=None, description="where the visitor was placed; null when unplaced"
     )
     items: list[RankedItem]
+    experiment: str | None = Field(
+        default=None, description="the online experiment the visitor is in (RECSYS_EXPERIMENT)"
+    )
+    arm: str | None = Field(
+        default=None, description="the experiment's arm that made the list; null: unassigned"
+    )
 
 
 class SimilarRequest(_Strict):
@@ -199,6 +205,19 @@ class EventsResponse(BaseModel):
     duplicate_ids: list[str]
 
 
+class ExperimentStatus(BaseModel):
+    """The online experiment configured by RECSYS_EXPERIMENT (`serving.experiments`)."""
+
+    name: str
+    state: Literal["running", "scheduled", "ended", "stopped", "failed"]
+    start: datetime | None
+    end: datetime | None
+    stopped_at: datetime | None
+    error: str | None = Field(description="why the experiment does not run, if it failed")
+    arms: dict[str, float] = Field(description="each arm's configured share of the visitors")
+    arm_models: dict[str, str] = Field(description="the model version each arm serves")
+
+
 class Status(BaseModel):
     """What the service is serving right now."""
 
@@ -226,6 +245,7 @@ class Status(BaseModel):
     worker_pid: int = Field(
         description="the worker process that answered (RECSYS_WORKERS > 1: each has its state)"
     )
+    experiment: ExperimentStatus | None = None
 
 
 class CatalogUpdate(_Strict):
@@ -239,6 +259,12 @@ class CatalogUpdate(_Strict):
 
 class ModelReload(_Strict):
     uri: str | None = Field(default=None, description="model to load (default: RECSYS_MODEL_URI)")
+
+
+class ExperimentStop(_Strict):
+    name: str | None = Field(
+        default=None, description="the experiment to stop (checked when given; default: the one)"
+    )
 
 
 class AdminResult(BaseModel):

@@ -16,6 +16,10 @@ input is refused by pydantic with a 400 naming the field; an unknown offer in
 right X-Admin-Token header are 403; a failed admin action answers 422 with the reason, and
 the previous state keeps serving.
 
+Online experiments (RECSYS_EXPERIMENT, `serving.experiments`): each /rank request goes to its
+arm's engine, its answer and its log entry carry the experiment and the arm, `/status` shows
+the experiment, and `/admin/experiment/stop` stops it on every worker.
+
 Run with `recsys serve` or `bentoml serve serving.service:RankingService` (configuration by
 environment variables, `serving.settings`).
 
@@ -40,6 +44,7 @@ import gc
 import hmac
 import json
 import logging
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -53,11 +58,13 @@ from serving.admin_sync import AdminSync
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
+from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.schemas import (
     AdminResult,
     CatalogUpdate,
     EventsRequest,
     EventsResponse,
+    ExperimentStop,
     ModelReload,
     RankRequest,
     RankResponse,
@@ -82,7 +89,8 @@ ADMIN_HEADER = "X-Admin-Token"
 # BentoML keeps of each request until its traffic timeout (a timer, a future, a context) and
 # frees by reference counting, so each walk finds next to nothing and pauses every request.
 GC_THRESHOLDS = (700, 10, 100)
-ADMIN_ACTIONS = ("catalog", "reload")  # what `_carry_out` does, and `serving.admin_sync` records
+# What `_carry_out` does, and `serving.admin_sync` records.
+ADMIN_ACTIONS = ("catalog", "reload", STOP_ACTION)
 
 status_app = FastAPI(
     title="ranking status", docs_url=None, redoc_url=None, openapi_url=None
@@ -156,6 +164,9 @@ class RankingService:
     def __init__(self) -> None:
         self.settings = Settings.from_env()
         self.engine = Engine.start(self.settings)
+        self.experiment: Experiment | None = None
+        if self.settings.experiment is not None:
+            self.experiment = Experiment.start(self.settings.experiment, self.engine)
         self.store: EventStore | None = None
         self.rank_log: RankLog | None = None
         self.admin_sync: AdminSync | None = None
@@ -169,6 +180,8 @@ class RankingService:
                 prefix=self.settings.event_table_prefix,
                 id_salt=self.settings.id_salt or "",
             )
+            if self.experiment is not None:
+                self.experiment.attach(self.store)
             self.rank_log = RankLog(self.store, self.settings.rank_log_flush_seconds)
             self.admin_sync = AdminSync(
                 self.store, self._apply_recorded, self.settings.admin_sync_seconds
@@ -178,6 +191,8 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
+        if self.experiment is not None and self.experiment.error is not None:
+            logger.error("experiment not run: %s", self.experiment.error)
         self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
         self._fit_batch_threads()
         _settle_heap()
@@ -188,19 +203,41 @@ class RankingService:
         self.batcher.threads = batch_threads(self.settings.batch_threads, size)
 
     def _carry_out(self, action: str, arguments: dict[str, Any]) -> AdminResult:
-        """An admin action on this worker (`catalog`: path and mode; `reload`: uri), then the
-        loaded state settled (`_settle_heap`) and the batch threads fitted to the catalog.
+        """An admin action on this worker (`catalog`: path and mode, for every arm of the
+        experiment too; `reload`: uri; `experiment_stop`: name and time), then the loaded state
+        settled (`_settle_heap`) and the batch threads fitted to the catalog.
 
         The admin endpoints and the calls other workers recorded (`serving.admin_sync`) both
         come through here.
         """
         try:
+            if action == STOP_ACTION:
+                return self._stop_experiment(arguments)
             if action == "catalog":
-                return self.engine.update_catalog(arguments["path"], arguments["mode"])
+                result = self.engine.update_catalog(arguments["path"], arguments["mode"])
+                if result.ok and self.experiment is not None:
+                    for engine in self.experiment.other_engines(self.engine):
+                        arm = engine.update_catalog(arguments["path"], arguments["mode"])
+                        if not arm.ok:
+                            logger.error("catalog update of an experiment arm: %s", arm.message)
+                return result
             return self.engine.reload_model(arguments["uri"])
         finally:
             _settle_heap()
             self._fit_batch_threads()
+
+    def _stop_experiment(self, arguments: dict[str, Any]) -> AdminResult:
+        """Stop the experiment named in `arguments` (from `at`): every request unassigned."""
+        state = self.engine.state
+        ok, message = stop_experiment(self.experiment, arguments)
+        return AdminResult(
+            ok=ok,
+            message=message,
+            model_version=state.model_version,
+            catalog_version=state.catalog.version if state.catalog else None,
+            catalog_size=len(state.catalog) if state.catalog else 0,
+            seconds=0.0,
+        )
 
     def _apply_recorded(self, action: str, arguments: dict[str, Any]) -> None:
         """Carry out an admin call another worker recorded (`serving.admin_sync`)."""
@@ -221,7 +258,9 @@ class RankingService:
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
         _batch_sizes().observe(len(requests))
-        return self.engine.rank_batch(requests)
+        if self.experiment is None:
+            return self.engine.rank_batch(requests)
+        return self.experiment.rank_batch(requests, self.engine)
 
     def __is_ready__(self) -> bool:
         """Ready once a catalog is loaded: the model, or at least the rules, can rank it."""
@@ -284,9 +323,12 @@ class RankingService:
 
     def _status(self) -> Status:
         log = self.rank_log
-        return self.engine.status(
+        status = self.engine.status(
             rank_log_pending=log.pending if log else 0, rank_log_dropped=log.dropped if log else 0
         )
+        if self.experiment is not None:
+            status.experiment = self.experiment.status()
+        return status
 
     @bentoml.api(route="/status")
     def status(self) -> Status:
@@ -325,6 +367,15 @@ class RankingService:
     async def admin_reload(self, reload: ModelReload, /, ctx: bentoml.Context) -> AdminResult:
         """Load a model (default: RECSYS_MODEL_URI) and serve it (X-Admin-Token header)."""
         return await self._admin("reload", {"uri": reload.uri}, ctx)
+
+    @bentoml.api(route="/admin/experiment/stop")
+    async def admin_experiment_stop(
+        self, stop: ExperimentStop, /, ctx: bentoml.Context
+    ) -> AdminResult:
+        """Stop the online experiment on every worker, for good (X-Admin-Token header)."""
+        name = stop.name or (self.experiment.name if self.experiment is not None else None)
+        at = datetime.now(UTC).isoformat()
+        return await self._admin(STOP_ACTION, {"name": name, "at": at}, ctx)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:

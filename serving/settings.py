@@ -23,7 +23,9 @@ OpenTelemetry tracing), RECSYS_MAX_BATCH (32: at most this many waiting /rank re
 ranked together, `serving.batching`), RECSYS_BATCH_THREADS (threads ranking batches, 1 to 64;
 unset or 0: `batch_threads`, by catalog size), RECSYS_ACCESS_LOG_ALL (false: the access log
 has a line for failed requests and admin calls only), RECSYS_ADMIN_SYNC_SECONDS (1: how often
-a worker applies the admin calls other workers recorded, `serving.admin_sync`).
+a worker applies the admin calls other workers recorded, `serving.admin_sync`),
+RECSYS_EXPERIMENT (unset: no online experiment; a YAML or JSON file, or inline JSON,
+`serving.experiments`).
 
 RECSYS_MAX_BODY_BYTES, RECSYS_WORKERS, RECSYS_TRACE_RANK and RECSYS_ACCESS_LOG_ALL shape the
 BentoML service itself, whose decorator BentoML reads when it imports `serving.service`, before
@@ -44,6 +46,7 @@ from typing import TypeVar
 
 from recsys import config
 from recsys.policy import ListPolicy
+from serving.experiments import ExperimentConfig, load_experiment
 
 DEFAULT_MODEL_URI = f"models:/{config.REGISTERED_MODEL_NAME}@champion"
 DEFAULT_EVENT_STORE_URL = f"sqlite:///{(config.DATA_DIR / 'events.db').as_posix()}"
@@ -133,6 +136,7 @@ class Settings:
     admin_sync_seconds: float = 1.0
     max_batch: int = DEFAULT_MAX_BATCH
     batch_threads: int | None = None  # None: `batch_threads(catalog size)`
+    experiment: ExperimentConfig | None = None  # RECSYS_EXPERIMENT, `serving.experiments`
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -178,6 +182,7 @@ class Settings:
             ),
             max_batch=_int("RECSYS_MAX_BATCH", cls.max_batch, 1, 1024),
             batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
+            experiment=load_experiment(os.environ.get("RECSYS_EXPERIMENT")),
         )
 
 
