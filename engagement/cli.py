@@ -19,7 +19,10 @@ from features.cli import app as features_app
 from recsys import config as paths
 from recsys.cli import app as core_app
 from recsys.generic_cli import app as generic_app
+from serving.audience_cli import app as audience_app
 from serving.cli import app as serving_app
+from training.audience_cli import evaluate as audience_evaluate
+from training.audience_cli import tune as audience_tune
 from training.cli import app as training_app
 from training.report_cli import app as report_app
 
@@ -38,6 +41,10 @@ app.add_typer(features_app)
 app.add_typer(training_app)
 app.add_typer(report_app)
 app.add_typer(serving_app)
+# `recsys audience`: drawing and auditing (serving), evaluating (training) in one group.
+audience_app.command("evaluate")(audience_evaluate)
+audience_app.command("tune")(audience_tune)
+app.add_typer(audience_app, name="audience")
 
 
 def _fail(message: str) -> typer.Exit:

@@ -86,6 +86,7 @@ def _blocks() -> list[tuple[float, int]]:
 _TAG_BLOCKS = _blocks()
 MAX_TABLE_BITS = 9  # consecutive taxonomies share a look-up table of at most 2^9 entries
 TAG_TABLES_CACHED = 1024  # visitors' tags whose look-up tables are kept (12 KB each)
+DIRECT_OFFERS = 16  # up to this many offers, `taxonomy_scores` applies the formula directly
 
 
 def _lowest_bit(mask: int) -> int:
@@ -232,6 +233,29 @@ def _tag_tables(tag: int) -> np.ndarray:
     return out
 
 
+def direct_taxonomy_scores(user_tags: np.ndarray, offer_tags: np.ndarray) -> np.ndarray:
+    """The engine's taxonomy part from the formula itself, a few passes per taxonomy over
+    (n_users, n_offers): what the look-up tables tabulate, cheaper when offers are few and
+    people many (an audience), since the tables cost per person.
+
+    Per taxonomy answered: `weight · (base + (1 − base) · min(shared / chosen, 1))`, summed
+    and divided by the answered weights; `base` when nothing is answered.
+    """
+    people = np.asarray(user_tags, dtype=np.uint32)[:, None]
+    offers = np.asarray(offer_tags, dtype=np.uint32)[None, :]
+    total = np.zeros((people.shape[0], offers.shape[1]))
+    answered_weight = np.zeros((people.shape[0], 1))
+    for mask, weight in zip(_TABLES.masks, _TABLES.weights, strict=True):
+        chosen = np.bitwise_count(people & mask).astype(float)
+        shared = np.bitwise_count(people & offers & mask)
+        ratio = np.minimum(shared / np.maximum(chosen, 1.0), 1.0)
+        answered = chosen > 0
+        total += np.where(answered, weight * (TAXONOMY_BASE + (1.0 - TAXONOMY_BASE) * ratio), 0.0)
+        answered_weight += answered * weight
+    scale = np.where(answered_weight > 0, answered_weight, 1.0)
+    return np.where(answered_weight > 0, total / scale, TAXONOMY_BASE)
+
+
 def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
     """The engine's taxonomy part, shape (n_users, n_offers), in [0.5, 1].
 
@@ -239,11 +263,17 @@ def taxonomy_scores(profiles: ProfileArrays, tags: np.ndarray) -> np.ndarray:
         profiles: the visitors.
         tags: `offer_tags` of the offers.
     """
-    tables = taxonomy_tables(profiles)
+    if len(tags) <= DIRECT_OFFERS:
+        return direct_taxonomy_scores(_profile_tags(profiles), tags)
+    # Visitors sharing a tag share their scores: computed once per distinct tag, then gathered.
+    unique, inverse = np.unique(_profile_tags(profiles), return_inverse=True)
+    if len(unique) == 0:
+        return np.zeros((len(profiles), len(tags)))
+    tables = np.stack([_tag_tables(tag) for tag in unique.tolist()])
     out = np.take(tables[:, 0], (tags >> TABLE_SHIFTS[0]) & TABLE_MASKS[0], axis=1)
     for g in range(1, len(TABLE_SHIFTS)):
         out += np.take(tables[:, g], (tags >> TABLE_SHIFTS[g]) & TABLE_MASKS[g], axis=1)
-    return out
+    return out[inverse.ravel()]
 
 
 def distances_km(profiles: ProfileArrays, offer_xyz: np.ndarray) -> np.ndarray:

@@ -47,7 +47,10 @@ Profiles (`profiles.parquet`), one row per known visitor, key `userId`:
     userId: string; age: int16 (null = unknown); lat, lon: float64; postalCode, departmentCode,
     region: string; mobility: string; radiusKm: float64; disability: bool; hasQuiz: bool;
     quizDomains, quizActivities, quizMotivations: list<string>; quizRhythm: string
-    (taxonomy.DONT_KNOW stands for "je ne sais pas encore")
+    (taxonomy.DONT_KNOW stands for "je ne sais pas encore"); contactConsent: bool (the person
+    agreed to be contacted for a mobilisation; null reads as no), consentAt:
+    timestamp[ms, UTC] (when they agreed, null without consent). A withdrawal is a later
+    profile with contactConsent false: audiences read the profiles as last loaded.
 """
 
 from __future__ import annotations
@@ -151,6 +154,7 @@ EVENT_SCHEMA = pa.schema(
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("candidateAgeBand",),
     "offers": ("locationSource", "addresses"),
+    "profiles": ("contactConsent", "consentAt"),
 }
 
 # Lower bounds of the candidate age bands after the first: <16, 16-17, 18-20, 21-25, 26-30,
@@ -186,6 +190,8 @@ PROFILE_SCHEMA = pa.schema(
         ("quizActivities", STR_LIST),
         ("quizRhythm", pa.string()),
         ("quizMotivations", STR_LIST),
+        ("contactConsent", pa.bool_()),
+        ("consentAt", TS),
     ]
 )
 

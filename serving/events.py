@@ -1,6 +1,6 @@
 """Durable store of what the service showed and what people did with it.
 
-Five tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
+Six tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 
 * `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns but
   `candidateAge`, camelCase, key `id`) plus `receivedAt`; inserts are idempotent
@@ -14,7 +14,10 @@ Five tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 * `admin_actions`: the admin calls that succeeded (catalog updates, model reloads, an
   experiment stopped), so that every worker process applies them (`serving.admin_sync`);
 * `experiments`: each online experiment's configuration as the service first ran it
-  (`serving.experiments`), which the A/B report reads (arms, shares, dates).
+  (`serving.experiments`), which the A/B report reads (arms, shares, dates);
+* `audience_requests`: the audit of every audience request (`serving.audience`), served or
+  refused: who asked, when, through which channel, the criteria (JSON), the size returned and
+  the eligible pool, and why a refused one was refused.
 
 SQLite runs in WAL mode (readers never block the writer, several worker processes can append);
 PostgreSQL is chosen by the URL.
@@ -36,8 +39,6 @@ builders read.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -53,6 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys import schema
+from recsys.privacy import pseudonym
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +95,6 @@ CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to c
 EXPERIMENT_COLUMNS = ("experiment", "arm")  # of `rank_requests`, added to older stores
 
 
-def pseudonym(value: str | None, salt: str) -> str | None:
-    """The stored form of a visitor id: hex HMAC-SHA256 keyed by the salt (None stays None).
-
-    Keyed, so that without the salt nobody can confirm a guessed id (or an IP address behind
-    the front's `user` hash) against the store.
-    """
-    if value is None:
-        return None
-    return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
-
-
 def without_exact_age(row: dict[str, Any]) -> dict[str, Any]:
     """The row with `candidateAge` replaced by its band (`candidateAgeBand`).
 
@@ -140,8 +131,24 @@ class Ranking:
     arm: str | None = None
 
 
+@dataclass(frozen=True)
+class AudienceRecord:
+    """The audit of one audience request (`EventStore.record_audience`)."""
+
+    request_id: str
+    created_at: datetime
+    requester: str
+    channel: str  # "cli" or "http"
+    criteria: dict[str, Any]
+    status: str  # "served" or "refused"
+    size: int  # people returned (0 when refused)
+    eligible: int | None = None  # the consenting eligible pool, when it was measured
+    model_version: str | None = None
+    reason: str | None = None  # why a refused request was refused
+
+
 class EventStore:
-    """The five tables on one database; `schema` and `prefix` isolate deployments (or tests).
+    """The tables on one database; `schema` and `prefix` isolate deployments (or tests).
 
     `id_salt` keys the hashes of visitor ids (`pseudonym`); the same salt must be kept for the
     life of the store, or one visitor's events stop joining up.
@@ -215,6 +222,20 @@ class EventStore:
             sa.Column("name", sa.String(), primary_key=True),
             sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
             sa.Column("config", sa.String(), nullable=False),  # JSON object
+        )
+        self.audiences = sa.Table(
+            f"{prefix}audience_requests",
+            metadata,
+            sa.Column("requestId", sa.String(), primary_key=True),
+            sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("requester", sa.String(), nullable=False),
+            sa.Column("channel", sa.String(), nullable=False),
+            sa.Column("criteria", sa.String(), nullable=False),  # JSON object
+            sa.Column("status", sa.String(), nullable=False),  # served / refused
+            sa.Column("size", sa.Integer(), nullable=False),
+            sa.Column("eligible", sa.Integer()),
+            sa.Column("modelVersion", sa.String()),
+            sa.Column("reason", sa.String()),
         )
         # What SQLAlchemy would make of a timestamp for this driver (a string on SQLite).
         processor = self.requests.c.createdAt.type.bind_processor(self.engine.dialect)
@@ -536,9 +557,45 @@ class EventStore:
             last = connection.execute(sa.select(sa.func.max(self.admin.c.generation))).scalar()
         return int(last or 0)
 
+    def record_audience(self, record: AudienceRecord) -> None:
+        """Write the audit row of one audience request (served or refused)."""
+        values = {
+            "requestId": record.request_id,
+            "createdAt": record.created_at,
+            "requester": record.requester,
+            "channel": record.channel,
+            "criteria": json.dumps(record.criteria, sort_keys=True, ensure_ascii=False),
+            "status": record.status,
+            "size": record.size,
+            "eligible": record.eligible,
+            "modelVersion": record.model_version,
+            "reason": record.reason,
+        }
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(self.audiences).values(values))
+
+    def read_audiences(self, limit: int | None = None) -> pd.DataFrame:
+        """The audit of audience requests, newest first (`limit` rows at most)."""
+        a = self.audiences
+        statement = sa.select(*a.columns).order_by(a.c.createdAt.desc(), a.c.requestId)
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            rows = connection.execute(statement)
+            frame = pd.DataFrame(rows.all(), columns=list(rows.keys()))
+        frame["createdAt"] = _utc(frame["createdAt"])
+        return frame
+
     def drop(self) -> None:
-        """Drop the five tables (tests, and tearing down a deployment's prefix)."""
-        for table in (self.experiments, self.admin, self.items, self.requests, self.events):
+        """Drop the six tables (tests, and tearing down a deployment's prefix)."""
+        for table in (
+            self.audiences,
+            self.experiments,
+            self.admin,
+            self.items,
+            self.requests,
+            self.events,
+        ):
             table.drop(self.engine, checkfirst=True)
 
     def close(self) -> None:

@@ -96,11 +96,18 @@ class ProfileStore:
         frame = (
             profiles if profiles is not None else pd.DataFrame(columns=schema.PROFILE_SCHEMA.names)
         )
-        missing = [name for name in schema.PROFILE_SCHEMA.names if name not in frame.columns]
+        optional = schema.OPTIONAL_COLUMNS["profiles"]
+        missing = [
+            name
+            for name in schema.PROFILE_SCHEMA.names
+            if name not in frame.columns and name not in optional
+        ]
         if missing:
             raise ValueError(f"profiles: missing column(s) {', '.join(missing)}")
+        frame = frame.assign(**{name: None for name in optional if name not in frame.columns})
         frame = frame.dropna(subset=["userId"]).drop_duplicates("userId", keep="last")
         self.source = source
+        self.frame = frame.reset_index(drop=True)  # the table as loaded (audiences read it)
         # Plain object columns: a row is then a dict built from numpy scalars, no pandas call.
         self._columns = {
             name: frame[name].to_numpy(dtype=object) for name in schema.PROFILE_SCHEMA.names

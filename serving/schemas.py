@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import taxonomy
+from recsys.audience import MIN_COUNT, Need
 from recsys.places import Source
 from recsys.schema import Profile
 
@@ -280,3 +281,43 @@ class AdminResult(BaseModel):
     removed: int = 0
     rejected: int = 0
     seconds: float
+
+
+MAX_AUDIENCE = 100_000
+
+
+class AudienceRequest(_Strict):
+    """An audience for an offer of the catalog (`offer_id`) or a `need`; audited."""
+
+    requester: str = Field(min_length=1, max_length=200, description="who asks (audited)")
+    offer_id: str | None = Field(default=None, min_length=1, max_length=128)
+    need: Need | None = None
+    k: int = Field(default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most")
+    min_count: int = Field(
+        default=MIN_COUNT, ge=MIN_COUNT, description="refuse audiences smaller than this"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AudienceRequest:
+        if (self.offer_id is None) == (self.need is None):
+            raise ValueError("give exactly one of offer_id or need")
+        return self
+
+
+class AudienceRow(BaseModel):
+    """One person to call, by pseudonym."""
+
+    person: str = Field(description="pseudonymous id (salted hash of the person's id)")
+    score: float = Field(description="predicted propensity to answer (higher first)")
+    distance_band: str
+    reasons: list[str]
+
+
+class AudienceResponse(BaseModel):
+    """The audience, best first, with its totals; `request_id` is the audit row's."""
+
+    request_id: str
+    model_version: str
+    eligible: int = Field(description="consenting eligible people the audience is the top of")
+    people: list[AudienceRow]
+    totals: dict[str, dict[str, int]] = Field(description="counts by department and age band")

@@ -54,13 +54,18 @@ from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from recsys.audience import AudienceTooSmall
 from serving.admin_sync import AdminSync
+from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
 from serving.batching import Batcher
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.schemas import (
     AdminResult,
+    AudienceRequest,
+    AudienceResponse,
+    AudienceRow,
     CatalogUpdate,
     EventsRequest,
     EventsResponse,
@@ -191,6 +196,7 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
+        self.audiences = AudienceDesk(self.store, self.settings.id_salt or "")
         if self.experiment is not None and self.experiment.error is not None:
             logger.error("experiment not run: %s", self.experiment.error)
         self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
@@ -367,6 +373,62 @@ class RankingService:
     async def admin_reload(self, reload: ModelReload, /, ctx: bentoml.Context) -> AdminResult:
         """Load a model (default: RECSYS_MODEL_URI) and serve it (X-Admin-Token header)."""
         return await self._admin("reload", {"uri": reload.uri}, ctx)
+
+    @bentoml.api(route="/admin/audience")
+    async def admin_audience(
+        self, request: AudienceRequest, /, ctx: bentoml.Context
+    ) -> AudienceResponse:
+        """The consenting people most likely to answer an offer or a need (X-Admin-Token);
+        every request is audited (`recsys audience log`)."""
+        self._authorize(ctx)
+        state = self.engine.state
+        if state.model is None or state.catalog is None:
+            raise ServiceUnavailable("audiences need a loaded model and catalog")
+        query = AudienceQuery(
+            requester=request.requester,
+            channel="http",
+            offer_id=request.offer_id,
+            need=request.need,
+            k=request.k,
+            min_count=request.min_count,
+        )
+        loaded = state.model.loaded
+        try:
+            request_id, audience = await anyio.to_thread.run_sync(
+                functools.partial(
+                    self.audiences.draw,
+                    query,
+                    loaded.bundle,
+                    loaded.version,
+                    state.catalog.offers,
+                    self.engine.profiles.frame,
+                    state.now(),
+                )
+            )
+        except UnknownTarget as error:
+            raise NotFound(str(error)) from error
+        except AuditUnavailable as error:
+            raise ServiceUnavailable(str(error)) from error
+        except (AudienceTooSmall, ValueError) as error:
+            raise BentoMLException(
+                str(error), error_code=HTTPStatus.UNPROCESSABLE_ENTITY
+            ) from error
+        rows = audience.rows
+        return AudienceResponse(
+            request_id=request_id,
+            model_version=loaded.version,
+            eligible=audience.eligible,
+            people=[
+                AudienceRow(
+                    person=row.person,
+                    score=float(row.score),
+                    distance_band=row.distanceBand,
+                    reasons=list(row.reasons),
+                )
+                for row in rows.itertuples(index=False)
+            ],
+            totals=audience.totals,
+        )
 
     @bentoml.api(route="/admin/experiment/stop")
     async def admin_experiment_stop(

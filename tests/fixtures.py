@@ -90,6 +90,8 @@ _PROFILE_DEFAULTS: dict[str, Any] = {
     "quizActivities": [],
     "quizRhythm": None,
     "quizMotivations": [],
+    "contactConsent": False,
+    "consentAt": None,
 }
 
 

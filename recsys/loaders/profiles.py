@@ -5,9 +5,12 @@ column-wise. Column names may be the canonical camelCase ones, their snake_case 
 (`postal_code`, `radius_km`, `quiz_domains`...) or, for the id, `userIdentifiant` (the stable
 account id of the stat events). List fields (quiz answers) may come as lists, JSON strings or
 ";"- or "|"-separated strings; a quiz value outside the vocabulary (a newer quiz option) is
-dropped with a warning naming it, the person kept. Precedence of the reject reasons:
-missing_id, bad_location, invalid_field:<name>, then duplicate_id (the last occurrence is
-kept: a later row is a later state of the person).
+dropped with a warning naming it, the person kept. `contactConsent` (yes/no, missing reads as
+no) and `consentAt` (ISO time) say whether and since when the person agreed to be contacted for
+a mobilisation (`recsys.audience`); a `consentAt` without consent is dropped, so the table never
+suggests a consent that is not there. Precedence of the reject reasons: missing_id,
+bad_location, invalid_field:<name>, then duplicate_id (the last occurrence is kept: a later row
+is a later state of the person).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from recsys.loaders.values import (
     as_postal_code,
     as_str_list,
     as_text,
+    as_timestamp,
     in_vocabulary,
     unknown_items,
 )
@@ -182,7 +186,21 @@ def _validate(
     has_quiz, bad = as_bool(_column(frame, "hasQuiz"))
     verdicts.flag(bad, invalid_field("hasQuiz"), "hasQuiz is not yes/no", _column(frame, "hasQuiz"))
     out["hasQuiz"] = has_quiz.fillna(pd.Series(answered.to_numpy(), dtype="boolean"))
+    _validate_consent(frame, verdicts, out)
     return out
+
+
+def _validate_consent(frame: pd.DataFrame, verdicts: Verdicts, out: dict[str, pd.Series]) -> None:
+    """contactConsent (missing = no) and consentAt, kept only where consent is given."""
+    consent, bad = as_bool(_column(frame, "contactConsent"))
+    message = "contactConsent is not yes/no"
+    verdicts.flag(bad, invalid_field("contactConsent"), message, _column(frame, "contactConsent"))
+    consent = consent.fillna(False).astype(bool)
+    out["contactConsent"] = consent
+    consent_at, bad = as_timestamp(_column(frame, "consentAt"))
+    message = "consentAt is not an ISO time"
+    verdicts.flag(bad, invalid_field("consentAt"), message, _column(frame, "consentAt"))
+    out["consentAt"] = consent_at.where(consent.to_numpy())
 
 
 def _known_items(

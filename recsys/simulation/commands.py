@@ -31,14 +31,33 @@ def simulate(
         Path | None,
         typer.Option(help="Output folder (default: the data folder's simulated/<preset>)."),
     ] = None,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="base: the ordinary year; crisis: plus a sudden need in one department and "
+            "the people who answer it (recsys.simulation.crisis)."
+        ),
+    ] = "base",
 ) -> None:
     """Simulate a France engagement dataset (offers, events, profiles) with its ground truth."""
     config = _preset_or_exit(preset)
+    from recsys.simulation.crisis import SCENARIOS, add_crisis
     from recsys.simulation.simulator import simulate as run_simulation
 
-    target = out if out is not None else SIMULATED_DIR / preset
+    if scenario not in SCENARIOS:
+        typer.echo(f"Error: scenario: {scenario!r} is not one of {', '.join(SCENARIOS)}", err=True)
+        raise typer.Exit(code=2)
+    suffix = "" if scenario == "base" else f"-{scenario}"
+    target = out if out is not None else SIMULATED_DIR / f"{preset}{suffix}"
     began = time.perf_counter()
     manifest = _run_or_exit(lambda: run_simulation(config, seed, target, progress=_echo))
+    if scenario == "crisis":
+        manifest = _run_or_exit(lambda: add_crisis(target, seed))
+        crisis = manifest["crisis"]
+        typer.echo(
+            f"crisis: {len(crisis['offers'])} offers in department {crisis['department']} "
+            f"({crisis['city']}) posted {crisis['posted_at']}, {crisis['applies']:,} answers"
+        )
     counts = manifest["counts"]
     typer.echo(
         f"{preset} (seed {seed}): {counts['offers']:,} offers, {counts['people']:,} people, "

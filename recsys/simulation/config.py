@@ -13,7 +13,7 @@ from typing import Any
 from recsys import taxonomy
 
 # Bump when the generative story changes: a cached dataset with another version is rebuilt.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class SimulationConfig:
     quiz_share: float = 0.5
     disability_share: float = 0.03
     unknown_age_share: float = 0.05
+    consent_share: float = 0.4  # people who agree to be contacted for a mobilisation
     bot_sessions: tuple[int, int] = (20, 120)  # sessions per bot, min and max
     weights: UtilityWeights = field(default_factory=UtilityWeights)
     rates: BehaviourRates = field(default_factory=BehaviourRates)

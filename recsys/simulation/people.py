@@ -1,5 +1,6 @@
 """Simulated people: who they are (age, place, mobility), what they want (hidden interests,
-aspiration, rhythm), what they told the quiz (a noisy reading of it) and when they arrive.
+aspiration, rhythm), what they told the quiz (a noisy reading of it), when they arrive and
+whether they agreed to be contacted for a mobilisation (from their arrival on).
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def simulate_people(
     knows_mobility = has_quiz | (rng.random(n) < 0.4)
     observed_age = np.where(rng.random(n) < config.unknown_age_share, np.nan, age.astype(float))
     quiz = _quiz(domain_interest, activity_interest, rhythm, aspiration, has_quiz, rng)
+    # Drawn last, so that consent leaves every other draw (and the events) as they were.
+    consent = rng.random(n) < config.consent_share
+    consent_at = pd.Series(pd.to_datetime(arrival, unit="s", utc=True)).dt.as_unit("ms")
     city_rows = cities.iloc[city]
     frame = pd.DataFrame(
         {
@@ -151,6 +155,8 @@ def simulate_people(
             "quizActivities": pd.arrays.ArrowExtensionArray(quiz["activities"]),
             "quizRhythm": quiz["rhythm"],
             "quizMotivations": pd.arrays.ArrowExtensionArray(quiz["motivations"]),
+            "contactConsent": consent,
+            "consentAt": consent_at.where(consent),
         }
     )
     truth = PeopleTruth(

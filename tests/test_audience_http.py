@@ -1,0 +1,160 @@
+"""`POST /admin/audience` over real HTTP: a `bentoml serve` process on loopback.
+
+The tiny service world (`tests.service_fixtures`) with profiles added for a mobilisation:
+30 consenting people in Paris (`yes-0` ...), 10 in Paris who did not consent (`no-0` ...),
+and the 12 training users (no consent either).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from recsys.privacy import pseudonym
+from serving.events import EventStore
+from serving.process import running_servers
+from tests.fixtures import PARIS, make_profiles_frame
+from tests.service_fixtures import training_profiles, write_world
+
+pytestmark = pytest.mark.service
+
+TOKEN = "audience-admin-token"
+SALT = "audience-salt"
+HEADERS = {"X-Admin-Token": TOKEN}
+
+
+def _profiles() -> pd.DataFrame:
+    ids = [f"yes-{i}" for i in range(30)] + [f"no-{i}" for i in range(10)]
+    people = make_profiles_frame(
+        len(ids),
+        userId=ids,
+        lat=PARIS[0],
+        lon=PARIS[1],
+        contactConsent=[True] * 30 + [False] * 10,
+    )
+    return pd.concat([training_profiles(), people], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, EventStore]]:
+    folder = tmp_path_factory.mktemp("audience")
+    world = write_world(folder)
+    profiles = folder / "consenting.parquet"
+    _profiles().to_parquet(profiles, index=False)
+    url = f"sqlite:///{folder / 'events.db'}"
+    env = {
+        "RECSYS_MODEL_URI": str(world["bundle"]),
+        "RECSYS_CATALOG": str(world["catalog"]),
+        "RECSYS_PROFILES": str(profiles),
+        "RECSYS_EVENT_STORE_URL": url,
+        "RECSYS_ADMIN_TOKEN": TOKEN,
+        "RECSYS_ID_SALT": SALT,
+    }
+    with ExitStack() as stack:
+        store = EventStore(url)
+        stack.callback(store.close)
+        (base,) = stack.enter_context(running_servers([(env, folder / "server.log")]))
+        client = stack.enter_context(httpx.Client(base_url=base, timeout=60))
+        yield client, store
+
+
+def _audit(store: EventStore) -> pd.DataFrame:
+    return store.read_audiences().sort_values("createdAt").reset_index(drop=True)
+
+
+def test_audiences_need_the_admin_token(server) -> None:
+    client, _ = server
+    body = {"requester": "eve", "offer_id": "paris-sport-0"}
+    assert client.post("/admin/audience", json=body).status_code == 403
+    answer = client.post("/admin/audience", json=body, headers={"X-Admin-Token": "wrong"})
+    assert answer.status_code == 403
+
+
+def test_an_offer_audience_holds_consenting_people_only_and_is_audited(server) -> None:
+    client, store = server
+    body = {"requester": "coordinator-75", "offer_id": "paris-sport-0", "k": 20}
+    answer = client.post("/admin/audience", json=body, headers=HEADERS)
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()
+    people = [row["person"] for row in payload["people"]]
+    consenting = {pseudonym(f"yes-{i}", SALT) for i in range(30)}
+    assert len(people) == 20 and set(people) <= consenting
+    assert payload["eligible"] == 30
+    assert sum(payload["totals"]["department"].values()) == 20
+    assert sum(payload["totals"]["ageBand"].values()) == 20
+    scores = [row["score"] for row in payload["people"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(row["distance_band"] == "<5 km" for row in payload["people"])
+    log = _audit(store)
+    row = log.loc[log["requestId"] == payload["request_id"]].iloc[0]
+    assert (row["requester"], row["channel"], row["status"], row["size"]) == (
+        "coordinator-75",
+        "http",
+        "served",
+        20,
+    )
+
+
+def test_a_need_by_department_and_a_refused_small_one(server) -> None:
+    client, store = server
+    need = {
+        "title": "Collecte",
+        "domains": ["solidarite-insertion"],
+        "departments": ["75"],
+        "start": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    answer = client.post(
+        "/admin/audience", json={"requester": "c", "need": need, "k": 50}, headers=HEADERS
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["people"]) == 30
+    elsewhere = {**need, "departments": ["13"]}
+    refused = client.post(
+        "/admin/audience", json={"requester": "c", "need": elsewhere}, headers=HEADERS
+    )
+    assert refused.status_code == 422
+    assert "fewer than the minimum of 10" in refused.text
+    last = _audit(store).iloc[-1]
+    assert (last["status"], last["size"]) == ("refused", 0)
+    assert '"departments": ["13"]' in last["criteria"]
+
+
+def test_unknown_offers_and_bad_requests_are_4xx_naming_the_field(server) -> None:
+    client, store = server
+    before = len(_audit(store))
+    missing = client.post(
+        "/admin/audience", json={"requester": "c", "offer_id": "nope"}, headers=HEADERS
+    )
+    assert missing.status_code == 404
+    assert _audit(store).iloc[-1]["status"] == "refused"
+    assert len(_audit(store)) == before + 1
+    for body, field in (
+        ({"requester": "c", "offer_id": "paris-sport-0", "min_count": 3}, "min_count"),
+        ({"requester": "c"}, "offer_id or need"),
+        (
+            {
+                "requester": "c",
+                "need": {"domains": ["nope"], "departments": ["75"], "start": "2026-01-01T00:00Z"},
+            },
+            "domains",
+        ),
+    ):
+        answer = client.post("/admin/audience", json=body, headers=HEADERS)
+        assert answer.status_code == 400, answer.text
+        assert field in answer.text
+
+
+def test_the_audit_is_listed_by_the_command_line(server, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engagement.cli import app
+
+    _, store = server
+    result = CliRunner().invoke(app, ["audience", "log", "--store", store.url])
+    assert result.exit_code == 0, result.output
+    assert "coordinator-75 (http) offer paris-sport-0 k=20: served 20" in result.output
