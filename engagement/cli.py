@@ -17,6 +17,7 @@ import typer
 
 from features.cli import app as features_app
 from recsys import config as paths
+from recsys import logs
 from recsys.cli import app as core_app
 from recsys.generic_cli import app as generic_app
 from serving.audience_cli import app as audience_app
@@ -45,6 +46,28 @@ app.add_typer(serving_app)
 audience_app.command("evaluate")(audience_evaluate)
 audience_app.command("tune")(audience_tune)
 app.add_typer(audience_app, name="audience")
+
+
+@app.callback()
+def main(
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="DEBUG, INFO, WARNING (default), ERROR; overrides RECSYS_LOG_LEVEL."),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text (default) or json; overrides RECSYS_LOG_FORMAT.")
+    ] = None,
+) -> None:
+    """Engagement offer recommendations: simulate or ingest, build features, train, serve."""
+    try:
+        logs.configure(log_level, log_format)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    # Processes this command starts (the server, tuning workers) log alike.
+    for name, value in ((logs.LEVEL_ENV, log_level), (logs.FORMAT_ENV, log_format)):
+        if value:
+            os.environ[name] = value
 
 
 def _fail(message: str) -> typer.Exit:

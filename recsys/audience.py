@@ -270,7 +270,7 @@ class NeedPlace(BaseModel):
 
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    postal_code: geo.PostalCode | None = None
 
     @model_validator(mode="after")
     def _located(self) -> NeedPlace:

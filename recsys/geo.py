@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 EARTH_RADIUS_KM: Final = 6371.0088  # IUGG mean Earth radius
 DATA_DIR: Final = Path(__file__).resolve().parent / "data"  # shipped as package data
@@ -50,8 +51,17 @@ REGION_NAMES: Final[dict[str, str]] = {
 }
 
 # A French postal code, or an INSEE-style Corsican code (2A004) that visitors sometimes type.
-# [0-9], not \d: \d and int() also accept other scripts' digits.
-_POSTAL_CODE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
+# [0-9], not \d: \d and int() also accept other scripts' digits ("٦٩٠٠٣").
+POSTAL_CODE: Final = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
+PostalCode = Annotated[
+    str,
+    Field(
+        pattern=POSTAL_CODE.pattern,
+        description="French postal code: 5 ASCII digits, or 2A/2B and 3 digits (Corsica)",
+        examples=["69003", "2A004"],
+    ),
+]
+"""The one postal-code type of records and requests (pydantic); loaders match `POSTAL_CODE`."""
 _CORSICA_SOUTH_BELOW: Final = 20200  # 20000-20199 Corse-du-Sud, 20200-20999 Haute-Corse
 
 
@@ -146,7 +156,7 @@ def department_of_postal_code(postal_code: str | None) -> str | None:
     if not isinstance(postal_code, str):
         return None
     code = postal_code.strip().upper()
-    if not _POSTAL_CODE.match(code):
+    if not POSTAL_CODE.match(code):
         return None
     if code[:2] in ("2A", "2B"):
         department = code[:2]
@@ -162,7 +172,7 @@ def department_of_postal_code(postal_code: str | None) -> str | None:
 def departments_of_postal_codes(postal_codes: pd.Series) -> pd.Series:
     """Vectorised `department_of_postal_code`: a string Series, missing where None."""
     codes = postal_codes.astype("string").str.strip().str.upper()
-    valid = codes.str.fullmatch(_POSTAL_CODE.pattern).fillna(False).astype(bool)
+    valid = codes.str.fullmatch(POSTAL_CODE.pattern).fillna(False).astype(bool)
     head2 = codes.str[:2]
     corsica = valid & (head2 == "20")
     digits = pd.to_numeric(codes.where(corsica), errors="coerce").to_numpy(float, na_value=np.nan)

@@ -65,6 +65,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys import taxonomy
+from recsys.geo import PostalCode
 
 TS = pa.timestamp("ms", tz="UTC")
 STR_LIST = pa.list_(pa.string())
@@ -329,9 +330,9 @@ class Profile(BaseModel):
     age: int | None = Field(default=None, ge=0, le=MAX_AGE)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    postal_code: PostalCode | None = None
     insee_code: str | None = Field(
-        default=None, pattern=r"^(\d{5}|2[AB]\d{3})$", description="the commune's INSEE code"
+        default=None, pattern=r"^([0-9]{5}|2[AB][0-9]{3})$", description="the commune's INSEE code"
     )
     city: str | None = Field(
         default=None, min_length=1, max_length=100, description="the commune's name"

@@ -56,7 +56,12 @@ def serve(
         "RECSYS_CATALOG": str(catalog) if catalog else None,
         "RECSYS_EVENT_STORE_URL": event_store,
     }
-    env = {**os.environ, **{name: value for name, value in overrides.items() if value}}
+    # The server imports its code from the project's folder; its files stay in this HOME.
+    env = {
+        "RECSYS_HOME": str(config.HOME),
+        **os.environ,
+        **{name: value for name, value in overrides.items() if value},
+    }
     saved = dict(os.environ)
     try:
         os.environ.update(env)
@@ -68,6 +73,27 @@ def serve(
         os.environ.update(saved)
     code = run_in_foreground(serve_command(host, port), env, config.PROJECT_ROOT)
     raise typer.Exit(code)
+
+
+@app.command()
+def bento(
+    model_uri: Annotated[
+        str | None, typer.Option(help="Model to bake in (default: RECSYS_MODEL_URI, the champion).")
+    ] = None,
+) -> None:
+    """Build the service's Bento with the champion baked in (`bentoml build`)."""
+    from serving.bento import BentoBuildError, build
+    from serving.loading import ModelLoadError
+    from serving.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+        built = build(model_uri or settings.model_uri, settings.tracking_uri)
+    except (ValueError, ModelLoadError, BentoBuildError) as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"Bento {built.tag} built, serving {built.model_version} by default.")
+    typer.echo(f"Serve it: bentoml serve {built.tag} --port 3000")
+    typer.echo(f"Image (needs Docker or Podman): bentoml containerize {built.tag}")
 
 
 @events_app.command("export")

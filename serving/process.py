@@ -126,6 +126,7 @@ def start_server(
     port = free_port() if port is None else port
     command = serve_command("127.0.0.1", port)
     environment = {
+        "RECSYS_HOME": str(config.HOME),
         **os.environ,
         "OPENBLAS_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recsys import taxonomy
 from recsys.audience import MIN_COUNT, Need
+from recsys.geo import PostalCode
 from recsys.places import Source
 from recsys.schema import Profile
 
@@ -164,7 +165,7 @@ class Event(_Strict):
     candidate_age: int | None = Field(
         default=None, ge=0, le=120, description="age in years; only its band is stored"
     )
-    candidate_postal_code: str | None = Field(default=None, pattern=r"^(\d{5}|2[AB]\d{3})$")
+    candidate_postal_code: PostalCode | None = None
 
     @field_validator("*")
     @classmethod

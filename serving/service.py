@@ -3,7 +3,9 @@
 `__init__` loads everything once (model bundle from the registry, catalog, profiles, event
 store); each endpoint is a typed method whose pydantic models BentoML publishes in its OpenAPI
 (`/docs.json`). BentoML also serves `/healthz` (alive), `/readyz` (ready once a catalog is
-loaded: `__is_ready__`) and `/metrics` (Prometheus). `GET /status` comes from a small FastAPI
+loaded: `__is_ready__`) and `/metrics` (Prometheus: BentoML's request metrics and the business
+metrics of `serving.metrics`). In a Bento built by `recsys bento`, the baked champion is the
+default model (`baked_model`). `GET /status` comes from a small FastAPI
 app mounted beside the APIs, because BentoML APIs answer POST only.
 
 Personal data stays out of the logs: refused values are not repeated in validation errors
@@ -50,17 +52,22 @@ from typing import Any
 
 import anyio
 import bentoml
+import pyarrow
 from bentoml.exceptions import BentoMLException, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from recsys import config, logs
 from recsys.audience import AudienceTooSmall
+from recsys.bundle import BUNDLE_FILE
 from serving.admin_sync import AdminSync
 from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
 from serving.batching import Batcher
+from serving.bento import BAKED_MODEL_ARGUMENT
 from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
+from serving.metrics import business_metrics
 from serving.schemas import (
     AdminResult,
     AudienceRequest,
@@ -167,7 +174,7 @@ class RankingService:
     """Ranks engagement offers for a person; records what was shown and what people did."""
 
     def __init__(self) -> None:
-        self.settings = Settings.from_env()
+        self.settings = Settings.from_env(default_model=baked_model())
         self.engine = Engine.start(self.settings)
         self.experiment: Experiment | None = None
         if self.settings.experiment is not None:
@@ -196,11 +203,13 @@ class RankingService:
         except Exception as error:  # ranking must not depend on the event database
             self.store_error = f"{type(error).__name__}: {error}"
             logger.error("event store unavailable, events refused: %s", self.store_error)
+            business_metrics().store_error("open")
         self.audiences = AudienceDesk(self.store, self.settings.id_salt or "")
         if self.experiment is not None and self.experiment.error is not None:
             logger.error("experiment not run: %s", self.experiment.error)
         self.batcher = Batcher(self._rank_batch, self.settings.max_batch)
         self._fit_batch_threads()
+        business_metrics().serving(self._status())
         _settle_heap()
 
     def _fit_batch_threads(self) -> None:
@@ -229,6 +238,7 @@ class RankingService:
                 return result
             return self.engine.reload_model(arguments["uri"])
         finally:
+            business_metrics().serving(self._status())
             _settle_heap()
             self._fit_batch_threads()
 
@@ -261,9 +271,10 @@ class RankingService:
             self.admin_sync.record(action, arguments)
         except SQLAlchemyError as error:
             logger.error("admin call not recorded for the other workers: %s", error)
+            business_metrics().store_error("admin_sync")
 
     def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
-        _batch_sizes().observe(len(requests))
+        business_metrics().batch_sizes.observe(len(requests))
         if self.experiment is None:
             return self.engine.rank_batch(requests)
         return self.experiment.rank_batch(requests, self.engine)
@@ -281,6 +292,7 @@ class RankingService:
             raise ServiceUnavailable(str(error)) from error
         if self.rank_log is not None:
             self.rank_log.put(ranking)
+        business_metrics().ranked(response.strategy, response.arm, self.rank_log)
         return response
 
     @bentoml.api(route="/similar")
@@ -307,6 +319,7 @@ class RankingService:
             stored = set(self.store.add_events(rows))
         except SQLAlchemyError as error:
             logger.error("events not stored: %s", error)
+            business_metrics().store_error("events")
             raise ServiceUnavailable("event store unavailable, retry later") from error
         salt = self.settings.id_salt or ""
         self.engine.applied.add(  # at once on this worker; the others read the store
@@ -451,17 +464,15 @@ class RankingService:
             self.store.close()
 
 
-@functools.cache
-def _batch_sizes() -> Any:
-    """The `rank_batch_size` histogram of /metrics, made in the worker process: BentoML sets
-    the multiprocess directory of prometheus_client there, after importing this module."""
-    import prometheus_client
-
-    return prometheus_client.Histogram(
-        "rank_batch_size",
-        "/rank requests ranked together (serving.batching)",
-        buckets=(1, 2, 4, 8, 16, 32, 64, 128),
-    )
+def baked_model() -> str | None:
+    """The champion a Bento carries, as a folder: the Bento's build argument `baked_model`
+    (bentofile.yaml, written by `recsys bento`), relative to the Bento's code; None when
+    serving from source or from a Bento built without a model."""
+    relative = getattr(bentoml.use_arguments(), BAKED_MODEL_ARGUMENT, None)
+    if not relative:
+        return None
+    folder = config.PROJECT_ROOT / str(relative)
+    return str(folder) if (folder / BUNDLE_FILE).is_file() else None
 
 
 def _settle_heap() -> None:
@@ -512,6 +523,13 @@ def _routine(request: str, response: str) -> bool:
 
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
+logs.configure(default_level="INFO")
+# Arrow's default allocator (mimalloc) keeps what the start-up's Parquet reads freed, about
+# 70 MB per worker for the demo champion; the system allocator gives it back
+# (docs/benchmarks.md, "Memory per worker").
+pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+# uvicorn's own access log repeats BentoML's with the client's address: kept out.
+logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
 class _Publishers:

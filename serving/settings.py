@@ -139,10 +139,12 @@ class Settings:
     experiment: ExperimentConfig | None = None  # RECSYS_EXPERIMENT, `serving.experiments`
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, default_model: str | None = None) -> Settings:
         """Read the variables; ValueError naming the variable on a malformed value.
 
-        Each default is the field's (or the list policy's) own, read from the class.
+        Each default is the field's (or the list policy's) own, read from the class;
+        `default_model` replaces the model's where RECSYS_MODEL_URI is unset (a Bento's baked
+        champion, `serving.service.baked_model`).
         """
         policy = ListPolicy(
             max_per_programme=_float(
@@ -159,7 +161,7 @@ class Settings:
             ),
         )
         return cls(
-            model_uri=os.environ.get("RECSYS_MODEL_URI") or cls.model_uri,
+            model_uri=os.environ.get("RECSYS_MODEL_URI") or default_model or cls.model_uri,
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or cls.tracking_uri,
             catalog=_path("RECSYS_CATALOG"),
             profiles=_path("RECSYS_PROFILES"),

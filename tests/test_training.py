@@ -83,9 +83,9 @@ def test_bad_experiments_name_the_field(change: dict[str, object], message: str)
     assert message in str(caught.value)
 
 
-def test_relative_paths_are_read_from_the_project_root() -> None:
+def test_relative_paths_are_read_from_the_home_folder() -> None:
     experiment = parse_experiment({"name": "x", "model": "popularity", "features": {"data": "d"}})
-    assert experiment.features.data == tracking.config.PROJECT_ROOT / "d"
+    assert experiment.features.data == tracking.config.HOME / "d"
     assert experiment.features.folder == tracking.config.FEATURES_DIR / "d"
 
 

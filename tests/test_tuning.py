@@ -6,9 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 import yaml
+from optuna.pruners import ThresholdPruner
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from recsys.evaluation import evaluate
@@ -18,8 +21,10 @@ from training import tracking
 from training.cli import app
 from training.experiment import SearchDimension, load_experiment
 from training.tuning import (
+    TRIAL_ERRORS,
     TuningError,
     _shares,
+    make_objective,
     open_storage,
     storage_url,
     suggest,
@@ -191,3 +196,71 @@ def test_two_workers_share_a_study_on_postgres(
     )
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len(_trial_runs(outcome.parent_run_id)) == 4
+
+
+# --- Pruning on epochs, configuration errors ---------------------------------------------------
+
+
+def test_a_lightfm_checkpoint_is_the_model_trained_that_far(tiny_features: Path) -> None:
+    """At a checkpoint the model scores as one trained for that many epochs (same seed)."""
+    validation = load_feature_set(tiny_features, VALIDATION_WINDOW)
+    data = validation.training_data()
+    users, offers = data.users.take(np.arange(min(20, len(data.users)))), data.offers
+    params = {"embedding_size": 4, "learning_rate": 0.05, "seed": 5}
+    longer = create_model("lightfm", {**params, "epochs": 7})
+    seen: dict[int, np.ndarray] = {}
+    longer.train(
+        data, checkpoint=lambda epochs: seen.setdefault(epochs, longer.score(users, offers))
+    )
+    assert list(seen) == [5]  # every 5 epochs, before the last
+    shorter = create_model("lightfm", {**params, "epochs": 5})
+    shorter.train(data)
+    np.testing.assert_allclose(seen[5], shorter.score(users, offers), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(longer.score(users, offers), seen[5])
+
+
+def test_trials_are_pruned_at_epoch_checkpoints(
+    tiny_features: Path, make_experiment: Callable[..., Path]
+) -> None:
+    path = make_experiment(
+        tiny_features,
+        params={"embedding_size": 4, "epochs": 12},
+        tuning={"space": {"learning_rate": SPACE["learning_rate"]}, "n_trials": 1},
+    )
+    objective = make_objective(load_experiment(path), tiny_features)
+    # Any figure below 2 is pruned: NDCG never reaches it.
+    study = optuna.create_study(direction="maximize", pruner=ThresholdPruner(lower=2.0))
+    study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS)
+    trial = study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [5] and 0 <= trial.intermediate_values[5] <= 1
+
+
+def test_a_configuration_error_fails_the_study(
+    tmp_path: Path, tiny_features: Path, make_experiment: Callable[..., Path]
+) -> None:
+    """A space the model refuses stops tuning with its reason, not as failed trials."""
+    corner = make_experiment(
+        tiny_features,
+        params={"embedding_size": 4, "epochs": 2},
+        tuning={"space": {"embedding_size": {"type": "int", "low": 0, "high": 4}}},
+    )
+    journal = tmp_path / "study.journal"
+    with pytest.raises(TuningError, match=r"configuration it refuses .*embedding_size"):
+        tune(corner, trials=2, storage=str(journal), quiet=True)
+    assert not journal.exists()  # refused before the study started
+
+    # A refused value met by a trial (here forced) ends the study at that trial.
+    path = make_experiment(
+        tiny_features,
+        name="lightfm-loss",
+        params={"embedding_size": 4, "epochs": 2},
+        tuning={"space": {"loss": {"type": "categorical", "choices": ["warp", "bpr"]}}},
+    )
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"loss": "nonsense"}, skip_if_exists=False)
+    experiment = load_experiment(path)
+    experiment.tuning.space["loss"].choices.append("nonsense")
+    with pytest.raises(TuningError, match="loss"):
+        study.optimize(make_objective(experiment, tiny_features), n_trials=3, catch=TRIAL_ERRORS)
+    assert [trial.state for trial in study.trials] == [TrialState.FAIL]

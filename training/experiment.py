@@ -54,7 +54,7 @@ class ExperimentError(ValueError):
 
 def _project_path(value: Path | str) -> Path:
     path = Path(value).expanduser()
-    return path if path.is_absolute() else config.PROJECT_ROOT / path
+    return path if path.is_absolute() else config.HOME / path
 
 
 def _check_model_name(name: str) -> str:

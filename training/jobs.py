@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 from tqdm.auto import tqdm
 
+import recsys
 from recsys import config, schema
 from recsys.bundle import MODEL_DIR, save_bundle
 from recsys.evaluation import EvaluationResult, evaluate
@@ -55,6 +57,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 PYFUNC_FILE = Path(__file__).with_name("ranker_pyfunc.py")
+MODEL_LOCK = config.PROJECT_ROOT / "requirements" / "model.txt"
 SEGMENT_METRIC_PREFIXES = ("ndcg@", "recall@", "precision@", "map@", "hit_rate@", "users_")
 
 
@@ -221,14 +224,40 @@ def pyfunc_input_example(feature_set: FeatureSet) -> pd.DataFrame:
     )
 
 
-def _requirements() -> list[str]:
-    """Pinned versions of what the pyfunc imports besides the project's `recsys` core.
+def model_requirements(lock: Path = MODEL_LOCK) -> list[str]:
+    """The registered model's pip requirements: the pins of the model lock.
 
+    The lock (`make lock`) resolves the core's dependencies and the MLflow client, so the
+    model installs alone where the project is not. Without a source checkout (the project
+    installed as a package) the installed versions of the core's libraries stand in.
     Listed rather than inferred: MLflow's inference loads the model in a subprocess, seconds
-    per run, and cannot see that `recsys` itself comes from this project.
+    per run, and cannot see that `recsys` comes from this project.
     """
+    if lock.is_file():
+        lines = (line.split("#", 1)[0].strip() for line in lock.read_text("utf-8").splitlines())
+        return [line for line in lines if line]
     versions = tracking.library_versions()
     return [f"{name}=={version}" for name, version in versions.items() if version != "missing"]
+
+
+def pyfunc_files(bundle: Path, scratch: Path) -> dict[str, Any]:
+    """The arguments of `mlflow.pyfunc.log_model` (or `save_model`) that make the model whole.
+
+    The pyfunc's code (`training/ranker_pyfunc.py`, run at load time), the bundle as its
+    artifact, a copy of the `recsys` core as `code_paths` (made in `scratch`, without
+    compiled caches) and the locked requirements: `mlflow.pyfunc.load_model` then works in an
+    environment holding only those requirements.
+    """
+    code = scratch / "code" / "recsys"
+    shutil.copytree(
+        Path(recsys.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return {
+        "python_model": str(PYFUNC_FILE),
+        "artifacts": {BUNDLE_ARTIFACT: str(bundle)},
+        "code_paths": [str(code)],
+        "pip_requirements": model_requirements(),
+    }
 
 
 def _log_artifacts(
@@ -355,12 +384,10 @@ def train_experiment(
         _log_artifacts(result, feature_set, experiment, candidate, work)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(PYFUNC_FILE),
-            artifacts={BUNDLE_ARTIFACT: str(bundle)},
             registered_model_name=config.REGISTERED_MODEL_NAME,
             signature=pyfunc_signature(),
             input_example=pyfunc_input_example(feature_set),
-            pip_requirements=_requirements(),
+            **pyfunc_files(bundle, work),
         )
         # Metrics come after the model: MLflow 3 copies a run's existing metrics onto a newly
         # logged model one history request per metric (hundreds of round trips to a server).

@@ -1,8 +1,9 @@
 """The registered model's MLflow pyfunc, logged as code (no pickle) around the ranker bundle.
 
 MLflow copies this file next to the model and runs it at load time (models from code), so it
-imports only the core (`recsys`) and MLflow: the project must be installed where the model is
-loaded.
+imports only the core (`recsys`) and MLflow; the model carries a copy of the core
+(`code_paths`) and the locked requirements (`training.jobs.pyfunc_files`), so it loads where
+the project is not installed.
 
 Input: a DataFrame, one row per person, with any of the canonical profile columns
 (`recsys.schema.PROFILE_SCHEMA`: userId, age, lat, lon, postalCode, departmentCode, region,

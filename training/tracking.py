@@ -1,6 +1,6 @@
 """MLflow plumbing shared by training, promotion, tuning and the run listing.
 
-The embedded default is a SQLite store at the project root (`recsys.config.MLFLOW_TRACKING_URI`)
+The embedded default is a SQLite store in `config.HOME` (`recsys.config.MLFLOW_TRACKING_URI`)
 with artifacts in a folder next to it; setting `MLFLOW_TRACKING_URI` to a server URL switches
 every command to that server, whose `--artifacts-destination` then holds the artifacts.
 """
@@ -33,6 +33,7 @@ LIBRARIES = (
     "pandas",
     "pyarrow",
     "scikit-learn",
+    "numba",
     "rectools-lightfm",
     "implicit",
     "pydantic",
@@ -78,7 +79,7 @@ def artifact_root(uri: str) -> str | None:
 
     Without this, MLflow writes to `./mlruns` of whatever the working directory happens to
     be. A SQLite store keeps its artifacts next to the database file; another database
-    (PostgreSQL used directly, without a server) uses the project's `mlartifacts/`.
+    (PostgreSQL used directly, without a server) uses `mlartifacts/` under `config.HOME`.
     """
     parsed = urlparse(uri)
     if parsed.scheme in _REMOTE_SCHEMES:
@@ -88,7 +89,7 @@ def artifact_root(uri: str) -> str | None:
         return (database.parent / ARTIFACTS_FOLDER).as_uri()
     if parsed.scheme in ("", "file"):
         return None  # a file store keeps artifacts inside its own folder
-    return (config.PROJECT_ROOT / ARTIFACTS_FOLDER).as_uri()
+    return (config.HOME / ARTIFACTS_FOLDER).as_uri()
 
 
 def ensure_experiment(name: str) -> str:

@@ -7,6 +7,13 @@ process (a journal file by default, PostgreSQL when asked), so running the comma
 continues the same study, and several worker processes can share it. Each trial is a nested
 MLflow run under one parent run per invocation. The best parameters are written to a new
 experiment file (`<name>-tuned.yaml`) that `recsys train` takes as it is.
+
+Models that train by epochs and take a `checkpoint` (LightFM, and the hybrid through it) are
+scored every `PRUNING_EPOCHS` epochs, and Optuna's median pruner stops a trial whose figure
+there is below the median of earlier trials at the same epoch. A search space that gives a
+model a configuration it refuses fails the whole study (`TuningError`), before any trial or
+at the trial that meets it: such a trial says nothing about the model. Failures of training
+itself (a diverging model) stay failed trials.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ import logging
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ from recsys.featureset import (
     window_path,
 )
 from recsys.models import create_model
+from recsys.models.base import Recommender
 from recsys.typed_config import read_yaml
 from training import record, tracking
 from training.experiment import Experiment, SearchDimension, load_experiment
@@ -47,6 +54,16 @@ from training.experiment import Experiment, SearchDimension, load_experiment
 logger = logging.getLogger(__name__)
 
 STORAGE_ENV = "OPTUNA_STORAGE"
+PRUNING_EPOCHS = 5  # epochs between a trial's intermediate scores
+PRUNER_STARTUP_TRIALS = 5  # trials that run to the end before any is pruned
+
+
+class TrialFailed(RuntimeError):
+    """Training failed for this trial's values (a diverging model): the study goes on."""
+
+
+# What a trial may fail with and the study go on: training errors, not configuration ones.
+TRIAL_ERRORS = (TrialFailed, ArithmeticError, np.linalg.LinAlgError)
 JOURNAL_FOLDER = "optuna"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -128,24 +145,74 @@ def suggest(trial: optuna.Trial, name: str, dimension: SearchDimension) -> Any:
     return trial.suggest_float(name, dimension.low, dimension.high, step=step, log=dimension.log)
 
 
+def configured_model(experiment: Experiment, params: dict[str, Any]) -> Recommender:
+    """The experiment's model with `params`.
+
+    Raises:
+        TuningError: the model refuses the configuration (naming the values and why).
+    """
+    try:
+        return create_model(experiment.model, params)
+    except (ValueError, TypeError) as error:
+        raise TuningError(
+            f"experiment {experiment.name}: the search space gives {experiment.model} a "
+            f"configuration it refuses ({params}): {error}"
+        ) from error
+
+
+def check_space(experiment: Experiment) -> None:
+    """Every corner of the search space (each dimension at its bounds or choices, the others
+    at their low end) makes a model, before any trial runs.
+
+    Raises:
+        TuningError: a corner the model refuses.
+    """
+    assert experiment.tuning is not None
+    space = experiment.tuning.space
+    low = {name: dim.choices[0] if dim.choices else dim.low for name, dim in space.items()}
+    for name, dimension in space.items():
+        for value in dimension.choices or (dimension.low, dimension.high):
+            if dimension.type == "int":
+                value = int(value)
+            configured_model(experiment, {**experiment.params, **low, name: value})
+
+
 def make_objective(experiment: Experiment, features: Path) -> Callable[[optuna.Trial], float]:
-    """The trial function: fit on the validation window's training data, score the window."""
+    """The trial function: fit on the validation window's training data, score the window.
+
+    A model that takes a `checkpoint` is scored every `PRUNING_EPOCHS` epochs too, reported
+    to the trial, and stopped (`optuna.TrialPruned`) when the study's pruner says so.
+    """
     if experiment.tuning is None:
         raise TuningError(f"experiment {experiment.name} has no tuning section")
     tuning = experiment.tuning
     feature_set = load_feature_set(features, VALIDATION_WINDOW)
     data = feature_set.training_data()
 
+    def score(model: Recommender) -> dict[str, Any]:
+        result = evaluate(feature_set, {experiment.name: model}, ks=experiment.evaluation.ks)
+        return result.models[experiment.name]
+
     def objective(trial: optuna.Trial) -> float:
         params = dict(experiment.params)
         params.update({name: suggest(trial, name, dim) for name, dim in tuning.space.items()})
-        model = create_model(experiment.model, params)
+        model = configured_model(experiment, params)
+
+        def checkpoint(epochs: int) -> None:
+            value = float(score(model)[tuning.metric])
+            trial.report(value, epochs)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {epochs}: {tuning.metric} {value:.4f}")
+
         started = time.perf_counter()
-        model.train(data)
+        hooks = {"checkpoint": checkpoint} if model.checkpoints else {}
+        try:
+            model.train(data, **hooks)
+        except ValueError as error:  # the configuration was accepted: this is training's
+            raise TrialFailed(f"trial {trial.number}: {error}") from error
         seconds = time.perf_counter() - started
-        result = evaluate(feature_set, {experiment.name: model}, ks=experiment.evaluation.ks)
-        values = result.models[experiment.name]
-        if mlflow.active_run() is not None:  # the trial's run, opened by MLflowCallback
+        values = score(model)
+        if mlflow.active_run() is not None:  # the trial's nested run (`_tracked`)
             logged = {
                 tracking.metric_key(name): float(value)
                 for name, value in values.items()
@@ -159,24 +226,32 @@ def make_objective(experiment: Experiment, features: Path) -> Callable[[optuna.T
 
 def _tracked(
     objective: Callable[[optuna.Trial], float], metric: str
-) -> tuple[Callable[[optuna.Trial], float], Any]:
-    """The objective run inside its trial's nested MLflow run, and the callback that logs it.
+) -> Callable[[optuna.Trial], float]:
+    """The objective run inside a nested MLflow run of its own per trial, under the
+    invocation's parent run: the trial's parameters, state, metrics and objective value."""
 
-    MLflowCallback is deprecated since optuna-integration 4.9 (callbacks move to OptunaHub;
-    removal announced for 6.0) and `track_in_mlflow` is flagged experimental, but they remain
-    the maintained way to log trials as nested MLflow runs: the warnings are silenced here.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        from optuna_integration.mlflow import MLflowCallback
+    def tracked(trial: optuna.Trial) -> float:
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.set_tag("optuna.trial", str(trial.number))
+            state = TrialState.FAIL
+            try:
+                value = objective(trial)
+                mlflow.log_metric(tracking.metric_key(metric), value)
+                state = TrialState.COMPLETE
+                return value
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+                raise
+            finally:
+                mlflow.log_params(trial.params)
+                mlflow.set_tag("optuna.state", state.name)
 
-        callback = MLflowCallback(
-            metric_name=tracking.metric_key(metric),
-            create_experiment=False,
-            mlflow_kwargs={"nested": True},
-        )
-        return callback.track_in_mlflow()(objective), callback
+    return tracked
+
+
+def pruner() -> optuna.pruners.BasePruner:
+    """The median pruner at `PRUNING_EPOCHS` steps (`make_objective`)."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS)
 
 
 def run_worker(job: WorkerJob) -> None:
@@ -191,10 +266,9 @@ def run_worker(job: WorkerJob) -> None:
         study_name=job.study_name,
         storage=open_storage(job.storage),
         sampler=optuna.samplers.TPESampler(seed=job.sampler_seed),
+        pruner=pruner(),
     )
-    objective, callback = _tracked(
-        make_objective(experiment, Path(job.features)), experiment.tuning.metric
-    )
+    objective = _tracked(make_objective(experiment, Path(job.features)), experiment.tuning.metric)
     resumed = mlflow.active_run() is None
     if resumed:  # a spawned worker: its trials nest under the invocation's parent run
         mlflow.start_run(run_id=job.parent_run_id)
@@ -202,8 +276,7 @@ def run_worker(job: WorkerJob) -> None:
         study.optimize(
             objective,
             n_trials=job.trials,
-            callbacks=[callback],
-            catch=(ValueError,),
+            catch=TRIAL_ERRORS,
             show_progress_bar=job.show_progress,
         )
     finally:
@@ -293,6 +366,7 @@ def tune(
     trials = trials if trials is not None else experiment.tuning.n_trials
     if trials < 1:
         raise TuningError(f"trials: expected at least 1, got {trials}")
+    check_space(experiment)
     root = Path(features) if features is not None else experiment.features.folder
     validation = window_path(root, VALIDATION_WINDOW)
     if not (validation / MANIFEST_FILE).is_file():
@@ -308,6 +382,7 @@ def tune(
         study_name=study_name,
         storage=open_storage(url),
         direction=experiment.tuning.direction,
+        pruner=pruner(),
         load_if_exists=True,
     )
     start = _finished(study)

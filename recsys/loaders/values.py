@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.arrays import is_missing
+from recsys.geo import POSTAL_CODE
 
-POSTAL_CODE: Final = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 TRUE_WORDS: Final = frozenset({"yes", "true", "1", "1.0", "oui", "y", "t"})
 FALSE_WORDS: Final = frozenset({"no", "false", "0", "0.0", "non", "n", "f"})
 _BOOL_WORDS: Final = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
@@ -130,7 +130,7 @@ def as_postal_code(values: pd.Series) -> Parsed:
     back ("1000" → "01000"). Bad where present but not a postal code."""
     text, bad = as_text(values)
     text = text.str.upper()
-    four_digits = text.str.fullmatch(r"\d{4}").fillna(False).astype(bool)
+    four_digits = text.str.fullmatch(r"[0-9]{4}").fillna(False).astype(bool)
     text = text.mask(four_digits, "0" + text)
     valid = text.str.fullmatch(POSTAL_CODE.pattern).fillna(False).astype(bool)
     bad = bad | (text.notna() & ~valid).to_numpy(dtype=bool)

@@ -10,8 +10,9 @@ so both paths run the same code.
 What callers need to know about a model is asked of it, never guessed from its name or its
 arrays: `knows(user_ids)` (who it learned something about), `item_embeddings(prepared)` (the
 offers' vectors, when it has some), `blends_rules` (its score already blends the rules engine
-for visitors without history) and `train(data, progress)` (every model accepts a progress
-callback; those without epochs never call it).
+for visitors without history), `train(data, progress)` (every model accepts a progress
+callback; those without epochs never call it) and `checkpoints` (whether `train` also takes a
+`checkpoint` callback, as LightFM and the hybrid over it do).
 Artefacts are explicit arrays (`arrays.npz`, loaded with allow_pickle=False) plus a JSON
 config, never a bare pickle.
 """
@@ -57,6 +58,12 @@ class Recommender(ABC):
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether `train` also takes `checkpoint(epochs)`, called every few epochs with the
+        model usable as trained so far (tuning scores it there, and stops it by raising)."""
+        return False
 
     @abstractmethod
     def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:

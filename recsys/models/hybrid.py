@@ -314,13 +314,32 @@ class HybridModel(Recommender):
         self.learned = create_model(self.config.learned, params)
         self._state: _Blend | None = None
 
-    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
+    @property
+    def checkpoints(self) -> bool:
+        return self.learned.checkpoints
+
+    def train(
+        self,
+        data: TrainingData,
+        progress: Callable[[int, int], None] | None = None,
+        checkpoint: Callable[[int], None] | None = None,
+    ) -> None:
         """Train the learned model, then measure what the blend standardises with.
 
-        `progress(done, total)` is forwarded to the learned model when it reports epochs.
+        `progress(done, total)` is forwarded to the learned model, and `checkpoint(epochs)`
+        when it `checkpoints` (LightFM: see its `train`); at a checkpoint the blend is measured
+        first, so the hybrid scores as trained so far.
         """
         started = time.perf_counter()
-        self.learned.train(data, progress=progress)
+        hooks: dict[str, Callable[[int], None]] = {}
+        if checkpoint is not None and self.learned.checkpoints:
+
+            def measured(epochs: int) -> None:
+                self._measure(data)
+                checkpoint(epochs)
+
+            hooks["checkpoint"] = measured
+        self.learned.train(data, progress=progress, **hooks)
         self._measure(data)
         logger.info(
             "fitted hybrid (%s) in %.1fs: %d of %d users with a learned score",

@@ -195,10 +195,23 @@ class LightFMModel(Recommender):
         self._state: _Embeddings | None = None
         self._wide: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
+    @property
+    def checkpoints(self) -> bool:
+        return True
+
+    def train(
+        self,
+        data: TrainingData,
+        progress: Callable[[int, int], None] | None = None,
+        checkpoint: Callable[[int], None] | None = None,
+        checkpoint_every: int = 5,
+    ) -> None:
         """Fit on `data.interactions` with the users' and offers' encoded features.
 
         `progress(done, total)` is called after each epoch (a CLI progress bar).
+        `checkpoint(epochs)` is called every `checkpoint_every` epochs before the last, with
+        the model usable as trained so far (tuning scores it there, and may stop the training
+        by raising, e.g. Optuna's pruning); the arithmetic is the same with or without it.
         """
         config = self.config
         interactions = sp.coo_matrix(data.interactions)
@@ -230,8 +243,32 @@ class LightFMModel(Recommender):
             max_sampled=config.max_sampled,
             random_state=np.random.RandomState(config.seed),
         )
+        user_ids = unicode_ids(data.users.ids[user_identity >= 0])
+        item_ids = unicode_ids(data.offers.ids[item_identity >= 0])
+
+        def keep_state() -> None:
+            if not (
+                np.isfinite(model.item_embeddings).all()
+                and np.isfinite(model.user_embeddings).all()
+            ):
+                raise ValueError(
+                    "lightfm: training diverged (non-finite embeddings); lower learning_rate"
+                )
+            self._set_state(
+                _Embeddings(
+                    user_ids=user_ids,
+                    item_ids=item_ids,
+                    user_embeddings=model.user_embeddings.copy(),
+                    user_biases=model.user_biases.copy(),
+                    item_embeddings=model.item_embeddings.copy(),
+                    item_biases=model.item_biases.copy(),
+                    n_user_features=data.users.features.shape[1],
+                    n_item_features=data.offers.features.shape[1],
+                )
+            )
+
         started = time.perf_counter()
-        for epoch in range(config.epochs):
+        for epoch in range(1, config.epochs + 1):
             model.fit_partial(
                 targets,
                 user_features=user_features,
@@ -240,27 +277,13 @@ class LightFMModel(Recommender):
                 epochs=1,
                 num_threads=1,
             )
-            logger.debug("lightfm epoch %d/%d", epoch + 1, config.epochs)
+            logger.debug("lightfm epoch %d/%d", epoch, config.epochs)
             if progress is not None:
-                progress(epoch + 1, config.epochs)
-        if not (
-            np.isfinite(model.item_embeddings).all() and np.isfinite(model.user_embeddings).all()
-        ):
-            raise ValueError(
-                "lightfm: training diverged (non-finite embeddings); lower learning_rate"
-            )
-        self._set_state(
-            _Embeddings(
-                user_ids=unicode_ids(data.users.ids[user_identity >= 0]),
-                item_ids=unicode_ids(data.offers.ids[item_identity >= 0]),
-                user_embeddings=model.user_embeddings,
-                user_biases=model.user_biases,
-                item_embeddings=model.item_embeddings,
-                item_biases=model.item_biases,
-                n_user_features=data.users.features.shape[1],
-                n_item_features=data.offers.features.shape[1],
-            )
-        )
+                progress(epoch, config.epochs)
+            if checkpoint is not None and epoch % checkpoint_every == 0 and epoch < config.epochs:
+                keep_state()
+                checkpoint(epoch)
+        keep_state()
         logger.info(
             "fitted lightfm on %d positives (%d identity users, %d identity offers) in %.1fs",
             len(rows),
