@@ -7,13 +7,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from recsys import config
-from recsys.mock_api import DEFAULT_LIMIT, Faults, MockAPI, serve
-from recsys.sync import SyncConfig, SyncError, SyncReport, notify, parse_duration, sync
+
+if TYPE_CHECKING:
+    from recsys.sync import SyncConfig, SyncReport
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def sync_command(
     New and changed offers by updatedAt; offers gone from the perimeter or deleted closed;
     rejects logged with their reasons; resumable after an interruption.
     """
+    from recsys.sync import SyncConfig, parse_duration  # httpx: the serve extra
+
     key = None
     if key_env is not None:
         key = os.environ.get(key_env)
@@ -83,6 +86,8 @@ def sync_command(
 
 def _once(settings: SyncConfig, notify_url: str | None, token: str | None) -> bool:
     """One sync, its summary printed; whether it completed."""
+    from recsys.sync import SyncError, notify, sync
+
     try:
         report = sync(settings)
     except (SyncError, ValueError, OSError) as error:
@@ -140,6 +145,8 @@ def mock_api_command(
     slow_seconds: Annotated[float, typer.Option(min=0.0, help="Delay of a slow answer.")] = 2.0,
 ) -> None:
     """Serve a dataset's offers as the national API does (GET /v0/mission), with faults."""
+    from recsys.mock_api import DEFAULT_LIMIT, Faults, MockAPI, serve  # the serve extra
+
     if fail_status != 429 and not 500 <= fail_status <= 599:
         typer.echo(f"error: --fail-status: expected 429 or 5xx, got {fail_status}", err=True)
         raise typer.Exit(2)
