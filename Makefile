@@ -25,8 +25,9 @@ lock: $(STAMP)
 	$(COMPILE) pyproject.toml requirements/model.in -c requirements/dev.txt -o requirements/model.txt
 
 ## The main job on embedded defaults (local files, no server).
+## RUN_FLAGS=--sync-from-mock serves the catalog synced from a mock of the national API.
 run: $(STAMP)
-	$(BIN)/recsys run
+	$(BIN)/recsys run $(RUN_FLAGS)
 
 ## The ranking service on the current champion (embedded defaults).
 serve: $(STAMP)

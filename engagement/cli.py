@@ -25,6 +25,7 @@ from serving.cli import app as serving_app
 from training.audience_cli import evaluate as audience_evaluate
 from training.audience_cli import tune as audience_tune
 from training.cli import app as training_app
+from training.replay_cli import app as replay_app
 from training.report_cli import app as report_app
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows) without it
@@ -41,6 +42,7 @@ app.add_typer(generic_app)
 app.add_typer(features_app)
 app.add_typer(training_app)
 app.add_typer(report_app)
+app.add_typer(replay_app)
 app.add_typer(serving_app)
 # `recsys audience`: drawing and auditing (serving), evaluating (training) in one group.
 audience_app.command("evaluate")(audience_evaluate)
@@ -200,6 +202,14 @@ def run(
     ] = paths.EXPERIMENTS_DIR / "hybrid.yaml",
     serve: Annotated[bool, typer.Option(help="End by serving the champion.")] = True,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the service.")] = 3000,
+    sync_from_mock: Annotated[
+        bool,
+        typer.Option(
+            "--sync-from-mock",
+            help="Serve the catalog synced (recsys sync) from a mock of the national API "
+            "serving the simulated offers, instead of the model's snapshot.",
+        ),
+    ] = False,
 ) -> None:
     """The main job on embedded defaults: simulate, build features, train, register, serve.
 
@@ -238,8 +248,32 @@ def run(
         f"\nMLflow run {outcome.run_id}, registered version {outcome.version}.\n"
         f"Look at it with: .venv/bin/mlflow ui --backend-store-uri {paths.MLFLOW_TRACKING_URI}"
     )
+    catalog = _sync_from_mock(data, folder) if sync_from_mock else None
     if serve:
         from serving.cli import serve as serve_command
 
         typer.echo(f"\n== serving the champion on http://127.0.0.1:{port} (Ctrl-C to stop)")
-        serve_command(port=port)
+        serve_command(port=port, catalog=catalog)
+
+
+def _sync_from_mock(data: Path, features: Path) -> Path:
+    """Sync the simulated offers through the mock API into `data/catalog/<dataset>`, and
+    rank them at the feature set's cutoff (RECSYS_AS_OF, unless set): simulated offers are
+    open then, not today."""
+    from recsys.mock_api import MockAPI, running
+    from recsys.split import SplitDates
+    from recsys.sync import SyncConfig, SyncError, sync
+    from recsys.sync_cli import summary
+
+    store = paths.DATA_DIR / "catalog" / data.name
+    typer.echo(f"\n== syncing {data.name}'s offers from a mock of the national API into {store}")
+    try:
+        with running(MockAPI.from_dir(data)) as url:
+            report = sync(SyncConfig(api=url, out=store))
+    except (SyncError, OSError, ValueError) as error:
+        raise _fail(f"sync from the mock failed: {error}") from None
+    typer.echo(summary(report, store))
+    manifest = json.loads((features / "test" / "manifest.json").read_text(encoding="utf-8"))
+    cutoff = SplitDates.from_dict(manifest["split"]).cutoff
+    os.environ.setdefault("RECSYS_AS_OF", cutoff.isoformat())
+    return store / paths.OFFERS_FILE

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from recsys import taxonomy
+from recsys import places, taxonomy
 
 NO_END = np.iinfo(np.int64).max  # an offer without endAt never ends
 NEVER_DELETED = np.iinfo(np.int64).max
@@ -108,8 +108,9 @@ class OfferArrays:
     accepted: np.ndarray  # bool statusCode == ACCEPTED
     places: np.ndarray  # float64, NaN unknown
     paid: np.ndarray  # bool, any compensation
-    lat: np.ndarray  # float64, NaN unknown
+    lat: np.ndarray  # float64, NaN unknown (the first address, or the offer's location)
     lon: np.ndarray  # float64, NaN unknown
+    more_points: np.ndarray  # object: None, or (m, 2) float64 (lat, lon) of other addresses
     start_at: np.ndarray  # int64
     end_at: np.ndarray  # int64 (NO_END when open-ended)
     posted_at: np.ndarray  # int64
@@ -141,6 +142,8 @@ def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
         ],
         dtype=np.int16,
     )
+    lat = pd.to_numeric(offers["lat"], errors="coerce").to_numpy(dtype=float)
+    lon = pd.to_numeric(offers["lon"], errors="coerce").to_numpy(dtype=float)
     return OfferArrays(
         ids=offers["id"].astype(str).to_numpy(dtype=object),
         publisher_ids=offers["publisherId"].astype(str).to_numpy(dtype=object),
@@ -155,13 +158,40 @@ def offer_arrays(offers: pd.DataFrame) -> OfferArrays:
         accepted=(offers["statusCode"] == taxonomy.STATUS_ACCEPTED).to_numpy(),
         places=places,
         paid=compensation > 0,
-        lat=pd.to_numeric(offers["lat"], errors="coerce").to_numpy(dtype=float),
-        lon=pd.to_numeric(offers["lon"], errors="coerce").to_numpy(dtype=float),
+        lat=lat,
+        lon=lon,
+        more_points=_more_points(offers.get("addresses"), lat, lon),
         start_at=to_epoch_seconds(offers["startAt"], 0),
         end_at=to_epoch_seconds(offers["endAt"], NO_END),
         posted_at=to_epoch_seconds(offers["postedAt"], 0),
         deleted_at=to_epoch_seconds(offers["deletedAt"], NEVER_DELETED),
     )
+
+
+def _more_points(addresses: pd.Series | None, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Per offer, the placed addresses other than its (lat, lon) as an (m, 2) array, or None.
+
+    Most offers have one address: they cost one None, and distance code looks at the others
+    only (`recsys.eligibility.offer_distances_km`).
+    """
+    out = np.full(len(lat), None, dtype=object)
+    if addresses is None:
+        return out
+    for row, listed in enumerate(addresses):
+        if listed is None or isinstance(listed, float) or len(listed) < 1:
+            continue  # None, NaN or empty: the offer's own point only
+        points = [
+            (float(a["lat"]), float(a["lon"]))
+            for a in listed
+            if a["lat"] is not None
+            and a["lon"] is not None
+            and math.isfinite(a["lat"])
+            and math.isfinite(a["lon"])
+            and not (a["lat"] == lat[row] and a["lon"] == lon[row])
+        ]
+        if points:
+            out[row] = np.unique(np.array(points, dtype=np.float64), axis=0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -217,21 +247,17 @@ def concat_rows(parts: list[Rows]) -> Rows:
 def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
     """Build profile arrays from a canonical profiles table (schema.PROFILE_SCHEMA columns).
 
-    Missing coordinates are filled from the postal code's department centroid when known;
-    missing radius from mobility, else taxonomy.DEFAULT_RADIUS_KM.
+    Missing coordinates are filled from the postal code, else the department
+    (`recsys.places.locate`); missing radius from mobility, else taxonomy.DEFAULT_RADIUS_KM.
     """
-    from recsys import geo  # local import: geo loads its tables lazily
-
     lat = pd.to_numeric(profiles["lat"], errors="coerce").to_numpy(dtype=float).copy()
     lon = pd.to_numeric(profiles["lon"], errors="coerce").to_numpy(dtype=float).copy()
     unknown = np.isnan(lat) | np.isnan(lon)
     if unknown.any():
-        # The postal code's department first, then the declared department, vectorised.
-        by_postal = geo.locate_many(profiles["postalCode"][unknown])
-        departments = profiles["departmentCode"][unknown].astype("string")
-        by_department = geo.locate_many(departments.str.pad(5, side="right", fillchar="0"))
-        for filled, fallback, target in zip(by_postal, by_department, (lat, lon), strict=True):
-            target[unknown] = np.where(np.isnan(filled), fallback, filled)
+        lat[unknown], lon[unknown], _ = places.locate_many(
+            profiles["postalCode"][unknown],
+            department_codes=profiles["departmentCode"][unknown],
+        )
     mobility_radius = profiles["mobility"].map(taxonomy.MOBILITY_RADIUS_KM)
     radius = (
         pd.to_numeric(profiles["radiusKm"], errors="coerce")
@@ -255,6 +281,9 @@ def profile_arrays(profiles: pd.DataFrame) -> ProfileArrays:
 
 
 # --- One canonical profile row (a request), without pandas -------------------------------------
+
+# A request's commune, kept in its row beside the profile table's columns (which have none).
+ROW_INSEE, ROW_CITY = "inseeCode", "city"
 
 
 def is_missing(value: object) -> bool:
@@ -296,18 +325,33 @@ def _row_multi_hot(values: list[str], index: dict[str, int]) -> np.ndarray:
     return out
 
 
-def profile_row_arrays(row: Mapping[str, Any]) -> ProfileArrays:
+def row_placement(row: Mapping[str, Any]) -> places.Placement | None:
+    """Where the person of a canonical profile row is: their coordinates, else
+    `recsys.places.locate` of their INSEE code and city (`ROW_INSEE`, `ROW_CITY`: a request's,
+    beside the table's columns), postal code and department; None when nothing places them.
+
+    The point `profile_arrays` gives a row without INSEE code or city.
+    """
+    lat, lon = row_number(row["lat"]), row_number(row["lon"])
+    if not (math.isnan(lat) or math.isnan(lon)):  # half a place is no place
+        return places.Placement(lat, lon, "coordinates")
+    return places.locate(
+        postal_code=row_text(row["postalCode"]),
+        insee=row_text(row.get(ROW_INSEE)),
+        commune=row_text(row.get(ROW_CITY)),
+        department_code=row_text(row["departmentCode"]),
+    )
+
+
+def profile_row_arrays(
+    row: Mapping[str, Any], where: places.Placement | None = None
+) -> ProfileArrays:
     """`profile_arrays` of one canonical profile row (a dict of `schema.PROFILE_SCHEMA`
     columns), equal to it, without the one-row DataFrame whose building costs more than a
-    request's whole ranking (docs/benchmarks.md)."""
-    from recsys import geo  # local import: geo loads its tables lazily
-
-    lat, lon = row_number(row["lat"]), row_number(row["lon"])
-    if math.isnan(lat) or math.isnan(lon):  # half a place is no place
-        point = geo.locate(
-            postal_code=row_text(row["postalCode"]), department_code=row_text(row["departmentCode"])
-        )
-        lat, lon = point if point is not None else (math.nan, math.nan)
+    request's whole ranking (docs/benchmarks.md). `where` is the row's `row_placement` when
+    the caller already has it."""
+    where = row_placement(row) if where is None else where
+    lat, lon = (where.lat, where.lon) if where is not None else (math.nan, math.nan)
     radius = row_number(row["radiusKm"])
     if math.isnan(radius):
         radius = taxonomy.MOBILITY_RADIUS_KM.get(row_text(row["mobility"]) or "", math.nan)

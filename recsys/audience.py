@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recsys import geo, schema, taxonomy
+from recsys import geo, places, schema, taxonomy
 from recsys.arrays import ProfileArrays, to_epoch_seconds
 from recsys.dataset import FrameEncoder, OfferBatch, UserBatch
 from recsys.eligibility import eligible_matrix
@@ -281,17 +281,19 @@ class NeedPlace(BaseModel):
         return self
 
     def coordinates(self) -> tuple[float, float]:
-        """(lat, lon): as given, else the postal code's department prefecture.
+        """(lat, lon): as given, else the postal code's place (`recsys.places.locate`: the
+        centroid of its communes, its department's prefecture for a code La Poste does not
+        list).
 
         Raises:
-            ValueError: naming the postal code when it is of no known department.
+            ValueError: naming the postal code when nothing places it.
         """
         if self.lat is not None and self.lon is not None:
             return self.lat, self.lon
-        lat, lon = geo.locate_many(pd.Series([self.postal_code]))
-        if math.isnan(lat[0]):
+        found = places.locate(postal_code=self.postal_code)
+        if found is None:
             raise ValueError(f"place.postal_code: {self.postal_code} is in no known department")
-        return float(lat[0]), float(lon[0])
+        return found.lat, found.lon
 
 
 class Need(BaseModel):

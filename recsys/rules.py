@@ -41,6 +41,7 @@ import numpy as np
 
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
+from recsys.eligibility import with_other_addresses
 from recsys.geo import pairwise_km, unit_vectors
 from recsys.models._common import CHUNK_CELLS, row_chunks
 
@@ -341,9 +342,17 @@ def incumbent_scores(
     users × tens of thousands of offers stay within a bounded memory.
     """
     tags, xyz = offer_tags(offers), unit_vectors(offers.lat, offers.lon)
+    several = np.flatnonzero([points is not None for points in offers.more_points])
     out = np.empty((len(profiles), len(offers)))
     for rows in row_chunks(len(profiles), len(offers), max_cells):
         chunk = profiles.take(np.arange(rows.start, rows.stop))
         distance = distances_km(chunk, xyz)
+        if len(several):  # offers with other addresses: as near as the nearest
+            distance[:, several] = with_other_addresses(
+                distance[:, several],
+                offers.more_points[several],
+                chunk.lat[:, None],
+                chunk.lon[:, None],
+            )
         out[rows] = rule_scores(chunk, tags, offers.remote, distance, remote_overrides)
     return out

@@ -19,6 +19,12 @@ Offers (`offers.parquet`), one row per offer, key `id`:
     city, postalCode, departmentCode, departmentName, region: string; lat, lon: float64 (null =
         no coordinates)
     tags: list<string>
+    locationSource: string: null when the offer came with coordinates; else what placed it
+        (`recsys.places`: insee, commune, postal_code), null too when nothing did
+    addresses: list<struct<city, postalCode, departmentCode: string; lat, lon: float64;
+        locationSource: string>>: every address of the offer, the first one included (the
+        flattened columns above), placed like the offer when without coordinates; null or
+        empty when the export had no `addresses`
 
 Events (`events.parquet`), one row per diffusion signal, key `id`:
     id, type (print/click/apply/account), createdAt (timestamp[ms, UTC])
@@ -63,6 +69,18 @@ from recsys.geo import PostalCode
 
 TS = pa.timestamp("ms", tz="UTC")
 STR_LIST = pa.list_(pa.string())
+ADDRESS_LIST = pa.list_(
+    pa.struct(
+        [
+            ("city", pa.string()),
+            ("postalCode", pa.string()),
+            ("departmentCode", pa.string()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("locationSource", pa.string()),
+        ]
+    )
+)
 
 OFFER_SCHEMA = pa.schema(
     [
@@ -103,6 +121,8 @@ OFFER_SCHEMA = pa.schema(
         ("lat", pa.float64()),
         ("lon", pa.float64()),
         ("tags", STR_LIST),
+        ("locationSource", pa.string()),
+        ("addresses", ADDRESS_LIST),
     ]
 )
 
@@ -134,6 +154,7 @@ EVENT_SCHEMA = pa.schema(
 # with nulls when a frame lacks them (a stored table, or a writer, from before the column).
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "events": ("candidateAgeBand",),
+    "offers": ("locationSource", "addresses"),
     "profiles": ("contactConsent", "consentAt"),
 }
 
@@ -197,8 +218,7 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
         ValueError: naming the missing columns, or the column that cannot be cast.
     """
     schema = SCHEMAS[kind]
-    optional = OPTIONAL_COLUMNS.get(kind, ())
-    missing = [name for name in schema.names if name not in frame.columns and name not in optional]
+    missing = missing_columns(frame, kind)
     if missing:
         raise ValueError(f"{kind} table is missing columns: {', '.join(missing)}")
     arrays = []
@@ -213,6 +233,26 @@ def conform(frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]) 
                 f"{kind}.{field.name}: cannot cast to {field.type}: {error}"
             ) from error
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def missing_columns(
+    frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]
+) -> list[str]:
+    """The columns of `kind`'s schema `frame` lacks, `OPTIONAL_COLUMNS` aside."""
+    optional = OPTIONAL_COLUMNS.get(kind, ())
+    return [
+        name for name in SCHEMAS[kind].names if name not in frame.columns and name not in optional
+    ]
+
+
+def with_optional_columns(
+    frame: pd.DataFrame, kind: Literal["offers", "events", "profiles"]
+) -> pd.DataFrame:
+    """`frame` with the `OPTIONAL_COLUMNS` it lacks added as nulls (a copy when any is)."""
+    absent = [name for name in OPTIONAL_COLUMNS.get(kind, ()) if name not in frame.columns]
+    if not absent:
+        return frame
+    return frame.assign(**{name: None for name in absent})
 
 
 def candidate_age_band(age: int | None) -> str | None:
@@ -277,7 +317,12 @@ class Quiz(BaseModel):
 
 
 class Profile(BaseModel):
-    """A visitor as the front describes them: stable id if any, age, place, mobility, quiz."""
+    """A visitor as the front describes them: stable id if any, age, place, mobility, quiz.
+
+    The place is the most precise of: `lat`/`lon`, the commune (`insee_code`, else `city`,
+    settled by `postal_code` when several communes share the name), the postal code
+    (`recsys.places.locate`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -286,6 +331,12 @@ class Profile(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     postal_code: PostalCode | None = None
+    insee_code: str | None = Field(
+        default=None, pattern=r"^([0-9]{5}|2[AB][0-9]{3})$", description="the commune's INSEE code"
+    )
+    city: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the commune's name"
+    )
     radius_km: float | None = Field(default=None, gt=0, le=1000)
     mobility: Literal["walking", "public_transport", "bike", "car"] | None = None
     disability: bool = False

@@ -77,10 +77,10 @@ def read_offers(path: Path | str) -> tuple[pd.DataFrame, int]:
             frame = schema.read_table(path)
         except Exception as error:  # pyarrow raises several unrelated types
             raise CatalogError(f"catalog: cannot read {path}: {error}") from error
-        missing = [name for name in schema.OFFER_SCHEMA.names if name not in frame.columns]
+        missing = schema.missing_columns(frame, "offers")
         if missing:
             raise CatalogError(f"catalog: {path} misses offer column(s) {', '.join(missing)}")
-        return frame, 0
+        return schema.with_optional_columns(frame, "offers"), 0
     from recsys.loaders import LoadError, load_offers
 
     try:
@@ -134,9 +134,27 @@ def _storage_order(arrays: OfferArrays) -> np.ndarray:
     return np.lexsort((arrays.lat, ~remote_anywhere(arrays.remote)))
 
 
+def _onsite_points(
+    arrays: OfferArrays, anywhere: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, lat, lon) of every placed address of the offers geography can exclude, sorted
+    by latitude (ties by row): each offer's own point, then its other addresses."""
+    onsite = ~anywhere
+    own = np.flatnonzero(onsite & np.isfinite(arrays.lat) & np.isfinite(arrays.lon))
+    rows, lat, lon = [own], [arrays.lat[own]], [arrays.lon[own]]
+    for row, points in enumerate(arrays.more_points):
+        if points is not None and onsite[row]:
+            rows.append(np.full(len(points), row, dtype=np.int64))
+            lat.append(points[:, 0])
+            lon.append(points[:, 1])
+    all_rows, all_lat, all_lon = (np.concatenate(parts) for parts in (rows, lat, lon))
+    order = np.lexsort((all_rows, all_lat))
+    return all_rows[order].astype(np.int64), all_lat[order], all_lon[order]
+
+
 def _require_columns(offers: pd.DataFrame) -> None:
     """Raise CatalogError naming the offer columns `offers` lacks."""
-    missing = [name for name in schema.OFFER_SCHEMA.names if name not in offers.columns]
+    missing = schema.missing_columns(offers, "offers")
     if missing:
         raise CatalogError(f"catalog: missing offer column(s) {', '.join(missing)}")
 
@@ -181,8 +199,10 @@ class Catalog:
     tie_key: np.ndarray = field(repr=False)  # int64 `recsys.policy.tie_keys`: ties by offer id
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
-    # The located offers geography can exclude (not remote-anywhere), by latitude: their
-    # rows, latitudes (ascending) and unit vectors in that order, for `geography_mask`.
+    more_addresses: np.ndarray = field(repr=False)  # bool: offers with other addresses
+    # The placed addresses of the offers geography can exclude (not remote-anywhere), by
+    # latitude: their rows (an offer with several addresses appears once per address),
+    # latitudes (ascending) and unit vectors in that order, for `geography_mask`.
     onsite_rows: np.ndarray = field(repr=False)
     onsite_lat: np.ndarray = field(repr=False)
     onsite_xyz: np.ndarray = field(repr=False)
@@ -259,8 +279,7 @@ class Catalog:
         publisher_code, programme_code = group_codes(arrays)
         xyz = unit_vectors(arrays.lat, arrays.lon)
         anywhere = remote_anywhere(arrays.remote)
-        onsite = np.flatnonzero(~anywhere & np.isfinite(xyz).all(axis=1))
-        onsite = onsite[np.argsort(arrays.lat[onsite], kind="stable")]
+        onsite, onsite_lat, onsite_lon = _onsite_points(arrays, anywhere)
         catalog = cls(
             offers=offers,
             arrays=arrays,
@@ -277,9 +296,10 @@ class Catalog:
             tie_key=tie_keys(ids),
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
+            more_addresses=np.array([p is not None for p in arrays.more_points], dtype=bool),
             onsite_rows=onsite,
-            onsite_lat=arrays.lat[onsite].astype(np.float64),
-            onsite_xyz=np.ascontiguousarray(xyz[onsite]),
+            onsite_lat=onsite_lat,
+            onsite_xyz=np.ascontiguousarray(unit_vectors(onsite_lat, onsite_lon)),
         )
         logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
         return catalog
@@ -357,7 +377,7 @@ class Catalog:
         if not (math.isfinite(lat) and math.isfinite(lon) and angle < math.pi):
             return found.rows  # unplaced, or a radius spanning the Earth: no geography
         (band,) = self._within_radius(np.array([lat]), np.array([lon]), np.array([angle]))
-        near = np.sort(band[found.mask[band]])
+        near = np.unique(band[found.mask[band]])  # sorted, each offer once
         anywhere = found.anywhere_rows
         rows = np.concatenate([anywhere, near])
         if len(near) and len(anywhere) and near[0] < anywhere[-1]:  # runs interleave

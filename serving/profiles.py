@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from recsys import geo, schema
+from recsys.arrays import ROW_CITY, ROW_INSEE
 from recsys.schema import Profile
 
 
@@ -44,9 +45,9 @@ def request_row(
     """The canonical row of a request: the stored profile with the request's fields over it.
 
     Only the fields the request sets count (an omitted `disability` keeps the stored one).
-    A new postal code without coordinates replaces the stored place (the row is then located
-    by the postal code, as `profile_arrays` does); a new mobility without a radius replaces
-    the stored radius by the mobility's.
+    A new postal code, INSEE code or city without coordinates replaces the stored place (the
+    row is then placed by `recsys.arrays.row_placement`); a new mobility without a radius
+    replaces the stored radius by the mobility's.
     """
     row = dict(stored) if stored is not None else empty_row()
     row["userId"] = user_id
@@ -64,6 +65,9 @@ def request_row(
             lat=None,
             lon=None,
         )
+    for field, column in (("insee_code", ROW_INSEE), ("city", ROW_CITY)):
+        if field in given and getattr(profile, field) is not None:
+            row.update({column: getattr(profile, field), "lat": None, "lon": None})
     if "lat" in given:
         row["lat"], row["lon"] = profile.lat, profile.lon
     if "mobility" in given:

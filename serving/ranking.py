@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays
+from recsys import places
+from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays, row_placement
 from recsys.dataset import UserBatch
-from recsys.geo import haversine_km
+from recsys.eligibility import pair_distances_km, with_other_addresses
 from recsys.policy import ListPolicy, ModelScores, exclude, exclude_rows
 from recsys.ranking import PAD, top_k
 from recsys.rules import distances_km, rule_scores
@@ -126,6 +127,14 @@ def _rules(
     tags, (n_people, n_columns)."""
     remote = catalog.arrays.remote[columns]
     distance = distances_km(people, np.take(catalog.xyz, columns, axis=0))
+    several = np.flatnonzero(catalog.more_addresses[columns])  # usually none
+    if len(several):  # offers with other addresses: as near as the nearest
+        distance[:, several] = with_other_addresses(
+            distance[:, several],
+            catalog.arrays.more_points[columns[several]],
+            people.lat[:, None],
+            people.lon[:, None],
+        )
     tags = np.take(catalog.rule_tags, columns, axis=0)
     return rule_scores(people, tags, remote, distance, policy.rules_remote_overrides)
 
@@ -188,7 +197,7 @@ def _items(
     `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`, whose request asked for
     the display fields `fields[owner[i]]` (None: all)."""
     a = catalog.arrays
-    distances = haversine_km(people.lat[owner], people.lon[owner], a.lat[rows], a.lon[rows])
+    distances = pair_distances_km(a, rows, people.lat[owner], people.lon[owner])
     liked = np.zeros(len(rows), dtype=bool)
     if learned_z is not None:
         liked = np.array(personalized, dtype=bool) & (learned_z >= LIKED_Z)
@@ -241,7 +250,8 @@ def rank_batch(
     policy = settings.policy
     at = state.now() if at is None else at
     rows = [request_row(r.profile, r.user_id, profiles.get(r.user_id)) for r in requests]
-    people = concat_rows([profile_row_arrays(row) for row in rows])
+    wheres = [row_placement(row) for row in rows]
+    people = concat_rows([profile_row_arrays(r, w) for r, w in zip(rows, wheres, strict=True)])
     excluded = [_excluded_rows(state, settings, applied, request) for request in requests]
     if len(requests) == 1:  # a request alone: its candidates are the columns
         columns = _request_rows(state, people, requests[0], at, excluded[0])
@@ -287,8 +297,8 @@ def rank_batch(
     )
     created_at = datetime.now(UTC)
     out = []
-    for request, strategy, end, length in zip(
-        requests, strategies, ends.tolist(), lengths.tolist(), strict=True
+    for request, strategy, end, length, where in zip(
+        requests, strategies, ends.tolist(), lengths.tolist(), wheres, strict=True
     ):
         listed = items[end - length : end]
         bridged(request, listed)
@@ -299,6 +309,7 @@ def rank_batch(
                 "model_version": state.model_version,
                 "catalog_version": catalog.version,
                 "strategy": strategy,
+                "location": _location(where),
                 "items": listed,
             }
         )
@@ -316,6 +327,18 @@ def rank_batch(
         )
         out.append((response, ranking))
     return out
+
+
+def _location(where: places.Placement | None) -> dict | None:
+    """The `Location` fields of a placement (coordinates to about 10 m)."""
+    if where is None:
+        return None
+    return {
+        "lat": round(where.lat, 4),
+        "lon": round(where.lon, 4),
+        "source": where.source,
+        "commune": where.commune,
+    }
 
 
 def similar(state: ServingState, request: SimilarRequest, at: int | None = None) -> SimilarResponse:
@@ -360,7 +383,7 @@ def similar(state: ServingState, request: SimilarRequest, at: int | None = None)
         mask &= catalog.programme_code != catalog.programme_code[source]
     chosen = top_k(similarity.astype(np.float64), request.k, mask, catalog.tie_key)
     chosen = chosen[chosen != PAD]
-    distances = haversine_km(origin[0], origin[1], a.lat[chosen], a.lon[chosen])
+    distances = pair_distances_km(a, chosen, origin[0], origin[1])
     return SimilarResponse(
         offer_id=request.offer_id,
         model_version=state.model_version,

@@ -26,6 +26,7 @@ from recsys import taxonomy
 from recsys.audience import MIN_COUNT, Need
 from recsys.filters import OfferFilters
 from recsys.geo import PostalCode
+from recsys.places import Source
 from recsys.schema import Profile
 from serving.payload import DISPLAY_FIELDS
 
@@ -317,6 +318,19 @@ class RankedItem(BaseModel):
         }
 
 
+class Location(BaseModel):
+    """Where the visitor was placed, so the front can say "autour d'Arles"."""
+
+    lat: float
+    lon: float
+    source: Source = Field(
+        description="what placed the visitor (`recsys.places`), most precise first"
+    )
+    commune: str | None = Field(
+        default=None, description="the commune (nearest the centroid for a postal code)"
+    )
+
+
 class RankResponse(BaseModel):
     """A ranked list; `request_id` tags the prints, clicks and applies it leads to."""
 
@@ -324,6 +338,9 @@ class RankResponse(BaseModel):
     model_version: str
     catalog_version: str
     strategy: Strategy
+    location: Location | None = Field(
+        default=None, description="where the visitor was placed; null when unplaced"
+    )
     items: list[RankedItem]
     experiment: str | None = Field(
         default=None, description="the online experiment the visitor is in (RECSYS_EXPERIMENT)"

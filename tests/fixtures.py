@@ -118,7 +118,8 @@ def _frame(n: int, defaults: dict[str, Any], columns: dict[str, Any], kind: str)
                 raise ValueError(f"{kind}.{field.name}: {len(value)} values for {n} rows")
             data[field.name] = [list(v) if is_list_column and v is not None else v for v in value]
         else:
-            data[field.name] = [list(value) if is_list_column else value for _ in range(n)]
+            copied = is_list_column and value is not None  # each row its own list
+            data[field.name] = [list(value) if copied else value for _ in range(n)]
     return pd.DataFrame(data, columns=table_schema.names)
 
 

@@ -132,25 +132,6 @@ def test_region_name_rejects_unknown_code() -> None:
         geo.region_name("99")
 
 
-def test_locate() -> None:
-    assert geo.locate(postal_code="75011") == pytest.approx(PARIS)
-    assert geo.locate(postal_code="13008") == pytest.approx(MARSEILLE)
-    # The postal code wins; a bad one falls back to the department code.
-    assert geo.locate(postal_code="69001", department_code="13") == pytest.approx(LYON)
-    assert geo.locate(postal_code="abc", department_code="69") == pytest.approx(LYON)
-    assert geo.locate(department_code="2a") == geo.locate(postal_code="20000")
-    assert geo.locate(department_code="1") == geo.locate(department_code="01")
-    assert geo.locate(postal_code=math.nan, department_code=pd.NA) is None  # type: ignore[arg-type]
-    assert geo.locate() is None
-    assert geo.locate(department_code="99") is None
-
-
-def test_locate_many() -> None:
-    lat, lon = geo.locate_many(pd.Series(["75011", None, "xyz", "69003"]))
-    np.testing.assert_allclose(lat, [PARIS[0], np.nan, np.nan, LYON[0]])
-    np.testing.assert_allclose(lon, [PARIS[1], np.nan, np.nan, LYON[1]])
-
-
 def test_cities_table() -> None:
     cities = geo.cities()
     assert len(cities) == 692

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys import geo, taxonomy
+from recsys import geo, places, taxonomy
 from recsys.arrays import NO_END, offer_arrays, profile_arrays, profile_row_arrays
 from recsys.bundle import load_bundle, profiles_frame
 from recsys.dataset import OfferBatch, UserBatch
@@ -171,7 +171,8 @@ def test_request_fields_override_the_stored_profile() -> None:
     assert row["disability"] is False and row["hasQuiz"] is True  # disability: not given, kept
     assert row["quizDomains"] == ["sport"]
     arrays = profile_row_arrays(row)
-    assert (arrays.lat[0], arrays.lon[0]) == geo.locate(postal_code="75011")
+    paris_11 = places.locate(postal_code="75011")
+    assert (arrays.lat[0], arrays.lon[0]) == (paris_11.lat, paris_11.lon)
     assert arrays.radius_km[0] == taxonomy.DEFAULT_RADIUS_KM
     # Mobility without a radius replaces a stored radius by the mobility's.
     moved = request_row(Profile(mobility="bike"), None, {**stored, "radiusKm": 50.0})
@@ -197,10 +198,26 @@ def _random_offers(rng: np.random.Generator, n: int) -> pd.DataFrame:
         places=rng.choice([0, 3, None], n).tolist(),
         lat=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(43, 50, n)),
         lon=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-1, 7, n)),
+        addresses=[_addresses(rng) if rng.random() < 0.2 else None for _ in range(n)],
         postedAt=list(posted),
         endAt=[None if i % 7 == 0 else e for i, e in enumerate(ends)],
         statusCode=rng.choice(["ACCEPTED", "ACCEPTED", "REFUSED"], n).tolist(),
     )
+
+
+def _addresses(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One to three more addresses, some without coordinates."""
+    return [
+        {
+            "city": None,
+            "postalCode": None,
+            "departmentCode": None,
+            "lat": None if unplaced else float(rng.uniform(43, 50)),
+            "lon": None if unplaced else float(rng.uniform(-1, 7)),
+            "locationSource": None,
+        }
+        for unplaced in rng.random(int(rng.integers(1, 4))) < 0.2
+    ]
 
 
 def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
@@ -589,6 +606,25 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
         ],
         [("remote_full", "mission à distance"), ("liked", "apprécié par des profils proches")],
     ]
+
+
+def test_rank_says_where_it_placed_the_visitor(engine: Engine) -> None:
+    def located(**fields: Any) -> dict[str, Any] | None:
+        response = engine.rank(RankRequest(profile=Profile(age=20, **fields), k=3), at=AT)[0]
+        return None if response.location is None else response.location.model_dump()
+
+    arles = located(postal_code="13200")
+    assert arles is not None and (arles["source"], arles["commune"]) == ("postal_code", "Arles")
+    assert geo.haversine_km(arles["lat"], arles["lon"], 43.5469, 4.6622) < 0.1
+    assert located(city="St-Étienne")["commune"] == "Saint-Etienne"
+    assert located(insee_code="2A004", postal_code="13200")["commune"] == "Ajaccio"
+    assert located(lat=LYON[0], lon=LYON[1]) == {
+        "lat": round(LYON[0], 4),
+        "lon": round(LYON[1], 4),
+        "source": "coordinates",
+        "commune": None,
+    }
+    assert located() is None
 
 
 @pytest.mark.parametrize(

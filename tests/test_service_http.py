@@ -217,6 +217,20 @@ def test_anonymous_profiles_get_cold_start_lists(served: Server) -> None:
     assert "correspond à votre intérêt : culture et loisirs" in [
         reason["text"] for reason in first["reasons"]
     ]
+    assert answer["location"]["source"] == "coordinates"
+
+
+def test_rank_says_where_it_placed_the_visitor(served: Server) -> None:
+    answer = served.post("/rank", {"profile": {"age": 20, "postal_code": "13200"}, "k": 1}).json()
+    assert answer["location"] == {
+        "lat": 43.5469,
+        "lon": 4.6622,
+        "source": "postal_code",
+        "commune": "Arles",
+    }
+    by_name = served.post("/rank", {"profile": {"city": "st-etienne"}, "k": 1}).json()
+    assert by_name["location"]["commune"] == "Saint-Etienne"
+    assert served.post("/rank", {"k": 1}).json()["location"] is None
 
 
 def test_concurrent_requests_are_ranked_together_each_as_alone(served: Server) -> None:
@@ -262,6 +276,8 @@ def _batched_requests(served: Server) -> tuple[float, float]:
         ("/rank", {"k": 10000}, 400, "k"),
         ("/rank", {"profile": {"age": -3}}, 400, "age"),
         ("/rank", {"profile": {"lat": 200, "lon": 2}}, 400, "lat"),
+        ("/rank", {"profile": {"insee_code": "13 004"}}, 400, "insee_code"),
+        ("/rank", {"profile": {"city": ""}}, 400, "city"),
         ("/rank", {"filters": {"types": ["armee-du-salut"]}}, 400, "types"),
         ("/rank", {"colour": "blue"}, 400, "colour"),
         ("/similar", {"offer_id": "no-such-offer"}, 404, "no-such-offer"),

@@ -1,8 +1,10 @@
 """Loader of the national API's mission exports into the canonical offers table.
 
 Each mission is flattened in Python first (at most ~100k offers: activities merged, first
-address flattened, HTML stripped), then every field is validated column-wise. Precedence of
-the reject reasons: missing_id, missing_title (blank once HTML is stripped), unknown_domain,
+address flattened, every address kept in `addresses`, HTML stripped), then every field is
+validated column-wise. Offers and addresses without coordinates but with a postal code or a
+city are placed by `recsys.places` and flagged (`locationSource`). Precedence of the reject
+reasons: missing_id, missing_title (blank once HTML is stripped), unknown_domain,
 unknown_type, bad_date, bad_location, invalid_field:<name>, then duplicate_id among the rows
 that passed every other check.
 """
@@ -10,6 +12,7 @@ that passed every other check.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Final
@@ -17,7 +20,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from recsys import geo, taxonomy
+from recsys import geo, places, taxonomy
 from recsys.loaders.readers import read_records
 from recsys.loaders.result import (
     BAD_DATE,
@@ -50,6 +53,8 @@ _INT32_MAX: Final = 2**31 - 1
 _TEXT_FIELDS: Final = ("clientId", "publisherId", "publisherName", "organizationName", "schedule")
 _HTML_FIELDS: Final = ("title", "description")
 _PLACE_FIELDS: Final = ("city", "postalCode", "departmentCode", "departmentName", "region")
+_ADDRESS_TEXT: Final = ("city", "postalCode", "departmentCode")
+_PLACEABLE: Final = ("insee", "commune", "postal_code")  # what may place an offer
 _FLAG_FIELDS: Final = ("openToMinors", "reducedMobilityAccessible", "closeToTransport")
 _DATE_FIELDS: Final = ("startAt", "endAt", "postedAt", "createdAt", "updatedAt", "deletedAt")
 _COPIED: Final = (
@@ -105,11 +110,14 @@ def load_offers(path: str | Path) -> LoadResult:
         columns["id"],
         [raw.records[i] for i in np.flatnonzero(~verdicts.ok)],
     )
+    columns["addresses"] = flat["addresses"]
+    columns["locationSource"] = pd.Series([None] * len(flat), dtype=object)
     table = pd.DataFrame({name: columns[name] for name in OFFER_SCHEMA.names})
     table = table.loc[verdicts.ok].reset_index(drop=True)
     table["activities"] = _known_activities(table["activities"], warnings)
     _count_repairs(columns, verdicts.ok, warnings)
     _fill_places(table)
+    _place(table, warnings)
     logger.info(
         "offers loaded", extra={"source": str(path), "loaded": len(table), "warnings": warnings}
     )
@@ -134,8 +142,9 @@ def _flatten(record: dict[str, object]) -> dict[str, object]:
     first: dict[str, object] = {}
     flat["addresses"] = None
     if isinstance(addresses, list) and addresses:
-        if isinstance(addresses[0], dict):
+        if all(isinstance(address, dict) for address in addresses):
             first = addresses[0]
+            flat["addresses"] = [_address(address) for address in addresses]
         else:
             flat["addresses"] = _BAD_SHAPE
     elif not is_missing(addresses) and not isinstance(addresses, list):
@@ -156,6 +165,34 @@ def _flatten(record: dict[str, object]) -> dict[str, object]:
     if isinstance(flat["tags"], str):
         flat["tags"] = [flat["tags"]]
     return flat
+
+
+def _address(address: dict[str, object]) -> dict[str, object]:
+    """One address as the `schema.ADDRESS_LIST` struct: text fields as text, coordinates as
+    numbers in range or both null ((0, 0) and anything unreadable count as none)."""
+    out: dict[str, object] = {}
+    for name in _ADDRESS_TEXT:
+        value = address.get(name)
+        out[name] = str(value).strip() if not _blank(value) else None
+    location = address.get("location")
+    lat = lon = None
+    if isinstance(location, dict):
+        lat = _coordinate(location.get("lat"), 90.0)
+        lon = _coordinate(location.get("lon", location.get("lng")), 180.0)
+    if lat is None or lon is None or (lat == 0 and lon == 0):
+        lat = lon = None
+    out.update(lat=lat, lon=lon, locationSource=None)
+    return out
+
+
+def _coordinate(value: object, bound: float) -> float | None:
+    if isinstance(value, bool) or _blank(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and abs(number) <= bound else None
 
 
 def _blank(value: object) -> bool:
@@ -350,6 +387,33 @@ def _count_repairs(columns: dict[str, pd.Series], ok: np.ndarray, warnings: Coun
     missing = int(np.count_nonzero(columns["lat"].isna().to_numpy() & ok))
     if missing:
         warnings["no_coordinates"] += missing
+
+
+def _place(table: pd.DataFrame, warnings: Counter[str]) -> None:
+    """Offers and addresses without coordinates placed by their postal code or city
+    (`recsys.places`; a department alone places nothing), flagged in `locationSource`."""
+    missing = table["lat"].isna().to_numpy()
+    lat, lon, source = places.locate_many(
+        table["postalCode"][missing], table["city"][missing], table["departmentCode"][missing]
+    )
+    usable = np.isin(source, _PLACEABLE)
+    rows = np.flatnonzero(missing)[usable]
+    table.loc[rows, "lat"] = lat[usable]
+    table.loc[rows, "lon"] = lon[usable]
+    table.loc[rows, "locationSource"] = source[usable]
+    if len(rows):
+        warnings["placed_by_postal_code_or_city"] += len(rows)
+    for addresses in table["addresses"]:
+        for address in addresses if isinstance(addresses, list) else ():
+            if address["lat"] is not None:
+                continue
+            found = places.locate(
+                postal_code=address["postalCode"],
+                commune=address["city"],
+                department_code=address["departmentCode"],
+            )
+            if found is not None and found.source in _PLACEABLE:
+                address.update(lat=found.lat, lon=found.lon, locationSource=found.source)
 
 
 def _fill_places(table: pd.DataFrame) -> None:

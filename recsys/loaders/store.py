@@ -80,10 +80,10 @@ def store(result: LoadResult, out_dir: Path | None = None) -> StoreReport:
     out_dir = Path(out_dir) if out_dir is not None else config.RAW_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     path = table_path(result.kind, out_dir)
-    stored = _read_stored(path)
+    stored = read_stored(path)
     if result.loaded:
         merged, added, replaced, unchanged = merge(result.kind, stored, result.table)
-        _atomic_write(path, lambda target: schema.write_table(merged, result.kind, target))
+        atomic_write(path, lambda target: schema.write_table(merged, result.kind, target))
         total = len(merged)
     else:
         added = replaced = unchanged = 0
@@ -164,7 +164,12 @@ def jsonable(value: object) -> object:
     return str(value)
 
 
-def _read_stored(path: Path) -> pd.DataFrame | None:
+def read_stored(path: Path) -> pd.DataFrame | None:
+    """The canonical table at `path`, None when there is none yet.
+
+    Raises:
+        ValueError: when the file exists but cannot be read.
+    """
     if not path.exists():
         return None
     try:
@@ -173,7 +178,7 @@ def _read_stored(path: Path) -> pd.DataFrame | None:
         raise ValueError(f"{path}: the stored table cannot be read ({error})") from error
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, synced, then renamed over `path`."""
     # Not tempfile.mkstemp: it creates the file with mode 0600, and the table must keep the
     # permissions any other file written here gets.

@@ -9,6 +9,7 @@ small offers disappear from diffusion the way filled missions do.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -106,6 +107,28 @@ class Applications:
         self.filled_at[full] = withdrawn
         offers.active_to[full] = np.minimum(offers.active_to[full], withdrawn)
         return status
+
+    def fork(self, offers: SimulatedOffers, rng: np.random.Generator) -> Applications:
+        """An independent copy of this state over `offers` (whose `active_to` it will move),
+        drawing from `rng`: each replayed policy starts from the same state."""
+        twin = copy.copy(self)
+        twin._offers, twin._rng = offers, rng
+        twin._applied = self._applied.copy()
+        twin._taken = self._taken.copy()
+        twin.filled_at = self.filled_at.copy()
+        return twin
+
+    def applied_offers(self, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(i, offer) pairs: every offer `person[i]` already applied to."""
+        n = len(self._catalogue)
+        person = np.asarray(person, dtype=np.int64)
+        low = np.searchsorted(self._applied, person * n)
+        high = np.searchsorted(self._applied, (person + 1) * n)
+        count = high - low
+        index = np.repeat(np.arange(len(person)), count)
+        start = np.repeat(low - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
+        keys = self._applied[start + np.arange(int(count.sum()))]
+        return index, keys - person[index] * n
 
 
 def _timeless(catalogue: OfferArrays) -> OfferArrays:

@@ -85,6 +85,16 @@ class SimulationConfig:
         out["bot_sessions"] = list(self.bot_sessions)
         return out
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SimulationConfig:
+        """The config `to_dict` wrote (a manifest's `config`)."""
+        values = dict(values)
+        values["start"] = date.fromisoformat(values["start"])
+        values["bot_sessions"] = tuple(values["bot_sessions"])
+        values["weights"] = UtilityWeights(**values["weights"])
+        values["rates"] = BehaviourRates(**values["rates"])
+        return cls(**values)
+
 
 PRESETS: dict[str, SimulationConfig] = {
     "tiny": SimulationConfig(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -60,35 +61,29 @@ def simulate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_FILE).unlink(missing_ok=True)
-    sequence = np.random.SeedSequence(seed)
-    rng_offers, rng_people, rng_widgets, rng_sessions, rng_diffusion, rng_applies, rng_events = (
-        np.random.default_rng(s) for s in sequence.spawn(7)
+    world = build_world(config, seed, say)
+    offers, people, sessions, widgets, cities = (
+        world.offers,
+        world.people,
+        world.sessions,
+        world.widgets,
+        world.cities,
     )
-    salts = [int(x) for x in sequence.generate_state(8, dtype=np.uint64)]
-    start = pd.Timestamp(config.start, tz="UTC")
-    cities = geo.cities().head(config.n_cities).reset_index(drop=True)
-
-    say(f"offers: drawing {config.n_offers:,}")
-    offers = simulate_offers(config, cities, rng_offers, start, salts[0])
-    say(f"people: drawing {config.n_people:,}")
-    people = simulate_people(config, cities, rng_people, start, salts[1])
-    truth = Truth(people.truth, offers.truth, config.weights, noise_salt=salts[2])
-    widgets = diffusion.make_widgets(config, cities, rng_widgets, salts[3])
-    sessions, vocabularies = diffusion.make_sessions(
-        config, cities, people, offers, widgets, rng_sessions, start, salts[4]
-    )
-    say(f"sessions: {len(sessions):,} ({int(sessions.bot.sum()):,} by bots)")
     # Profiles first: eligibility reads them exactly as evaluation will, from the file.
     write_table(people.frame, "profiles", out / PROFILES_FILE)
-    visitors = profile_arrays(read_table(out / PROFILES_FILE))
-    t_end = int(start.timestamp()) + config.days * DAY
-    applications = Applications(
-        config, offers, offer_arrays(offers.frame), visitors, people.truth.age, rng_applies, t_end
-    )
+    applications = world.applications(read_table(out / PROFILES_FILE))
     interactions = diffusion.diffuse(
-        config, cities, sessions, offers, truth, applications, rng_diffusion, start, say
+        config,
+        cities,
+        sessions,
+        offers,
+        world.truth,
+        applications,
+        world.rng_diffusion,
+        world.start,
+        say,
     )
-    _withdraw_filled(offers.frame, applications.filled_at, t_end)
+    _withdraw_filled(offers.frame, applications.filled_at, world.t_end)
     write_table(offers.frame, "offers", out / OFFERS_FILE)
     say(f"events: assembling ({len(interactions.print_session):,} prints)")
     events = _events(
@@ -96,13 +91,13 @@ def simulate(
         sessions,
         offers,
         people,
-        vocabularies,
-        rng_events,
-        salts[6],
+        world.vocabularies,
+        world.rng_events,
+        world.salts[6],
         config.rates.account_share,
     )
     write_table(events, "events", out / EVENTS_FILE)
-    save_truth(truth, out / TRUTH_DIR)
+    save_truth(world.truth, out / TRUTH_DIR)
     (out / TRUTH_DIR / "diffusion.json").write_text(
         json.dumps(
             {
@@ -121,17 +116,95 @@ def simulate(
                     }
                     for i in range(len(widgets.ids))
                 ],
-                "platformPublisherId": vocabularies.from_publishers[len(offers.publisher_ids)],
+                "platformPublisherId": world.vocabularies.from_publishers[
+                    len(offers.publisher_ids)
+                ],
             },
             indent=1,
             ensure_ascii=False,
         )
         + "\n"
     )
-    manifest = _manifest(config, seed, start, offers, people, sessions, events)
+    manifest = _manifest(config, seed, world.start, offers, people, sessions, events)
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     say(f"done: {manifest['counts']['events']:,} events in {out}")
     return manifest
+
+
+@dataclass
+class World:
+    """Everything a simulation draws before diffusion, and the random streams diffusion uses.
+
+    `simulate` diffuses it once with the incumbent's lists; `recsys.simulation.replay` rebuilds
+    the same world from a dataset's manifest and diffuses it again with other lists.
+    """
+
+    config: SimulationConfig
+    start: pd.Timestamp
+    t_end: int
+    cities: pd.DataFrame
+    offers: SimulatedOffers
+    people: SimulatedPeople
+    truth: Truth
+    widgets: diffusion.Widgets
+    sessions: Sessions
+    vocabularies: Vocabularies
+    rng_diffusion: np.random.Generator
+    rng_applies: np.random.Generator
+    rng_events: np.random.Generator
+    salts: list[int]
+
+    def applications(self, profiles: pd.DataFrame) -> Applications:
+        """The applications state, starting empty, judged on the profiles as written."""
+        return Applications(
+            self.config,
+            self.offers,
+            offer_arrays(self.offers.frame),
+            profile_arrays(profiles),
+            self.people.truth.age,
+            self.rng_applies,
+            self.t_end,
+        )
+
+
+def build_world(
+    config: SimulationConfig, seed: int, say: Callable[[str], None] = logger.info
+) -> World:
+    """Draw offers, people, widgets and sessions of (config, seed), as `simulate` does."""
+    sequence = np.random.SeedSequence(seed)
+    rng_offers, rng_people, rng_widgets, rng_sessions, rng_diffusion, rng_applies, rng_events = (
+        np.random.default_rng(s) for s in sequence.spawn(7)
+    )
+    salts = [int(x) for x in sequence.generate_state(8, dtype=np.uint64)]
+    start = pd.Timestamp(config.start, tz="UTC")
+    cities = geo.cities().head(config.n_cities).reset_index(drop=True)
+
+    say(f"offers: drawing {config.n_offers:,}")
+    offers = simulate_offers(config, cities, rng_offers, start, salts[0])
+    say(f"people: drawing {config.n_people:,}")
+    people = simulate_people(config, cities, rng_people, start, salts[1])
+    truth = Truth(people.truth, offers.truth, config.weights, noise_salt=salts[2])
+    widgets = diffusion.make_widgets(config, cities, rng_widgets, salts[3])
+    sessions, vocabularies = diffusion.make_sessions(
+        config, cities, people, offers, widgets, rng_sessions, start, salts[4]
+    )
+    say(f"sessions: {len(sessions):,} ({int(sessions.bot.sum()):,} by bots)")
+    return World(
+        config=config,
+        start=start,
+        t_end=int(start.timestamp()) + config.days * DAY,
+        cities=cities,
+        offers=offers,
+        people=people,
+        truth=truth,
+        widgets=widgets,
+        sessions=sessions,
+        vocabularies=vocabularies,
+        rng_diffusion=rng_diffusion,
+        rng_applies=rng_applies,
+        rng_events=rng_events,
+        salts=salts,
+    )
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:

@@ -1,0 +1,483 @@
+"""Closed-loop replay: the simulated traffic again, with a list policy serving the platform.
+
+A simulated dataset is the record of one world (offers, people, widgets, sessions) diffused
+with the incumbent's lists. The replay rebuilds that world from the dataset's manifest
+(`simulator.build_world`), diffuses its history again up to the replay's start (the very
+draws the dataset holds), then plays the last `weeks` weeks once per policy:
+
+* sessions on the platform's recommendation surfaces (its own search, partner widgets with
+  their filters, the newsletter) get the list the policy under test makes (`ReplayPolicy`,
+  through the core's list policy, `recsys.policy`);
+* every other session (campaigns, search-engine landings, publishers' own sites, bots)
+  keeps the incumbent's list, drawn by the simulator's own functions;
+* prints, clicks (position bias) and applies are drawn from the simulator's true model
+  (`diffusion._react`) and settled by its applications state (places fill, offers close);
+* a policy that learns is refitted every `retrain_weeks` on the history plus what the replay
+  recorded so far, its own lists included, so feedback loops show.
+
+Nothing here changes the generative story: the replay calls the simulator's functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import metrics, taxonomy
+from recsys.arrays import OfferArrays, offer_arrays, profile_arrays
+from recsys.candidates import candidate_mask, open_during
+from recsys.config import EVENTS_FILE, PROFILES_FILE
+from recsys.featureset import aligned_profiles
+from recsys.geo import unit_vectors
+from recsys.policy import ListPolicy, exclude, group_codes, tie_keys
+from recsys.ranking import PAD
+from recsys.schema import read_table
+from recsys.simulation import diffusion
+from recsys.simulation.applications import NO_APPLY, Applications
+from recsys.simulation.config import GENERATOR_VERSION, SimulationConfig
+from recsys.simulation.diffusion import WEEK, Interactions
+from recsys.simulation.simulator import World, _events, build_world, read_manifest
+from recsys.simulation.truth import utility
+
+logger = logging.getLogger(__name__)
+
+SERVED_SOURCES = (diffusion.API, diffusion.WIDGET, diffusion.EMAIL)
+_PROGRAMMES = len(taxonomy.PROGRAMMES)
+
+
+@dataclass(frozen=True)
+class Requests:
+    """The lists to make in one replayed week: one row per served session.
+
+    Offers are the week's `columns` (offers open at some point of the week, rows of the
+    world's offers); every matrix has one column per entry of `columns`. `profiles` is what
+    the front would send: the stored profile when the session carries the stable `userId`,
+    else the place of the request (the partner's or the visitor's city) and its radius, with
+    `userId` set to the visitor's `user` hash. `person` is the simulated person behind each
+    session: only the oracle may read it.
+    """
+
+    session: np.ndarray  # rows of the world's sessions
+    identified: np.ndarray  # bool: carries the stable userId
+    profiles: pd.DataFrame  # canonical profile rows, one per request
+    person: np.ndarray  # int64 simulated person
+    time: np.ndarray  # int64 epoch seconds of each request
+    k: np.ndarray  # int64 list length (the page shown ends there)
+    columns: np.ndarray  # int64 offer rows of the week
+    allowed: np.ndarray  # (n, n_columns) bool: open at the request's time, surface filters
+    applied: sp.csr_matrix  # (n, n_columns): non-zero where a known visitor already applied
+    catalog: OfferArrays  # the columns' offers as they stand for the week (`open_during`)
+    now: int  # the week's start, epoch seconds
+
+    def __len__(self) -> int:
+        return len(self.session)
+
+    def candidates(self) -> np.ndarray:
+        """(n, n_columns) bool: the core's candidates (eligibility at the week's start) within
+        what the surface allows, minus the list policy's exclusions (what was applied to)."""
+        mask = candidate_mask(self.catalog, profile_arrays(self.profiles), self.now)
+        return exclude(mask & self.allowed, self.applied)
+
+    def offers(self, lists: np.ndarray) -> np.ndarray:
+        """Lists of column positions (-1 padded) as rows of the world's offers."""
+        return np.where(lists >= 0, self.columns[np.maximum(lists, 0)], PAD)
+
+
+class ReplayPolicy(Protocol):
+    """What a replay needs from a policy: make the lists for these visitors at this instant.
+
+    `learns` says whether `refit` should be called every `retrain_weeks`; `refit` receives
+    the events recorded before `now` (history and replay), in the canonical events table.
+    """
+
+    name: str
+    learns: bool
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        """(n, max k) positions in `requests.columns`, best first, -1 padded; row i is cut
+        at `requests.k[i]`."""
+        ...
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        """Train again on `events` (everything recorded before `now`)."""
+        ...
+
+
+def make_lists(
+    policy: ListPolicy, scores: np.ndarray, masks: np.ndarray, requests: Requests
+) -> np.ndarray:
+    """The core list policy's lists (`ListPolicy.lists`: pool, caps, ties by offer id) of the
+    week's requests from their served `scores` over their candidates `masks`, each row of its
+    own length `requests.k`: (n, max k) positions in `requests.columns`, -1 padded."""
+    publisher, programme = group_codes(requests.catalog)
+    keys = tie_keys(requests.catalog.ids)
+    out = np.full((len(requests), int(requests.k.max())), PAD, dtype=np.int64)
+    for size in np.unique(requests.k):
+        rows = np.flatnonzero(requests.k == size)
+        made = policy.lists(scores[rows], masks[rows], int(size), publisher, programme, keys)
+        out[rows, : made.shape[1]] = made
+    return out
+
+
+class OraclePolicy:
+    """The ceiling: each session's person ranked by their expected utility (the simulator's
+    truth), over the same candidates and through the same list policy, as evaluation's
+    oracle. It knows who is behind an anonymous session, which no real policy can."""
+
+    name = "oracle"
+    learns = False
+
+    def __init__(self, world: World, policy: ListPolicy | None = None) -> None:
+        self._truth = world.truth
+        self._policy = policy if policy is not None else ListPolicy()
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        mask = requests.candidates()
+        rows, offers = np.nonzero(mask)
+        scores = np.full(mask.shape, np.nan)
+        scores[rows, offers] = utility(self._truth, requests.person[rows], requests.columns[offers])
+        return make_lists(self._policy, scores, mask, requests)
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        raise NotImplementedError("the oracle does not learn")
+
+
+@dataclass
+class RunResult:
+    """What one policy produced in one replay run (served = on the policy's lists)."""
+
+    policy: str
+    repeat: int
+    week_start: list[str]  # ISO date of each replayed week
+    weekly_applications: np.ndarray  # served applies per week
+    weekly_applications_all: np.ndarray  # applies from every source per week
+    programme_applications: np.ndarray  # served applies per programme (taxonomy.PROGRAMMES)
+    lists: int = 0  # served lists (human sessions of the served surfaces)
+    prints: int = 0
+    clicks: int = 0
+    new_offer_applications: int = 0  # served applies on offers posted after the replay start
+    publisher_prints: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def applications(self) -> int:
+        return int(self.weekly_applications.sum())
+
+    def figures(self) -> dict[str, float]:
+        """The run's headline figures (what the report puts intervals on)."""
+        applications = self.applications
+        return {
+            "applications": float(applications),
+            "applications_all_sources": float(self.weekly_applications_all.sum()),
+            "applications_per_1000_lists": 1000.0 * applications / self.lists
+            if self.lists
+            else 0.0,
+            "click_through": self.clicks / self.prints if self.prints else 0.0,
+            "new_offer_share": self.new_offer_applications / applications if applications else 0.0,
+            "gini_publisher": metrics.gini(self.publisher_prints)
+            if self.publisher_prints.size
+            else 0.0,
+            "lists": float(self.lists),
+        }
+
+
+class Replay:
+    """A simulated dataset's world, diffused up to the replay's start, ready to play policies.
+
+    Args:
+        data_dir: a `recsys simulate` output (its manifest rebuilds the world).
+        weeks: replayed weeks, the last ones of the simulated period.
+        say: progress messages.
+
+    Raises:
+        ValueError: the folder is no finished simulation, or `weeks` does not fit in it.
+    """
+
+    def __init__(
+        self, data_dir: Path | str, weeks: int, say: Callable[[str], None] = logger.info
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        manifest = read_manifest(self.data_dir)
+        if manifest is None:
+            raise ValueError(f"--data: {self.data_dir} holds no finished simulation (manifest)")
+        if manifest.get("generator_version") != GENERATOR_VERSION:
+            raise ValueError(
+                f"--data: simulated by generator version {manifest.get('generator_version')!r}, "
+                f"this code is {GENERATOR_VERSION!r}; simulate the dataset again"
+            )
+        config = SimulationConfig.from_dict(manifest["config"])
+        total_weeks = config.days // 7
+        if not 1 <= weeks < total_weeks:
+            raise ValueError(f"--weeks: expected 1 to {total_weeks - 1}, got {weeks}")
+        self.seed = int(manifest["seed"])
+        self.weeks = weeks
+        world = build_world(config, self.seed, say)
+        self.world = world
+        self.first_week = total_weeks - weeks
+        self.t_start = int(world.start.timestamp()) + self.first_week * WEEK
+        self.profiles = read_table(self.data_dir / PROFILES_FILE)
+        sessions = world.sessions
+        before = np.flatnonzero(sessions.time < self.t_start)
+        say(f"replay: diffusing the {self.first_week} weeks of history again")
+        self._applications = world.applications(self.profiles)
+        diffusion.diffuse(
+            config,
+            world.cities,
+            sessions.take(before),
+            world.offers,
+            world.truth,
+            self._applications,
+            world.rng_diffusion,
+            world.start,
+        )
+        self._active_to = world.offers.active_to.copy()
+        self._catalog = offer_arrays(world.offers.frame)
+        self._city_points = unit_vectors(
+            world.cities["lat"].to_numpy(), world.cities["lon"].to_numpy()
+        )
+        self._served = np.isin(sessions.source, SERVED_SOURCES) & ~sessions.bot & ~sessions.seo
+        self._publisher_codes = world.offers.publisher.astype(np.int64)
+        self._programme = world.offers.truth.programme.astype(np.int64)
+        self._is_new = world.offers.posted_at >= self.t_start
+        self._history: pd.DataFrame | None = None
+
+    def history(self) -> pd.DataFrame:
+        """The dataset's events before the replay's start (what every policy starts from)."""
+        if self._history is None:
+            events = read_table(self.data_dir / EVENTS_FILE)
+            start = pd.Timestamp(self.t_start, unit="s", tz="UTC")
+            self._history = events[events["createdAt"] < start].reset_index(drop=True)
+        return self._history
+
+    def run(
+        self,
+        policy: ReplayPolicy,
+        repeat: int,
+        retrain_weeks: int = 4,
+        say: Callable[[str], None] = logger.info,
+    ) -> RunResult:
+        """Play every replayed week with `policy` serving the platform's surfaces.
+
+        Deterministic for (dataset, policy, repeat): the draws come from a generator seeded by
+        the dataset's seed and `repeat`, the same for every policy.
+        """
+        if retrain_weeks < 1:
+            raise ValueError(f"--retrain-weeks: expected at least 1, got {retrain_weeks}")
+        world = self.world
+        config, sessions = world.config, world.sessions
+        rng = np.random.default_rng([self.seed, repeat])
+        offers = replace(world.offers, active_to=self._active_to.copy())
+        applications = self._applications.fork(offers, rng)
+        t0 = int(world.start.timestamp())
+        result = RunResult(
+            policy=policy.name,
+            repeat=repeat,
+            week_start=[],
+            weekly_applications=np.zeros(self.weeks, dtype=np.int64),
+            weekly_applications_all=np.zeros(self.weeks, dtype=np.int64),
+            programme_applications=np.zeros(_PROGRAMMES, dtype=np.int64),
+            publisher_prints=np.zeros(len(world.offers.publisher_ids), dtype=np.float64),
+        )
+        log = _Log()
+        week_of = (sessions.time - t0) // WEEK
+        for i in range(self.weeks):
+            w = self.first_week + i
+            week_start, week_end = t0 + w * WEEK, t0 + (w + 1) * WEEK
+            if policy.learns and i % retrain_weeks == 0:
+                say(f"{policy.name} #{repeat}: training on what was recorded before week {i + 1}")
+                policy.refit(week_start, self._events(log, offers, repeat, week_start))
+            rows = np.flatnonzero(week_of == w)
+            result.week_start.append(pd.Timestamp(week_start, unit="s").date().isoformat())
+            served = rows[self._served[rows]]
+            seo = rows[sessions.seo[rows]]
+            other = rows[~self._served[rows] & ~sessions.seo[rows]]
+            open_now = (offers.active_from < week_end) & (offers.active_to > week_start)
+            pools = diffusion._Pools.build(
+                offers, open_now, sessions.city[rows], self._city_points, config, rng
+            )
+            s_other, o_other, p_other = diffusion._lists(sessions, other, pools, offers, rng)
+            s_seo, o_seo = diffusion._landings(sessions, seo, pools, offers, world.truth, rng)
+            requests = self._requests(served, week_start, week_end, offers, applications)
+            lists = requests.offers(policy.lists(requests)) if len(served) else None
+            s_pol, o_pol, p_pol = self._shown(requests, lists)
+            session = np.concatenate([s_other, s_seo, s_pol])
+            offer = np.concatenate([o_other, o_seo, o_pol])
+            position = np.concatenate([p_other, np.ones(len(s_seo), dtype=np.int64), p_pol])
+            clicked, click_time, attempt, apply_time = diffusion._react(
+                config, sessions, session, offer, position, world.truth, rng, world.t_end
+            )
+            status = applications.settle(
+                sessions.person[session[clicked][attempt]],
+                offer[clicked][attempt],
+                apply_time,
+                week_end,
+            )
+            applied = status != NO_APPLY
+            log.add(session, offer, position, clicked, click_time, attempt, apply_time, status)
+
+            on_policy = self._served[session]
+            applied_session = session[clicked][attempt][applied]
+            applied_offer = offer[clicked][attempt][applied]
+            mine = self._served[applied_session]
+            result.weekly_applications[i] = int(mine.sum())
+            result.weekly_applications_all[i] = int(applied.sum())
+            result.programme_applications += np.bincount(
+                self._programme[applied_offer[mine]], minlength=_PROGRAMMES
+            )
+            result.new_offer_applications += int(self._is_new[applied_offer[mine]].sum())
+            result.lists += len(served)
+            result.prints += int(on_policy.sum())
+            result.clicks += int((clicked & on_policy).sum())
+            result.publisher_prints += np.bincount(
+                self._publisher_codes[offer[on_policy]], minlength=len(result.publisher_prints)
+            )
+        say(
+            f"{policy.name} #{repeat}: {result.applications:,} applications from "
+            f"{result.lists:,} served lists"
+        )
+        return result
+
+    def _requests(
+        self,
+        served: np.ndarray,
+        week_start: int,
+        week_end: int,
+        offers: diffusion.SimulatedOffers,
+        applications: Applications,
+    ) -> Requests:
+        """The week's served sessions as ranking requests."""
+        world, sessions = self.world, self.world.sessions
+        person = sessions.person[served]
+        identified = sessions.identified[served]
+        user_ids = np.where(
+            identified,
+            self.profiles["userId"].to_numpy(dtype=object)[person],
+            np.asarray(world.vocabularies.users, dtype=object)[sessions.device[served]],
+        )
+        frame = aligned_profiles(self.profiles, user_ids)
+        anonymous = np.flatnonzero(~identified)
+        city = sessions.city[served[anonymous]]
+        for column, values in (
+            ("lat", world.cities["lat"].to_numpy()[city]),
+            ("lon", world.cities["lon"].to_numpy()[city]),
+            ("radiusKm", sessions.radius[served[anonymous]]),
+        ):
+            frame.loc[anonymous, column] = values
+        columns = np.flatnonzero((offers.active_from < week_end) & (offers.active_to > week_start))
+        t = sessions.time[served][:, None]
+        allowed = (offers.active_from[columns] <= t) & (offers.active_to[columns] > t)
+        truth = world.offers.truth
+        for wanted, have in (
+            (sessions.programme[served], truth.programme[columns]),
+            (sessions.domain[served], truth.domain[columns]),
+        ):
+            allowed &= (wanted[:, None] < 0) | (have[None, :] == wanted[:, None])
+        remote = truth.remote[columns] == taxonomy.REMOTE_VALUES.index("full")
+        allowed &= sessions.remote[served][:, None] | ~remote[None, :]
+        known = np.flatnonzero(identified)
+        row, offer = applications.applied_offers(person[known])
+        position = np.searchsorted(columns, offer)
+        inside = position < len(columns)
+        inside[inside] = columns[position[inside]] == offer[inside]
+        applied = sp.csr_matrix(
+            (np.ones(int(inside.sum())), (known[row[inside]], position[inside])),
+            shape=allowed.shape,
+        )
+        size = sessions.size[served].astype(np.int64)
+        return Requests(
+            session=served,
+            identified=identified,
+            profiles=frame,
+            person=person,
+            time=sessions.time[served],
+            k=sessions.page[served].astype(np.int64) * size,
+            columns=columns,
+            allowed=allowed,
+            applied=applied,
+            catalog=open_during(self._catalog.take(columns), week_start, week_end),
+            now=week_start,
+        )
+
+    def _shown(
+        self, requests: Requests, lists: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(session, offer, position) of the page each served session saw of its list."""
+        if lists is None or lists.size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        sessions = self.world.sessions
+        size = sessions.size[requests.session].astype(np.int64)
+        first = requests.k - size
+        slot = np.arange(lists.shape[1])[None, :]
+        on_page = (slot >= first[:, None]) & (slot < requests.k[:, None]) & (lists >= 0)
+        r, c = np.nonzero(on_page)
+        return requests.session[r], lists[r, c], (c + 1).astype(np.int64)
+
+    def _events(
+        self, log: _Log, offers: diffusion.SimulatedOffers, repeat: int, now: int
+    ) -> pd.DataFrame:
+        """History plus the replay's events before `now`, as one canonical events table."""
+        history = self.history()
+        if log.empty:
+            return history
+        world = self.world
+        replayed = _events(
+            log.interactions(),
+            world.sessions,
+            offers,
+            world.people,
+            world.vocabularies,
+            np.random.default_rng([self.seed, repeat, log.n_clicks]),
+            world.salts[6] + 1 + repeat,  # ids apart from the history's
+            world.config.rates.account_share,
+        )
+        replayed = replayed[replayed["createdAt"] < pd.Timestamp(now, unit="s", tz="UTC")]
+        return pd.concat([history, replayed], ignore_index=True)
+
+
+class _Log:
+    """The replay's interactions so far, as the simulator's `Interactions` index arrays."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in diffusion._PART_KEYS}
+        self.n_clicks = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self._parts["print_session"]
+
+    def add(
+        self,
+        session: np.ndarray,
+        offer: np.ndarray,
+        position: np.ndarray,
+        clicked: np.ndarray,
+        click_time: np.ndarray,
+        attempt: np.ndarray,
+        apply_time: np.ndarray,
+        status: np.ndarray,
+    ) -> None:
+        applied = status != NO_APPLY
+        for key, value in (
+            ("print_session", session),
+            ("print_offer", offer),
+            ("print_position", position),
+            ("click_session", session[clicked]),
+            ("click_offer", offer[clicked]),
+            ("click_position", position[clicked]),
+            ("click_time", click_time),
+            ("apply_click", self.n_clicks + attempt[applied]),
+            ("apply_time", apply_time[applied]),
+            ("apply_status", status[applied]),
+        ):
+            self._parts[key].append(value)
+        self.n_clicks += int(clicked.sum())
+
+    def interactions(self) -> Interactions:
+        return Interactions(**{k: diffusion._concat(v) for k, v in self._parts.items()})

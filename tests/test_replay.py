@@ -1,0 +1,294 @@
+"""Closed-loop replay on the tiny preset: deterministic, the oracle on top, intervals and
+projection against hand-computed values, a policy that shows nothing, the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from engagement.cli import app
+from recsys.policy import ListPolicy, group_codes, tie_keys
+from recsys.schema import read_table
+from recsys.simulation import get_preset, simulate
+from recsys.simulation.config import SimulationConfig
+from recsys.simulation.diffusion import WEEK
+from recsys.simulation.replay import (
+    SERVED_SOURCES,
+    OraclePolicy,
+    Replay,
+    Requests,
+    RunResult,
+)
+from recsys.simulation.replay_summary import interval, projection, ratio, summarise
+from recsys.simulation.simulator import build_world
+from recsys.simulation.truth import utility
+from training.replay import ModelPolicy, run_replay
+
+SEED = 5
+WEEKS = 4
+
+
+class ShowsNothing:
+    """A policy whose every list is empty."""
+
+    name = "nothing"
+    learns = False
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        return np.full((len(requests), int(requests.k.max())), -1, dtype=np.int64)
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        raise AssertionError("never called: the policy does not learn")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    simulate(get_preset("tiny"), SEED, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def replay(tiny_dir: Path) -> Replay:
+    return Replay(tiny_dir, WEEKS)
+
+
+def _same(a: RunResult, b: RunResult) -> None:
+    assert a.figures() == b.figures()
+    np.testing.assert_array_equal(a.weekly_applications, b.weekly_applications)
+    np.testing.assert_array_equal(a.weekly_applications_all, b.weekly_applications_all)
+    np.testing.assert_array_equal(a.programme_applications, b.programme_applications)
+    np.testing.assert_array_equal(a.publisher_prints, b.publisher_prints)
+
+
+def test_the_world_rebuilt_from_the_manifest_is_the_datasets(tiny_dir: Path) -> None:
+    manifest = json.loads((tiny_dir / "manifest.json").read_text())
+    config = SimulationConfig.from_dict(manifest["config"])
+    assert config == get_preset("tiny")
+    world = build_world(config, SEED)
+    offers = read_table(tiny_dir / "offers.parquet")
+    np.testing.assert_array_equal(
+        world.offers.frame["id"].to_numpy(str), offers["id"].to_numpy(str)
+    )
+    assert len(world.sessions) == manifest["counts"]["sessions"]
+
+
+def test_replay_is_deterministic_for_a_seed(replay: Replay, tiny_dir: Path) -> None:
+    oracle = OraclePolicy(replay.world)
+    _same(replay.run(oracle, 0), replay.run(oracle, 0))
+    _same(replay.run(oracle, 1), Replay(tiny_dir, WEEKS).run(oracle, 1))
+    assert replay.run(oracle, 0).figures() != replay.run(oracle, 1).figures()
+
+
+def test_a_learning_policy_is_deterministic_and_retrained(replay: Replay, tmp_path: Path) -> None:
+    def run(folder: str) -> tuple[RunResult, ModelPolicy]:
+        policy = ModelPolicy(
+            "popularity", replay.world.offers.frame, replay.profiles, tmp_path / folder
+        )
+        return replay.run(policy, 0, retrain_weeks=2), policy
+
+    (first, policy), (second, _) = run("a"), run("b")
+    _same(first, second)
+    assert len(policy.fit_seconds) == WEEKS // 2  # weeks 1 and 3
+    assert first.lists > 0 and first.prints > 0
+
+
+def test_a_policy_that_shows_nothing_gets_no_application(replay: Replay) -> None:
+    result = replay.run(ShowsNothing(), 0)
+    assert result.lists > 0  # the sessions were served...
+    assert result.prints == result.clicks == result.applications == 0  # ...with nothing
+    assert result.programme_applications.sum() == 0
+    assert result.weekly_applications_all.sum() > 0  # other sources keep their lists
+    assert result.figures()["applications_per_1000_lists"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_oracle_beats_every_policy_in_expectation(replay: Replay, tmp_path: Path) -> None:
+    repeats = range(3)
+    oracle = OraclePolicy(replay.world)
+    mean = {
+        "oracle": np.mean([replay.run(oracle, r).applications for r in repeats]),
+        "nothing": np.mean([replay.run(ShowsNothing(), r).applications for r in repeats]),
+    }
+    for name in ("incumbent_local", "popularity"):
+        mean[name] = np.mean(
+            [
+                replay.run(
+                    ModelPolicy(name, replay.world.offers.frame, replay.profiles, tmp_path / name),
+                    r,
+                    retrain_weeks=WEEKS,
+                ).applications
+                for r in repeats
+            ]
+        )
+    assert mean["oracle"] > 0
+    assert all(mean["oracle"] >= value for value in mean.values()), mean
+
+
+def test_interval_by_hand() -> None:
+    # mean 2.5, sd (ddof 1) sqrt(5/3) = 1.290994, t(0.975, 3) = 3.182446,
+    # half-width 3.182446 * 1.290994 / 2 = 2.054260.
+    found = interval([1.0, 2.0, 3.0, 4.0])
+    assert found["mean"] == 2.5
+    assert found["low"] == pytest.approx(2.5 - 2.054260, abs=1e-6)
+    assert found["high"] == pytest.approx(2.5 + 2.054260, abs=1e-6)
+    assert found["repeats"] == 4
+    assert interval([7.0]) == {"mean": 7.0, "low": 7.0, "high": 7.0, "repeats": 1}
+    with pytest.raises(ValueError, match="values"):
+        interval([])
+
+
+def _run(policy: str, repeat: int, weekly: list[int], lists: int, **extra: int) -> RunResult:
+    return RunResult(
+        policy=policy,
+        repeat=repeat,
+        week_start=["2026-03-02", "2026-03-09"],
+        weekly_applications=np.array(weekly),
+        weekly_applications_all=np.array(weekly) * 2,
+        programme_applications=np.array([sum(weekly), 0, 0, 0]),
+        lists=lists,
+        prints=extra.get("prints", 100),
+        clicks=extra.get("clicks", 10),
+        new_offer_applications=extra.get("new", 0),
+        publisher_prints=np.array([1.0, 1.0]),
+    )
+
+
+def test_summary_projection_and_ratio_by_hand() -> None:
+    results = [
+        _run("a", 0, [2, 4], 200, clicks=10, new=3),  # 30 per 1000 lists, ctr 0.10, new 0.5
+        _run("a", 1, [3, 5], 200, clicks=20, new=2),  # 40 per 1000 lists, ctr 0.20, new 0.25
+        _run("b", 0, [1, 2], 200),
+        _run("b", 1, [2, 2], 200),
+    ]
+    summary = summarise(results)
+    half = 12.706205 * np.sqrt(50.0) / np.sqrt(2.0)  # t(0.975, 1) · sd / √2 of (30, 40)
+    rate = summary["a"]["applications_per_1000_lists"]
+    assert rate["mean"] == pytest.approx(35.0)
+    assert rate["high"] - rate["mean"] == pytest.approx(half, rel=1e-6)
+    assert summary["a"]["applications"]["mean"] == pytest.approx(7.0)
+    assert summary["a"]["click_through"]["mean"] == pytest.approx(0.15)
+    assert summary["a"]["new_offer_share"]["mean"] == pytest.approx(0.375)
+    assert summary["a"]["gini_publisher"]["mean"] == 0.0
+    assert summary["a"]["per_week"][1]["mean"] == pytest.approx(4.5)
+    assert summary["a"]["cumulative"][1]["mean"] == pytest.approx(7.0)
+    assert summary["a"]["per_programme"]["benevolat"]["mean"] == pytest.approx(7.0)
+
+    # 6 / 3 and 8 / 4: both 2.
+    assert ratio(results, "a", "b") == {"mean": 2.0, "low": 2.0, "high": 2.0, "repeats": 2}
+
+    # 35 per 1000 lists, 10,000 lists a month over 26 weeks (6 months at 52/12 weeks a month).
+    projected = projection(summary, weeks=2, traffic=10_000)
+    assert projected["a"]["mean"] == pytest.approx(35.0 * 10_000 * 12 / 52 * 26 / 1000)
+    # 2,000 applications at 35 per 1000 lists: 57,142.9 lists in 6 months, 9,523.8 a month.
+    assert projected["a"]["lists_per_month_for_objective"] == pytest.approx(2000 / 0.035 / 6)
+    # Without traffic: the replay's 200 lists per 2 weeks carried over 26 weeks.
+    assert projection(summary, weeks=2, traffic=None)["a"]["mean"] == pytest.approx(
+        35.0 * 200 * 13 / 1000
+    )
+
+
+def test_cli_writes_the_figures_and_the_plot(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "replay.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--data",
+            str(tiny_dir),
+            "--policies",
+            "incumbent_local,oracle",
+            "--weeks",
+            "2",
+            "--repeats",
+            "2",
+            "--traffic",
+            "5000",
+            "--json",
+            str(out),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert list(document["policies"]) == ["incumbent_local", "oracle"]
+    assert document["repeats"] == 2 and document["weeks"] == 2
+    assert len(document["policies"]["oracle"]["per_week"]) == 2
+    assert "incumbent_local/oracle" in document["ratios"]
+    assert document["projection"]["traffic_lists_per_month"] == 5000
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "oracle" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--policies", "hybrid,nope"], "--policies: unknown policy 'nope'"),
+        (["--weeks", "60"], "--weeks: expected 1 to 51"),
+        (["--repeats", "0"], "--repeats: expected at least 1"),
+        (["--retrain-weeks", "0"], "--retrain-weeks: expected at least 1"),
+        (["--traffic", "-3"], "--traffic: expected a positive number"),
+    ],
+)
+def test_cli_bad_input_names_the_option(tiny_dir: Path, arguments: list[str], message: str) -> None:
+    result = CliRunner().invoke(
+        app, ["replay", "--data", str(tiny_dir), "--weeks", "1", "--quiet", *arguments]
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_refuses_a_folder_without_simulation(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["replay", "--data", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1
+    assert "--data" in result.output and "manifest" in result.output
+
+
+def test_run_replay_builds_named_policies_per_repeat(tiny_dir: Path) -> None:
+    replayed, results = run_replay(tiny_dir, ["oracle", ShowsNothing()], 1, 2, 1)
+    assert [(r.policy, r.repeat) for r in results] == [
+        ("oracle", 0),
+        ("nothing", 0),
+        ("oracle", 1),
+        ("nothing", 1),
+    ]
+    assert replayed.weeks == 1
+
+
+def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
+    oracle = OraclePolicy(replay.world)
+    week = replay.world.sessions
+    t0 = int(replay.world.start.timestamp())
+    rows = np.flatnonzero((week.time - t0) // WEEK == replay.first_week)
+    served = rows[np.isin(week.source[rows], SERVED_SOURCES) & ~week.bot[rows] & ~week.seo[rows]]
+    offers = replay.world.offers
+    requests = replay._requests(
+        served, replay.t_start, replay.t_start + WEEK, offers, replay._applications
+    )
+    assert len(np.unique(requests.k)) > 1  # pages of several lengths
+    made = oracle.lists(requests)
+    masks = requests.candidates()
+    publisher, programme = group_codes(requests.catalog)
+    for i in range(len(requests)):
+        scores = np.where(masks[i], 0.0, np.nan)
+        offers_i = np.flatnonzero(masks[i])
+        scores[offers_i] = utility(
+            replay.world.truth, requests.person[[i] * len(offers_i)], requests.columns[offers_i]
+        )
+        alone = ListPolicy().lists(
+            scores[None, :],
+            masks[i : i + 1],
+            int(requests.k[i]),
+            publisher,
+            programme,
+            tie_keys(requests.catalog.ids),
+        )[0]
+        np.testing.assert_array_equal(made[i, : requests.k[i]], alone)
+        assert (made[i, requests.k[i] :] == -1).all()
+        assert (made[i][made[i] >= 0] < len(requests.columns)).all()

@@ -1,0 +1,304 @@
+"""`recsys sync` against the mock of the national API, over real HTTP (uvicorn on a free port)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from engagement.cli import app
+from recsys import config, schema
+from recsys.mock_api import Faults, MockAPI, missions_from_offers, running
+from recsys.schema import Profile
+from recsys.sync import (
+    PAGES_DIR,
+    STATE_FILE,
+    SyncConfig,
+    SyncError,
+    merge_perimeter,
+    parse_duration,
+    read_state,
+    sync,
+)
+from serving.engine import Engine
+from serving.schemas import RankRequest
+from serving.settings import Settings
+
+KEY = "partner-key"
+NOW = pd.Timestamp.now(tz="UTC").floor("s")
+ARLES = (43.5469, 4.6622)
+pytestmark = pytest.mark.service
+
+
+def mission(mission_id: str, updated_days_ago: int = 5, **fields: Any) -> dict[str, Any]:
+    """An open bénévolat mission in Arles as the API exports it."""
+    stamp = (NOW - pd.Timedelta(days=updated_days_ago)).isoformat()
+    return {
+        "id": mission_id,
+        "publisherId": "pub",
+        "title": f"Mission {mission_id}",
+        "domain": "solidarite-insertion",
+        "type": "benevolat",
+        "statusCode": "ACCEPTED",
+        "remote": "no",
+        "createdAt": (NOW - pd.Timedelta(days=30)).isoformat(),
+        "postedAt": (NOW - pd.Timedelta(days=30)).isoformat(),
+        "updatedAt": stamp,
+        "startAt": (NOW + pd.Timedelta(days=3)).isoformat(),
+        "city": "Arles",
+        "postalCode": "13200",
+        "location": {"lat": ARLES[0], "lon": ARLES[1]},
+        **fields,
+    }
+
+
+class _Server:
+    """A MockAPI and the URL it is served at."""
+
+    def __init__(self, api: MockAPI, url: str) -> None:
+        self.api = api
+        self.url = url
+
+
+@pytest.fixture
+def mock() -> Iterator[_Server]:
+    api = MockAPI([mission(f"m{i}") for i in range(7)], key=KEY)
+    with running(api) as url:
+        yield _Server(api, url)
+
+
+def _settings(server: _Server, out: Path, **overrides: Any) -> SyncConfig:
+    values = {"api": server.url, "out": out, "key": KEY, "page_size": 2, "backoff_seconds": 0.0}
+    return SyncConfig(**(values | overrides))
+
+
+def _stored(out: Path) -> pd.DataFrame:
+    return schema.read_table(out / config.OFFERS_FILE).set_index("id")
+
+
+# --- The mock ----------------------------------------------------------------------------------
+
+
+def test_mock_pages_with_limit_skip_and_their_aliases(mock: _Server) -> None:
+    headers = {"apikey": KEY}
+    url = mock.url + "/v0/mission"
+    page = httpx.get(url, params={"limit": 3, "skip": 5}, headers=headers).json()
+    assert (page["ok"], page["total"], page["limit"], page["skip"]) == (True, 7, 3, 5)
+    assert [m["id"] for m in page["data"]] == ["m5", "m6"]
+    aliased = httpx.get(url, params={"size": 3, "from": 5}, headers={"x-api-key": KEY}).json()
+    assert aliased["data"] == page["data"]
+    default = httpx.get(url, headers=headers).json()
+    assert (default["limit"], default["skip"], len(default["data"])) == (25, 0, 7)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 10_001}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"skip": -1}, "skip"),
+        ({"size": "ten"}, "size"),
+        ({"limit": 2, "size": 3}, "limit and size"),
+    ],
+)
+def test_mock_refuses_bad_queries_with_400(
+    mock: _Server, params: dict[str, Any], field: str
+) -> None:
+    response = httpx.get(mock.url + "/v0/mission", params=params, headers={"apikey": KEY})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["ok"] is False and body["code"] == "INVALID_QUERY"
+    assert body["message"].startswith(field)
+
+
+def test_mock_requires_the_key(mock: _Server) -> None:
+    for headers in ({}, {"apikey": "wrong"}):
+        response = httpx.get(mock.url + "/v0/mission", headers=headers)
+        assert response.status_code == 401 and response.json()["code"] == "UNAUTHORIZED"
+
+
+def test_mock_serves_a_canonical_table_back_in_the_api_format(tmp_path: Path) -> None:
+    """A dataset's offers, turned into missions and loaded again, are the same offers."""
+    from recsys.loaders import load_offers
+
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([mission("a"), mission("b", remote="full", location=None)]))
+    table = load_offers(export).table
+    schema.write_table(table, "offers", tmp_path / config.OFFERS_FILE)
+    again = tmp_path / "again.json"
+    again.write_text(
+        json.dumps(missions_from_offers(schema.read_table(tmp_path / "offers.parquet")))
+    )
+    reloaded = load_offers(again).table
+    columns = ["id", "domain", "type", "remote", "lat", "lon", "updatedAt", "startAt", "city"]
+    pd.testing.assert_frame_equal(reloaded[columns], table[columns])
+
+
+# --- Sync --------------------------------------------------------------------------------------
+
+
+def test_first_sync_pages_through_everything(mock: _Server, tmp_path: Path) -> None:
+    report = sync(_settings(mock, tmp_path))
+    assert (report.fetched, report.added, report.pages, report.total) == (7, 7, 4, 7)
+    assert mock.api.pages == [(2, 0), (2, 2), (2, 4), (2, 6)]
+    assert sorted(_stored(tmp_path).index) == [f"m{i}" for i in range(7)]
+    state = read_state(tmp_path)
+    assert "run" not in state and state["last_complete"]["added"] == 7
+    assert not (tmp_path / PAGES_DIR).exists()
+
+
+def test_incremental_sync_updates_closes_deletes_and_rejects(mock: _Server, tmp_path: Path) -> None:
+    sync(_settings(mock, tmp_path))
+    api = mock.api
+    api.upsert(mission("m1", updated_days_ago=1, title="Changed"))  # updated
+    api.upsert(mission("m2", updated_days_ago=5, title="Same date"))  # not later: unchanged
+    api.upsert(mission("m3", updated_days_ago=1, deletedAt=NOW.isoformat()))  # deleted
+    api.remove("m4")  # gone from the perimeter
+    api.upsert(mission("m7"))  # new
+    api.upsert(mission("bad", domain="astrologie"))  # rejected
+    report = sync(_settings(mock, tmp_path))
+    assert (report.added, report.updated, report.closed, report.deleted) == (1, 2, 1, 1)
+    assert report.unchanged == 4 and report.rejected == 1  # m0 m2 m5 m6
+    assert report.reject_reasons == {"unknown_domain": 1}
+    stored = _stored(tmp_path)
+    assert stored.loc["m1", "title"] == "Changed"
+    assert stored.loc["m2", "title"] == "Mission m2"
+    assert stored.loc["m3", "deletedAt"] == pd.Timestamp(NOW)
+    started = pd.Timestamp(report.started_at)
+    assert stored.loc["m4", "deletedAt"] == started.floor("ms")
+    assert stored["deletedAt"].isna().sum() == 6  # m0 m1 m2 m5 m6 m7
+    rejects = [json.loads(line) for line in (tmp_path / "offers.rejects.jsonl").open()]
+    assert [(r["id"], r["reason"]) for r in rejects] == [("bad", "unknown_domain")]
+    # Back in the perimeter, unchanged: open again. The reject, unchanged, is not logged again.
+    api.upsert(mission("m4"))
+    again = sync(_settings(mock, tmp_path))
+    assert again.updated == 1 and pd.isna(_stored(tmp_path).loc["m4", "deletedAt"])
+    assert (again.rejected, again.still_rejected, again.unchanged) == (0, 1, 7)
+    assert len((tmp_path / "offers.rejects.jsonl").read_text().splitlines()) == 1
+    quiet = sync(_settings(mock, tmp_path))
+    assert (quiet.added, quiet.updated, quiet.closed, quiet.unchanged) == (0, 0, 0, 8)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_sync_retries_with_backoff(mock: _Server, tmp_path: Path, status: int) -> None:
+    mock.api.faults = Faults(fail_every=2, fail_status=status)
+    waits: list[float] = []
+    settings = _settings(mock, tmp_path, backoff_seconds=0.01)
+    report = sync(settings, sleep=waits.append)
+    # Requests 2, 4 and 6 fail: pages 2, 3 and 4 are retried once each, then succeed.
+    assert report.total == 7 and report.retries == 3
+    assert waits == [0.01] * 3
+
+
+def test_backoff_doubles_and_exhausted_retries_fail(mock: _Server, tmp_path: Path) -> None:
+    mock.api.faults = Faults(fail_every=1, fail_status=429)
+    waits: list[float] = []
+    settings = _settings(mock, tmp_path, backoff_seconds=0.01, retries=3, max_backoff_seconds=0.03)
+    with pytest.raises(SyncError, match="failed 4 times"):
+        sync(settings, sleep=waits.append)
+    assert waits == [0.01, 0.02, 0.03]
+    assert not (tmp_path / config.OFFERS_FILE).exists()
+
+
+def test_a_refused_key_fails_without_retrying(mock: _Server, tmp_path: Path) -> None:
+    with pytest.raises(SyncError, match="401 UNAUTHORIZED"):
+        sync(_settings(mock, tmp_path, key="stolen"), sleep=lambda _: pytest.fail("retried"))
+
+
+def test_an_interrupted_sync_resumes_at_the_next_page(mock: _Server, tmp_path: Path) -> None:
+    mock.api.faults = Faults(fail_every=3, fail_status=500)  # the third request fails
+    with pytest.raises(SyncError, match="skip=4"):
+        sync(_settings(mock, tmp_path, retries=0))
+    run = read_state(tmp_path)["run"]
+    assert (run["next_skip"], run["pages"], run["complete"]) == (4, 2, False)
+    assert not (tmp_path / config.OFFERS_FILE).exists()  # nothing merged yet
+    mock.api.faults = Faults()
+    mock.api.pages.clear()
+    report = sync(_settings(mock, tmp_path))
+    assert report.resumed and report.pages == 2 and mock.api.pages == [(2, 4), (2, 6)]
+    assert report.added == report.total == 7
+    fresh = tmp_path / "fresh"
+    sync(_settings(mock, fresh))
+    resumed, whole = _stored(tmp_path).sort_index(), _stored(fresh).sort_index()
+    pd.testing.assert_frame_equal(
+        resumed.drop(columns="addresses"), whole.drop(columns="addresses")
+    )
+
+
+def test_an_offer_created_in_the_api_is_recommendable_after_one_sync(
+    mock: _Server, tmp_path: Path
+) -> None:
+    sync(_settings(mock, tmp_path))
+    engine = Engine.start(
+        Settings(model_uri=str(tmp_path / "no-model"), catalog=tmp_path / config.OFFERS_FILE)
+    )
+    person = RankRequest(profile=Profile(age=20, postal_code="13200", radius_km=10), k=20)
+    before = {item.offer_id for item in engine.rank(person)[0].items}
+    assert before == {f"m{i}" for i in range(7)}
+    mock.api.upsert(mission("fresh", updated_days_ago=0))
+    mock.api.remove("m0")
+    report = sync(_settings(mock, tmp_path))
+    assert (report.added, report.closed) == (1, 1)
+    result = engine.update_catalog(str(tmp_path / config.OFFERS_FILE), "replace")
+    assert result.ok, result.message
+    response = engine.rank(person)[0]
+    after = {item.offer_id for item in response.items}
+    assert after == before - {"m0"} | {"fresh"}
+    assert response.location is not None and response.location.commune == "Arles"
+
+
+def test_merge_perimeter_by_hand() -> None:
+    at = pd.Timestamp("2025-06-01", tz="UTC")
+    stored = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "updatedAt": pd.to_datetime(["2025-01-01", "2025-01-01", "2025-01-01"], utc=True),
+            "deletedAt": pd.to_datetime([None, None, "2025-02-01"], utc=True),
+            "title": ["a", "b", "c"],
+        }
+    )
+    new = stored.iloc[[0, 2]].assign(title=["a2", "c2"], deletedAt=pd.NaT)
+    merged, counts = merge_perimeter(stored, new, {"a", "c"}, at)
+    assert counts == {"added": 0, "updated": 1, "unchanged": 1, "closed": 1, "deleted": 0}
+    merged = merged.set_index("id")
+    assert merged.loc["a", "title"] == "a" and merged.loc["c", "title"] == "c2"  # reopened
+    assert merged.loc["b", "deletedAt"] == at
+
+
+def test_durations() -> None:
+    assert [parse_duration(t) for t in ("90", "90s", "15m", "2h", "1d")] == [
+        90,
+        90,
+        900,
+        7200,
+        86400,
+    ]
+    for bad in ("", "0s", "-5m", "soon", "5w"):
+        with pytest.raises(ValueError, match="--every"):
+            parse_duration(bad)
+
+
+def test_command_line(mock: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    out = tmp_path / "store"
+    arguments = ["sync", "--api", mock.url, "--out", str(out), "--page-size", "3"]
+    monkeypatch.delenv("PARTNER_KEY", raising=False)
+    missing = runner.invoke(app, [*arguments, "--key-env", "PARTNER_KEY"])
+    assert missing.exit_code == 2 and "PARTNER_KEY is not set" in missing.output
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 1 and "401 UNAUTHORIZED" in refused.output
+    monkeypatch.setenv("PARTNER_KEY", KEY)
+    done = runner.invoke(app, [*arguments, "--key-env", "PARTNER_KEY"])
+    assert done.exit_code == 0, done.output
+    assert "added      7" in done.output and "stored     7 offers" in done.output
+    bad = runner.invoke(app, [*arguments, "--key-env", "PARTNER_KEY", "--every", "often"])
+    assert bad.exit_code == 2 and "--every" in bad.output
+    assert (out / STATE_FILE).is_file()
+    assert np.array_equal(sorted(_stored(out).index), [f"m{i}" for i in range(7)])

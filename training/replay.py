@@ -1,0 +1,246 @@
+"""Closed-loop replay of trained models: `recsys replay`.
+
+The simulation and the draws live in the core (`recsys.simulation.replay`); this module adds
+what needs the feature and training stages: a policy backed by a model that is built from the
+events it has seen (history and its own replayed lists) through the feature stage, trained,
+and asked for lists, plus the run over policies and repeats and the JSON/plot outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_feature_set
+from features.config import FeatureConfig
+from features.interactions import ANON_PREFIX
+from recsys.arrays import profile_arrays
+from recsys.config import EVENTS_FILE, OFFERS_FILE, PROFILES_FILE
+from recsys.dataset import OfferBatch, UserBatch
+from recsys.featureset import load_feature_set
+from recsys.models import MODEL_CLASSES, create_model
+from recsys.models.base import Recommender
+from recsys.policy import ListPolicy, ModelScores
+from recsys.rules import incumbent_scores
+from recsys.schema import write_table
+from recsys.simulation.replay import (
+    OraclePolicy,
+    Replay,
+    ReplayPolicy,
+    Requests,
+    RunResult,
+    make_lists,
+)
+from recsys.simulation.replay_summary import plot_cumulative, projection, ratio, summarise
+
+ORACLE = OraclePolicy.name
+# Training as of the replayed instant: the feature stage's test window is the last day
+# before it (its events are left out), the validation window the day before.
+REFIT_FEATURES = FeatureConfig(test_days=1, validation_days=1)
+
+
+class ModelPolicy:
+    """A model of `recsys.models` making the service's lists: its scores over the core's
+    candidates through the core list policy (`recsys.policy`: cold-start blend, pool, caps),
+    retrained on what it has seen.
+
+    Args:
+        name: model name (`recsys.models.MODEL_CLASSES`).
+        offers: the simulated offers table, rows in the replay's offer order.
+        profiles: the profiles table of the dataset.
+        workdir: where each refit writes its dataset and feature set.
+        params: model parameters (defaults when None).
+    """
+
+    learns = True
+
+    def __init__(
+        self,
+        name: str,
+        offers: pd.DataFrame,
+        profiles: pd.DataFrame,
+        workdir: Path,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._params = params
+        self._offers_frame = offers.reset_index(drop=True)
+        self._folder = Path(workdir) / name
+        self._folder.mkdir(parents=True, exist_ok=True)
+        write_table(self._offers_frame, "offers", self._folder / OFFERS_FILE)
+        write_table(profiles, "profiles", self._folder / PROFILES_FILE)
+        self._policy = ListPolicy()
+        self._model: Recommender | None = None
+        self._offers: OfferBatch | None = None
+        self._user_encoder = None
+        self.fit_seconds: list[float] = []
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        started = time.perf_counter()
+        write_table(events, "events", self._folder / EVENTS_FILE)
+        features = build_feature_set(self._folder, self._folder / "features", REFIT_FEATURES)
+        feature_set = load_feature_set(features)
+        model = create_model(self.name, self._params)
+        model.train(feature_set.training_data())
+        self._offers = OfferBatch.encode(self._offers_frame, feature_set.offer_encoder)
+        self._user_encoder = feature_set.user_encoder
+        self._model = model
+        # A model whose trained state is empty (the rules engines) learned nothing from the
+        # events: refitting it would give the same lists, so it is fitted once.
+        self.learns = bool(model.get_arrays())
+        self.fit_seconds.append(time.perf_counter() - started)
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        if self._model is None or self._offers is None or self._user_encoder is None:
+            raise RuntimeError(f"{self.name}: refit before asking for lists")
+        frame = requests.profiles
+        ids = frame["userId"].to_numpy(dtype=object)
+        keys = np.where(requests.identified, ids, ANON_PREFIX + ids.astype(str)).astype(object)
+        users = UserBatch(keys, self._user_encoder.transform(frame), profile_arrays(frame))
+        offers = self._offers.take(requests.columns)
+        masks = requests.candidates()
+        values = np.asarray(self._model.score(users, offers), dtype=np.float64)
+        served = self._policy.served_scores(
+            ModelScores(values, masks),
+            self._model.knows(keys),
+            self._model.blends_rules,
+            lambda: incumbent_scores(
+                users.arrays, offers.arrays, self._policy.rules_remote_overrides
+            ),
+        )
+        return make_lists(self._policy, served, masks, requests)
+
+
+def make_policy(name: str, replay: Replay, workdir: Path) -> ReplayPolicy:
+    """The policy called `name`: the oracle, or a model of `recsys.models`.
+
+    Raises:
+        ValueError: naming the known policies when `name` is none of them.
+    """
+    if name == ORACLE:
+        return OraclePolicy(replay.world)
+    if name not in MODEL_CLASSES:
+        known = ", ".join([*sorted(MODEL_CLASSES), ORACLE])
+        raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
+    return ModelPolicy(name, replay.world.offers.frame, replay.profiles, workdir)
+
+
+def parse_policies(text: str) -> list[str]:
+    """Comma-separated policy names, checked, in order, without repeats.
+
+    Raises:
+        ValueError: empty list or unknown name.
+    """
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError("--policies: give at least one policy")
+    for name in names:
+        if name != ORACLE and name not in MODEL_CLASSES:
+            known = ", ".join([*sorted(MODEL_CLASSES), ORACLE])
+            raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
+    return names
+
+
+def run_replay(
+    data: Path,
+    policies: Sequence[str | ReplayPolicy],
+    weeks: int,
+    repeats: int,
+    retrain_weeks: int,
+    say: Callable[[str], None] = lambda message: None,
+    workdir: Path | None = None,
+) -> tuple[Replay, list[RunResult]]:
+    """Replay `weeks` weeks of a simulated dataset once per policy and repeat.
+
+    Policies are names (`make_policy`) or ready `ReplayPolicy` objects; each repeat builds
+    name policies afresh, so no model carries over between repeats.
+    """
+    if repeats < 1:
+        raise ValueError(f"--repeats: expected at least 1, got {repeats}")
+    replay = Replay(data, weeks, say)
+    results: list[RunResult] = []
+    scratch = Path(tempfile.mkdtemp(prefix="replay-")) if workdir is None else Path(workdir)
+    try:
+        for repeat in range(repeats):
+            for entry in policies:
+                policy = (
+                    make_policy(entry, replay, scratch / f"r{repeat}")
+                    if isinstance(entry, str)
+                    else entry
+                )
+                results.append(replay.run(policy, repeat, retrain_weeks, say))
+    finally:
+        if workdir is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return replay, results
+
+
+def report(
+    replay: Replay,
+    results: Sequence[RunResult],
+    traffic: float | None,
+    seconds: float,
+) -> dict[str, Any]:
+    """The JSON document `recsys replay --json` writes."""
+    summary = summarise(results)
+    names = list(summary)
+    ratios = {
+        f"{a}/{b}": ratio(results, a, b)
+        for a in names
+        for b in names
+        if a != b and any(r.policy == b and r.applications for r in results)
+    }
+    return {
+        "data": str(replay.data_dir),
+        "seed": replay.seed,
+        "weeks": replay.weeks,
+        "replay_start": pd.Timestamp(replay.t_start, unit="s").date().isoformat(),
+        "repeats": max(r.repeat for r in results) + 1,
+        "seconds": seconds,
+        "policies": summary,
+        "ratios": ratios,
+        "projection": projection(summary, replay.weeks, traffic),
+    }
+
+
+def format_report(document: dict[str, Any]) -> str:
+    """A short table per policy for the terminal."""
+    rows = []
+    for policy, figures in document["policies"].items():
+
+        def cell(name: str, digits: int = 1, figures: dict[str, Any] = figures) -> str:
+            f = figures[name]
+            return f"{f['mean']:.{digits}f} [{f['low']:.{digits}f}, {f['high']:.{digits}f}]"
+
+        projected = document["projection"][policy]
+        rows.append(
+            {
+                "policy": policy,
+                "applications": cell("applications"),
+                "per 1000 lists": cell("applications_per_1000_lists", 2),
+                "click-through": cell("click_through", 4),
+                "new-offer share": cell("new_offer_share", 3),
+                "gini publisher": cell("gini_publisher", 3),
+                "6-month projection": f"{projected['mean']:.0f} "
+                f"[{projected['low']:.0f}, {projected['high']:.0f}]",
+            }
+        )
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
+        return pd.DataFrame(rows).set_index("policy").to_string()
+
+
+def write_outputs(document: dict[str, Any], json_path: Path | None, plot_path: Path | None) -> None:
+    """The JSON document and the PNG of cumulative applications, where asked."""
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(document, indent=1) + "\n")
+    if plot_path is not None:
+        plot_cumulative(document["policies"], plot_path)
