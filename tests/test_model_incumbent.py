@@ -28,12 +28,14 @@ class TestIncumbent(ModelTests):
     model_name = "incumbent"
     params: ClassVar = {}
     learns_users = False
+    blends_rules = True
 
 
 class TestIncumbentLocal(ModelTests):
     model_name = "incumbent_local"
     params: ClassVar = {}
     learns_users = False
+    blends_rules = True
 
 
 def _profile(**columns):

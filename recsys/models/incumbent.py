@@ -37,6 +37,9 @@ class IncumbentModel(Recommender):
     name = "incumbent"
     config_class = IncumbentConfig
     config: IncumbentConfig
+    # Its score is the rules engine: the list policy serves it as it is, never blended with
+    # the rules a second time (which would make `incumbent` half `incumbent_local`).
+    blends_rules = True
 
     def train(self, data: TrainingData, progress: Callable[[int, int], None] | None = None) -> None:
         """Nothing to learn: the engine is a fixed rule."""
