@@ -325,7 +325,20 @@ def _admits(
     offers: OfferArrays, years: float | np.ndarray, disability: bool | np.ndarray
 ) -> np.ndarray:
     """Whether each offer admits a person of `years` (completed years, no NaN)."""
-    programme = offers.programme
+    return admits_years(offers.programme, offers.snu, offers.open_to_minors, years, disability)
+
+
+def admits_years(
+    programme: np.ndarray,
+    snu: np.ndarray,
+    open_to_minors: np.ndarray,
+    years: float | np.ndarray,
+    disability: bool | np.ndarray = False,
+) -> np.ndarray:
+    """The age rules on bare arrays that broadcast together: programme codes (-1 unknown),
+    SNU flags, `OfferArrays.open_to_minors` codes, completed years (no NaN) and the
+    disability flag. `eligible` reaches them through `OfferArrays`; the simulator's
+    incumbent gates its lists with them."""
     upper = _AGE_UPPER[programme + 1]
     disability_upper = np.where(
         programme == _SERVICE_CIVIQUE, float(taxonomy.SERVICE_CIVIQUE_DISABILITY_MAX_AGE), upper
@@ -333,11 +346,11 @@ def _admits(
     upper = np.where(disability, disability_upper, upper)
     minor = years < taxonomy.ADULT_AGE
     in_programme = (_AGE_LOWER[programme + 1] <= years) & (years <= upper)
-    benevolat_closed = (programme == _BENEVOLAT) & (offers.open_to_minors != _YES)
+    benevolat_closed = (programme == _BENEVOLAT) & (open_to_minors != _YES)
     in_programme = in_programme & ~(minor & benevolat_closed)
     snu_low, snu_high = taxonomy.SNU_AGE_BOUNDS
-    in_snu = offers.snu & (programme >= 0) & (snu_low <= years) & (years <= snu_high)
-    return (in_programme | in_snu) & ~(minor & (offers.open_to_minors == _NO))
+    in_snu = snu & (programme >= 0) & (snu_low <= years) & (years <= snu_high)
+    return (in_programme | in_snu) & ~(minor & (open_to_minors == _NO))
 
 
 def remote_anywhere(remote: np.ndarray) -> np.ndarray:

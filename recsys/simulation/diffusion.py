@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import KDTree
 
-from recsys import taxonomy
+from recsys import eligibility, taxonomy
 from recsys.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from recsys.simulation import vocabulary as vocab
 from recsys.simulation.applications import NO_APPLY, Applications
@@ -53,8 +53,6 @@ _WIDGET_REACH_KM = 30.0  # visitors of a partner site live this close to it
 _REMOTE_PER_WEEK = 30  # fully remote offers a search may mix into its list
 _CAMPAIGN_PROGRAMMES = (1, 0, 1, 2, 0, 3, 1, 0, 1, 0, 2, 1)  # by month from the start
 _FULL = taxonomy.REMOTE_VALUES.index("full")
-_AGE_LOWER = np.array([taxonomy.PROGRAMME_AGE_BOUNDS[p][0] for p in taxonomy.PROGRAMMES])
-_AGE_UPPER = np.array([taxonomy.PROGRAMME_AGE_BOUNDS[p][1] for p in taxonomy.PROGRAMMES])
 
 
 @dataclass(frozen=True)
@@ -659,14 +657,8 @@ def _open_and_matching(
     ):
         ok &= (wanted[:, None] < 0) | (have == wanted[:, None])
     age = sessions.gate_age[chunk][:, None]
-    admitted = (_AGE_LOWER[programme] <= age) & (age <= _AGE_UPPER[programme])
-    admitted |= (
-        offers.snu[o] & (age >= taxonomy.SNU_AGE_BOUNDS[0]) & (age <= taxonomy.SNU_AGE_BOUNDS[1])
-    )
-    minor = age < taxonomy.ADULT_AGE
-    admitted &= ~(
-        minor
-        & ((offers.open_to_minors[o] == 0) | ((programme == 0) & (offers.open_to_minors[o] != 1)))
+    admitted = eligibility.admits_years(
+        programme, offers.snu[o], offers.open_to_minors[o], np.floor(np.nan_to_num(age))
     )
     return ok & (np.isnan(age) | admitted)
 
