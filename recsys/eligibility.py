@@ -359,6 +359,20 @@ def remote_anywhere(remote: np.ndarray) -> np.ndarray:
     return _REMOTE_ANYWHERE[remote + 1]
 
 
+def geography_mask(
+    offers: OfferArrays, lat: float | None, lon: float | None, radius_km: float
+) -> np.ndarray:
+    """The geography rule alone (module docstring) for one person, over every offer: the
+    reference of its indexed form, `recsys.geo_index.GeographyIndex`.
+
+    Raises:
+        ValueError: on a non-positive or NaN radius.
+    """
+    _check_radius(radius_km)
+    lat, lon = _nan_if_none(lat), _nan_if_none(lon)
+    return _geography_mask(offers, lat, lon, float(radius_km), _distances(offers, lat, lon))
+
+
 def _geography_mask(
     offers: OfferArrays,
     lat: float | np.ndarray,

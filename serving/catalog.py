@@ -13,14 +13,10 @@ Eligibility is the core's (`recsys.eligibility`), split in two for speed:
   unknown place (which passes every offer geographically). It depends on the request time only
   through the offers' dates, so it is cached per (age, disability) until the next instant
   at which an offer opens, ends or is deleted: exact, and a dictionary look-up per request.
-* `geography_mask(lat, lon, radius)`: the geography rule of `recsys.eligibility` (remote
-  offers anywhere; on-site ones within the radius; unknown place keeps everything) for the
-  people of a batch of requests. The on-site offers are kept sorted by latitude: a point
-  within r of a person lies within r / R radians of latitude of them, so a binary search
-  bounds the band worth testing, and only that band gets the great-circle test, done on unit
-  vectors: d ≤ r ⇔ p·q ≥ cos(r / R). At 100k offers and a 30 km radius that is a few
-  thousand products instead of the whole catalog's. Distances themselves are computed with
-  `recsys.geo.haversine_km` for the k offers returned only.
+* geography: the core's latitude index of the catalog's addresses (`geography`, a
+  `recsys.geo_index.GeographyIndex` built with the catalog), for the people of a batch of
+  requests (`geography.mask`) or the rows of a lone one (`candidate_rows`). Distances
+  themselves are computed for the k offers returned only.
 """
 
 from __future__ import annotations
@@ -46,13 +42,13 @@ from recsys.arrays import (
     to_epoch_seconds,
 )
 from recsys.eligibility import closed, eligible, remote_anywhere
-from recsys.geo import EARTH_RADIUS_KM, unit_vectors
+from recsys.geo import unit_vectors
+from recsys.geo_index import GeographyIndex
 from recsys.policy import group_codes, tie_keys
 from recsys.rules import offer_tags
 
 logger = logging.getLogger(__name__)
 
-_BAND_MARGIN_DEGREES = 1e-6  # about 0.1 m of latitude
 PROGRAMME_NAMES = np.array([*taxonomy.PROGRAMMES, None], dtype=object)  # code -1 → None
 DOMAIN_NAMES = np.array([*taxonomy.DOMAINS, None], dtype=object)
 
@@ -134,24 +130,6 @@ def _storage_order(arrays: OfferArrays) -> np.ndarray:
     return np.lexsort((arrays.lat, ~remote_anywhere(arrays.remote)))
 
 
-def _onsite_points(
-    arrays: OfferArrays, anywhere: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, lat, lon) of every placed address of the offers geography can exclude, sorted
-    by latitude (ties by row): each offer's own point, then its other addresses."""
-    onsite = ~anywhere
-    own = np.flatnonzero(onsite & np.isfinite(arrays.lat) & np.isfinite(arrays.lon))
-    rows, lat, lon = [own], [arrays.lat[own]], [arrays.lon[own]]
-    for row, points in enumerate(arrays.more_points):
-        if points is not None and onsite[row]:
-            rows.append(np.full(len(points), row, dtype=np.int64))
-            lat.append(points[:, 0])
-            lon.append(points[:, 1])
-    all_rows, all_lat, all_lon = (np.concatenate(parts) for parts in (rows, lat, lon))
-    order = np.lexsort((all_rows, all_lat))
-    return all_rows[order].astype(np.int64), all_lat[order], all_lon[order]
-
-
 def _require_columns(offers: pd.DataFrame) -> None:
     """Raise CatalogError naming the offer columns `offers` lacks."""
     missing = schema.missing_columns(offers, "offers")
@@ -191,7 +169,7 @@ class Catalog:
     loaded_at: datetime
     row: dict[str, int] = field(repr=False)
     xyz: np.ndarray = field(repr=False)  # (n, 3) unit vectors, NaN without coordinates
-    remote_anywhere: np.ndarray = field(repr=False)  # bool: geography never excludes
+    geography: GeographyIndex = field(repr=False)  # the geography rule, indexed
     programme: np.ndarray = field(repr=False)  # object: programme name (None unknown)
     domain: np.ndarray = field(repr=False)  # object: domain name (None unknown)
     publisher_code: np.ndarray = field(repr=False)  # int64 group codes of the caps
@@ -200,12 +178,6 @@ class Catalog:
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
     more_addresses: np.ndarray = field(repr=False)  # bool: offers with other addresses
-    # The placed addresses of the offers geography can exclude (not remote-anywhere), by
-    # latitude: their rows (an offer with several addresses appears once per address),
-    # latitudes (ascending) and unit vectors in that order, for `geography_mask`.
-    onsite_rows: np.ndarray = field(repr=False)
-    onsite_lat: np.ndarray = field(repr=False)
-    onsite_xyz: np.ndarray = field(repr=False)
     # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
     # One tuple read at once, so a request never mixes one window's bounds with another's masks.
     _cache: tuple[int, int, dict[tuple[int, bool], _Eligible]] = field(
@@ -278,8 +250,6 @@ class Catalog:
         ids = arrays.ids.astype(str)
         publisher_code, programme_code = group_codes(arrays)
         xyz = unit_vectors(arrays.lat, arrays.lon)
-        anywhere = remote_anywhere(arrays.remote)
-        onsite, onsite_lat, onsite_lon = _onsite_points(arrays, anywhere)
         catalog = cls(
             offers=offers,
             arrays=arrays,
@@ -288,7 +258,7 @@ class Catalog:
             loaded_at=datetime.now(UTC),
             row={offer_id: i for i, offer_id in enumerate(ids)},
             xyz=xyz,
-            remote_anywhere=anywhere,
+            geography=GeographyIndex.build(arrays),
             programme=PROGRAMME_NAMES[arrays.programme],
             domain=DOMAIN_NAMES[arrays.domain],
             publisher_code=publisher_code,
@@ -297,9 +267,6 @@ class Catalog:
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
             more_addresses=np.array([p is not None for p in arrays.more_points], dtype=bool),
-            onsite_rows=onsite,
-            onsite_lat=onsite_lat,
-            onsite_xyz=np.ascontiguousarray(unit_vectors(onsite_lat, onsite_lon)),
         )
         logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
         return catalog
@@ -349,7 +316,7 @@ class Catalog:
             )
             mask.flags.writeable = False
             found = _Eligible(
-                mask, np.flatnonzero(mask), np.flatnonzero(mask & self.remote_anywhere)
+                mask, np.flatnonzero(mask), np.flatnonzero(mask & self.geography.anywhere)
             )
             for shared in (found.rows, found.anywhere_rows):
                 shared.flags.writeable = False
@@ -365,59 +332,13 @@ class Catalog:
         disability: bool,
         at: int,
     ) -> np.ndarray:
-        """The rows, ascending, where `base_mask` and `geography_mask` of one person hold.
-
-        The same rows as `np.flatnonzero` of both masks, without building either over the
-        whole catalog: the offers open anywhere come from the cache, the others from the
-        person's latitude band. A lone request needs rows, not a mask, and the masks'
-        passes over a hundred thousand offers were a tenth of its time.
-        """
+        """The rows, ascending, where `base_mask` and the geography rule of one person hold:
+        the cached rows of `base_mask` through the geography index
+        (`GeographyIndex.kept_rows`), without a mask over the whole catalog."""
         found = self._eligible(age, disability, at)
-        angle = radius_km / EARTH_RADIUS_KM
-        if not (math.isfinite(lat) and math.isfinite(lon) and angle < math.pi):
-            return found.rows  # unplaced, or a radius spanning the Earth: no geography
-        (band,) = self._within_radius(np.array([lat]), np.array([lon]), np.array([angle]))
-        near = np.unique(band[found.mask[band]])  # sorted, each offer once
-        anywhere = found.anywhere_rows
-        rows = np.concatenate([anywhere, near])
-        if len(near) and len(anywhere) and near[0] < anywhere[-1]:  # runs interleave
-            rows.sort(kind="stable")  # a merge of the two sorted runs
-        return rows
-
-    def geography_mask(self, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray) -> np.ndarray:
-        """The geography rule for people at (lat, lon), (n_people, n_offers) bool.
-
-        A person without a place, or whose radius spans the Earth, keeps every offer.
-        """
-        out = np.ones((len(lat), len(self)), dtype=bool)
-        placed = np.flatnonzero(
-            np.isfinite(lat) & np.isfinite(lon) & (radius_km / EARTH_RADIUS_KM < math.pi)
+        return self.geography.kept_rows(
+            lat, lon, radius_km, found.mask, found.rows, found.anywhere_rows
         )
-        if len(placed) == 0:
-            return out
-        out[placed] = self.remote_anywhere
-        angles = radius_km[placed] / EARTH_RADIUS_KM
-        within = self._within_radius(lat[placed], lon[placed], angles)
-        for person, rows in zip(placed.tolist(), within, strict=True):
-            out[person, rows] = True
-        return out
-
-    def _within_radius(
-        self, lat: np.ndarray, lon: np.ndarray, angles: np.ndarray
-    ) -> list[np.ndarray]:
-        """For each placed person, the rows of the located offers geography can exclude that
-        lie within `angles` (radians) of them: the latitude band found by binary search,
-        then the exact test on unit vectors. The band is widened by a hair so that rounding
-        at its edges never drops an offer the exact test would keep."""
-        reach = np.degrees(angles) + _BAND_MARGIN_DEGREES
-        starts = np.searchsorted(self.onsite_lat, lat - reach, side="left")
-        stops = np.searchsorted(self.onsite_lat, lat + reach, side="right")
-        return [
-            self.onsite_rows[start:stop][self.onsite_xyz[start:stop] @ point >= threshold]
-            for point, threshold, start, stop in zip(
-                unit_vectors(lat, lon), np.cos(angles), starts.tolist(), stops.tolist(), strict=True
-            )
-        ]
 
     def available_count(self, at: int) -> int:
         """Offers open now for someone whose age and place are unknown."""

@@ -7,7 +7,7 @@ requests that arrived together (one or many, `serving.batching`):
    (`serving.profiles`), as arrays and encoded features (`recsys.arrays.profile_row_arrays`,
    `UserEncoder.transform_rows`);
 2. candidates, one row per request: the core's eligibility (`Catalog.candidate_rows` for a
-   lone request, `Catalog.base_mask` ∧ `Catalog.geography_mask` for a batch) and the
+   lone request, `Catalog.base_mask` ∧ `Catalog.geography.mask` for a batch) and the
    request's filters; then the policy's exclusions (`recsys.policy.exclude`);
 3. the model's scores of the offers someone in the batch may get, one product for all, and
    the policy's served scores (`ListPolicy.served_scores`): `personalized` for people the
@@ -84,7 +84,7 @@ def _candidates(
     """(n_requests, n_offers) bool: the offers each person may be recommended, after their
     request's filters and the policy's exclusions (`excluded`, catalog rows per request)."""
     catalog = state.catalog
-    mask = catalog.geography_mask(people.lat, people.lon, people.radius_km)
+    mask = catalog.geography.mask(people.lat, people.lon, people.radius_km)
     for i, (age, disability) in enumerate(
         zip(people.age.tolist(), people.disability.tolist(), strict=True)
     ):
@@ -374,7 +374,7 @@ def similar(state: ServingState, request: SimilarRequest, at: int | None = None)
         age = None if np.isnan(person.age[0]) else float(person.age[0])
         mask = (
             catalog.base_mask(age, bool(person.disability[0]), at)
-            & catalog.geography_mask(person.lat, person.lon, person.radius_km)[0]
+            & catalog.geography.mask(person.lat, person.lon, person.radius_km)[0]
         )
         if not np.isnan(person.lat[0]):
             origin = (person.lat[0], person.lon[0])

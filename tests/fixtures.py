@@ -349,3 +349,41 @@ def assert_scores_close(found: Any, expected: Any, rtol: float, step: float = 0.
         np.testing.assert_allclose(
             got, want, rtol=rtol, atol=rtol * scale + step, equal_nan=True, err_msg=f"row {i}"
         )
+
+
+def random_offers_frame(rng: np.random.Generator, n: int, now: pd.Timestamp) -> pd.DataFrame:
+    """`n` offers in metropolitan France drawn to exercise eligibility around `now`: every
+    programme and remote value, minors yes/no/missing, some SNU, full, refused, ended, not yet
+    posted or open-ended, a tenth without coordinates, a fifth with one to three more
+    addresses (a fifth of those unplaced)."""
+    posted = now + pd.to_timedelta(rng.integers(-60, 5, n), unit="D")
+    ends = now + pd.to_timedelta(rng.integers(-5, 60, n), unit="D")
+    return make_offers_frame(
+        n,
+        type=rng.choice(list(taxonomy.PROGRAMMES), n).tolist(),
+        remote=rng.choice(list(taxonomy.REMOTE_VALUES), n).tolist(),
+        openToMinors=rng.choice([True, False, None], n).tolist(),
+        snu=rng.random(n) < 0.2,
+        places=rng.choice([0, 3, None], n).tolist(),
+        lat=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(43, 50, n)),
+        lon=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-1, 7, n)),
+        addresses=[_more_addresses(rng) if rng.random() < 0.2 else None for _ in range(n)],
+        postedAt=list(posted),
+        endAt=[None if i % 7 == 0 else e for i, e in enumerate(ends)],
+        statusCode=rng.choice(["ACCEPTED", "ACCEPTED", "REFUSED"], n).tolist(),
+    )
+
+
+def _more_addresses(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One to three more addresses, some without coordinates."""
+    return [
+        {
+            "city": None,
+            "postalCode": None,
+            "departmentCode": None,
+            "lat": None if unplaced else float(rng.uniform(43, 50)),
+            "lon": None if unplaced else float(rng.uniform(-1, 7)),
+            "locationSource": None,
+        }
+        for unplaced in rng.random(int(rng.integers(1, 4))) < 0.2
+    ]

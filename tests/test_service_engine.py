@@ -45,6 +45,7 @@ from tests.fixtures import (
     assert_scores_close,
     make_offers_frame,
     make_profiles_frame,
+    random_offers_frame,
 )
 from tests.service_fixtures import (
     catalog_offers,
@@ -186,53 +187,17 @@ def test_request_fields_override_the_stored_profile() -> None:
 # --- Catalog: eligibility split in cached and geographic parts ---------------------------------
 
 
-def _random_offers(rng: np.random.Generator, n: int) -> pd.DataFrame:
-    posted = NOW + pd.to_timedelta(rng.integers(-60, 5, n), unit="D")
-    ends = NOW + pd.to_timedelta(rng.integers(-5, 60, n), unit="D")
-    return make_offers_frame(
-        n,
-        type=rng.choice(list(taxonomy.PROGRAMMES), n).tolist(),
-        remote=rng.choice(list(taxonomy.REMOTE_VALUES), n).tolist(),
-        openToMinors=rng.choice([True, False, None], n).tolist(),
-        snu=rng.random(n) < 0.2,
-        places=rng.choice([0, 3, None], n).tolist(),
-        lat=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(43, 50, n)),
-        lon=np.where(rng.random(n) < 0.1, np.nan, rng.uniform(-1, 7, n)),
-        addresses=[_addresses(rng) if rng.random() < 0.2 else None for _ in range(n)],
-        postedAt=list(posted),
-        endAt=[None if i % 7 == 0 else e for i, e in enumerate(ends)],
-        statusCode=rng.choice(["ACCEPTED", "ACCEPTED", "REFUSED"], n).tolist(),
-    )
-
-
-def _addresses(rng: np.random.Generator) -> list[dict[str, Any]]:
-    """One to three more addresses, some without coordinates."""
-    return [
-        {
-            "city": None,
-            "postalCode": None,
-            "departmentCode": None,
-            "lat": None if unplaced else float(rng.uniform(43, 50)),
-            "lon": None if unplaced else float(rng.uniform(-1, 7)),
-            "locationSource": None,
-        }
-        for unplaced in rng.random(int(rng.integers(1, 4))) < 0.2
-    ]
-
-
 def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
+    """The catalog composes the cached rules and the core's geography index into exactly
+    `eligible` (the index alone: tests/test_geo_index.py)."""
     rng = np.random.default_rng(3)
-    offers = _random_offers(rng, 400)
+    offers = random_offers_frame(rng, 400, NOW)
     catalog = Catalog._assemble(offers, offer_arrays(offers), "random")  # nothing pruned
-    people = []
-    for _ in range(60):
+    for _ in range(40):
         age = None if rng.random() < 0.2 else float(rng.integers(12, 80))
         disability = bool(rng.random() < 0.3)
         lat, lon = (None, None) if rng.random() < 0.2 else (rng.uniform(43, 50), rng.uniform(-1, 7))
-        if lat is not None and rng.random() < 0.3:  # on an offer: its latitude band's edge
-            lat, lon = float(offers["lat"].dropna().iloc[0]), float(offers["lon"].dropna().iloc[0])
-        # Radii from inside a city to the schema's 1,000 km bound and past it.
-        radius = float(rng.choice([0.5, 5.0, 20.0, 150.0, 1000.0, 2500.0]))
+        radius = float(rng.choice([0.5, 5.0, 20.0, 150.0, 1000.0]))
         expected = eligible(
             catalog.arrays,
             age=age,
@@ -243,8 +208,7 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
             at=AT,
         )
         place = [math.nan, math.nan] if lat is None else [lat, lon]
-        geography = catalog.geography_mask(*np.array([place]).T, np.array([radius]))
-        people.append((place, radius))
+        geography = catalog.geography.mask(*np.array([place]).T, np.array([radius]))
         np.testing.assert_array_equal(
             catalog.base_mask(age, disability, AT) & geography[0], expected
         )
@@ -252,12 +216,6 @@ def test_base_and_geography_masks_equal_the_core_eligibility() -> None:
         # offers open anywhere with the others).
         rows = catalog.candidate_rows(*place, radius, age, disability, AT)
         np.testing.assert_array_equal(rows, np.flatnonzero(expected))
-    # Many people at once: each row is that person's mask alone.
-    places, radii = np.array([p for p, _ in people]), np.array([r for _, r in people])
-    together = catalog.geography_mask(places[:, 0], places[:, 1], radii)
-    for i, (place, radius) in enumerate(people):
-        alone = catalog.geography_mask(*np.array([place]).T, np.array([radius]))
-        np.testing.assert_array_equal(together[i], alone[0])
 
 
 def test_built_catalogs_store_offers_open_anywhere_first_then_by_latitude() -> None:
@@ -274,10 +232,10 @@ def test_built_catalogs_store_offers_open_anywhere_first_then_by_latitude() -> N
     assert catalog.row == {"o1": 0, "o3": 1, "o4": 2, "o0": 3, "o2": 4}
     np.testing.assert_array_equal(catalog.arrays.lat[:4], [45.7, 50.6, 43.3, 48.8])
     assert catalog.offers["id"].tolist() == catalog.arrays.ids.tolist()
-    assert catalog.onsite_rows.tolist() == [2, 3]  # located, geography applies, by latitude
+    assert catalog.geography.rows.tolist() == [2, 3]  # located, on site, by latitude
     merged = catalog.merged(make_offers_frame(1, id="o9", lat=40.0), "update", at=AT)[0]
     assert merged.arrays.ids.tolist() == ["o1", "o3", "o4", "o0", "o2", "o9"]
-    assert merged.onsite_rows.tolist() == [5, 2, 3]
+    assert merged.geography.rows.tolist() == [5, 2, 3]
 
 
 def test_cached_masks_follow_the_clock() -> None:
