@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from recsys import geo, places, schema, taxonomy
 from recsys.arrays import ProfileArrays, to_epoch_seconds
 from recsys.dataset import FrameEncoder, OfferBatch, UserBatch
-from recsys.eligibility import eligible_matrix
+from recsys.eligibility import eligible_matrix, offer_distances_km
 from recsys.geo import haversine_km
 from recsys.models.base import Recommender
 from recsys.privacy import pseudonym
@@ -598,9 +598,7 @@ def rank_audiences(
             continue
         rows, mask = rows[useful], mask[useful]
         located = arrays.take(useful)
-        distances = haversine_km(
-            located.lat[:, None], located.lon[:, None], offers.lat[None, :], offers.lon[None, :]
-        )
+        distances = offer_distances_km(offers, located.lat[:, None], located.lon[:, None])
         scores = np.asarray(scorer(people, rows, targets, distances), dtype=float)
         for j in range(n):
             admitted = np.flatnonzero(mask[:, j])
@@ -675,7 +673,7 @@ def build_audience(
     rows = ranked.rows
     arrays = people.users.arrays.take(rows)
     offers = targets.offers.arrays
-    distances = haversine_km(arrays.lat, arrays.lon, offers.lat[0], offers.lon[0])
+    distances = offer_distances_km(offers, arrays.lat[:, None], arrays.lon[:, None])[:, 0]
     terms = scorer.terms(people, rows, prepared, distances[:, None])
     reasons = _reasons(people, rows, targets, distances, terms)
     frame = pd.DataFrame(

@@ -17,6 +17,7 @@ from scipy.stats import rankdata
 from recsys import taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.dataset import OfferBatch, UserBatch
+from recsys.eligibility import offer_distances_km
 from recsys.geo import EARTH_RADIUS_KM, unit_vectors
 from recsys.models import create_model
 from recsys.models._common import lookup
@@ -147,7 +148,8 @@ def _blend_by_formula(model: HybridModel, users: UserBatch, offers: OfferBatch) 
     rows = lookup(state.user_ids, users.ids)
     known = rows >= 0
     profiles = model._located(users, rows)
-    distance = distances_km(profiles, unit_vectors(offers.arrays.lat, offers.arrays.lon))
+    # The distance eligibility measures: haversine to the nearest address.
+    distance = offer_distances_km(offers.arrays, profiles.lat[:, None], profiles.lon[:, None])
     remote = offers.arrays.remote
     rules = rule_scores(profiles, offer_tags(offers.arrays), remote, distance, False)
     out = (rules - state.rules_stats[0]) / state.rules_stats[1]
@@ -194,6 +196,56 @@ def test_compiled_blend_gives_the_formula(trained: HybridModel) -> None:
         rows = np.array([7, 0, 3, len(offers) - 1])
         subset = trained.score_prepared(users, trained.prepare_offers(offers), rows)
     assert_scores_close(subset, expected[:, rows], 1e-12)
+
+
+def _address(lat: float | None, lon: float | None) -> dict[str, Any]:
+    fields = {"city": None, "postalCode": None, "departmentCode": None, "locationSource": None}
+    return {**fields, "lat": lat, "lon": lon}
+
+
+def test_an_offer_is_as_near_as_its_nearest_address(trained: HybridModel) -> None:
+    """Offers with several addresses (one unplaced, one whose own point is unplaced, remote
+    ones): the compiled pass gives the formula with eligibility's distance to the nearest
+    address, and an offer in Paris and Lyon scores for a visitor near Lyon as an offer in
+    Lyon alone does, for Paris as one in Paris."""
+    lyon, paris = _address(*LYON), _address(*PARIS)
+    offers = offer_batch(
+        make_offers_frame(
+            7,
+            remote=["no", "no", "no", "possible", "full", "no", "no"],
+            lat=[PARIS[0], LYON[0], PARIS[0], PARIS[0], PARIS[0], np.nan, PARIS[0]],
+            lon=[PARIS[1], LYON[1], PARIS[1], PARIS[1], PARIS[1], np.nan, PARIS[1]],
+            addresses=[
+                [paris, lyon],
+                None,
+                None,
+                [paris, _address(None, None), lyon],
+                [paris, lyon],
+                [_address(None, None), lyon],
+                [paris, _address(LYON[0] + 0.3, LYON[1]), _address(LYON[0] - 0.2, LYON[1])],
+            ],
+        )
+    )
+    assert [p is not None for p in offers.arrays.more_points] == [1, 0, 0, 1, 1, 1, 1]
+    frame = make_profiles_frame(
+        4,
+        userId=["near-lyon", "near-paris", None, "nowhere"],
+        lat=[LYON[0] + 0.05, PARIS[0] + 0.05, LYON[0] - 0.15, np.nan],
+        lon=[LYON[1], PARIS[1], LYON[1], np.nan],
+        radiusKm=[10.0, 30.0, 20.0, 20.0],
+    )
+    users = UserBatch.concat([checkerboard_data().data.users.take(np.arange(2)), user_batch(frame)])
+    with _configured(trained, remote_distance_share=0.5):
+        expected = _blend_by_formula(trained, users, offers)
+        scores = trained.score(users, offers)
+        subset = trained.score_prepared(users, trained.prepare_offers(offers), np.array([6, 0, 3]))
+    assert_scores_close(scores, expected, 1e-12)
+    assert_scores_close(subset, expected[:, [6, 0, 3]], 1e-12)
+    near_lyon, near_paris = 2, 3
+    assert scores[near_lyon, 0] == pytest.approx(scores[near_lyon, 1], rel=1e-12)
+    assert scores[near_lyon, 0] > scores[near_lyon, 2]  # Paris alone is 390 km away
+    assert scores[near_paris, 0] == pytest.approx(scores[near_paris, 2], rel=1e-12)
+    assert scores[near_lyon, 5] == pytest.approx(scores[near_lyon, 1], rel=1e-12)
 
 
 def test_fully_remote_offers_at_the_edge_of_the_radius(trained: HybridModel) -> None:

@@ -19,12 +19,13 @@ For a visitor u with n training interactions (distinct offers interacted with) a
   visitor without history uses the average of those statistics. Unlike a normalisation over
   the offers being scored, a score never depends on which other offers are in the batch.
 - `geo` is the gravity-model decay −log(1 + d / radius) of the distance d between visitor
-  and offer relative to the visitor's radius (0 on the spot, −0.69 at the radius, −2.4 at
-  ten radii). The engine's own geography is linear and flat beyond the radius, so it cannot
-  tell an offer 30 km away from one across France; this term can. A fully remote offer
-  counts as at the radius wherever the visitor is; where remote is possible, only
-  `remote_distance_share` of the distance term is kept; an unknown distance counts as at
-  the radius.
+  and offer (its nearest address, as eligibility measures it:
+  `recsys.eligibility.offer_distances_km`) relative to the visitor's radius (0 on the spot,
+  −0.69 at the radius, −2.4 at ten radii). The engine's own geography is linear and flat
+  beyond the radius, so it cannot tell an offer 30 km away from one across France; this
+  term can. A fully remote offer counts as at the radius wherever the visitor is; where
+  remote is possible, only `remote_distance_share` of the distance term is kept; an unknown
+  distance counts as at the radius.
 - `popularity_z` is the offer's log training popularity (time-decayed interaction weights),
   standardised over the offers posted before the cutoff: a proxy of its quality. An offer
   posted after the cutoff has had no chance to be seen, so it gets the average (0), not the
@@ -167,6 +168,8 @@ def _blend(
     learned_row: np.ndarray,
     learned_stats: np.ndarray,
     offer_xyz: np.ndarray,
+    more_start: np.ndarray,
+    more_xyz: np.ndarray,
     tags: np.ndarray,
     remote: np.ndarray,
     offer_terms: np.ndarray,
@@ -182,7 +185,9 @@ def _blend(
     One pass per pair instead of some forty numpy passes over (visitor, offer) arrays: a
     request scores tens of thousands of candidates, and the passes, not the arithmetic, were
     most of its time. The rules are the engine's (`incumbent`) without its remote overrides:
-    distance as `geo.pairwise_km` (NaN where either side is unplaced), taxonomy part from
+    distance as `geo.pairwise_km` to the offer's nearest address (NaN where either side is
+    unplaced): its own point `offer_xyz[o]` and its other addresses,
+    `more_xyz[more_start[j]:more_start[j + 1]]` for the j-th offer scored; taxonomy part from
     `incumbent.taxonomy_tables` (indexed by `incumbent.TABLE_SHIFTS` / `TABLE_MASKS`).
     Visitor i with learned_row[i] >= 0 blends in the learned score `learned[learned_row[i]]`
     standardised by learned_stats[i] (mean, std) with weight[i]; offer_terms[o] holds the
@@ -215,6 +220,11 @@ def _blend(
             o = rows[j]
             dx, dy, dz = ux - offer_xyz[o, 0], uy - offer_xyz[o, 1], uz - offer_xyz[o, 2]
             squared = dx * dx + dy * dy + dz * dz
+            for a in range(more_start[j], more_start[j + 1]):  # the chord grows with d
+                dx, dy, dz = ux - more_xyz[a, 0], uy - more_xyz[a, 1], uz - more_xyz[a, 2]
+                other = dx * dx + dy * dy + dz * dz
+                if other < squared or math.isnan(squared):
+                    squared = other
             if math.isnan(squared):  # either side unplaced: the distance is unknown
                 ratio, place = math.nan, no_location
             elif squared > past_reach and remote[o] == full_code:
@@ -254,6 +264,22 @@ def _blend_constants(rules_stats: np.ndarray, config: HybridConfig) -> np.ndarra
             config.remote_distance_share,
         ]
     )
+
+
+def _other_addresses(
+    more_points: np.ndarray, more_count: np.ndarray, columns: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The other addresses of offers `columns` as `_blend` reads them: offsets (one more
+    than columns; column j's addresses are rows start[j]:start[j + 1]) and their unit
+    vectors. Most offers have one address: the loop runs over the others only."""
+    counts = more_count[columns]
+    start = np.zeros(len(columns) + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    several = np.flatnonzero(counts)
+    if len(several) == 0:
+        return start, np.zeros((0, 3))
+    points = np.vstack([more_points[row] for row in columns[several].tolist()])
+    return start, np.ascontiguousarray(unit_vectors(points[:, 0], points[:, 1]))
 
 
 def freshness(posted_at: np.ndarray, cutoff: int, days: float) -> np.ndarray:
@@ -430,6 +456,12 @@ class HybridModel(Recommender):
             {
                 "rule_tags": offer_tags(offers.arrays),
                 "xyz": unit_vectors(offers.arrays.lat, offers.arrays.lon),
+                # How many other addresses each offer has (`OfferArrays.more_points`): a
+                # request gathers the few it scores (`_other_addresses`).
+                "more_count": np.array(
+                    [0 if points is None else len(points) for points in offers.arrays.more_points],
+                    dtype=np.int64,
+                ),
                 # (n_offers, 2): weighted popularity, weighted freshness (`_blend` reads
                 # both of an offer at once).
                 "offer_terms": np.column_stack(
@@ -466,6 +498,9 @@ class HybridModel(Recommender):
             ]
         )
         out = np.empty((len(users), len(columns)))
+        more_start, more_xyz = _other_addresses(
+            offers.more_points, prepared.arrays["more_count"], columns
+        )
         _blend(
             unit_vectors(profiles.lat, profiles.lon),
             search_radius_km(profiles),
@@ -476,6 +511,8 @@ class HybridModel(Recommender):
             learned_row,
             learned_stats,
             prepared.arrays["xyz"],
+            more_start,
+            more_xyz,
             prepared.arrays["rule_tags"],
             offers.remote,
             prepared.arrays["offer_terms"],
