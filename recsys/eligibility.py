@@ -32,7 +32,8 @@ in completed years):
 Geography (DOMAIN.md section 5, the incumbent's radius; `taxonomy.REMOTE_IGNORES_DISTANCE`):
     - An offer whose `remote` is full, local or possible is eligible at any distance.
     - Otherwise (on site) one of its addresses must lie within `radius_km` of the person
-      (great-circle; `offer_distances_km`, the nearest address).
+      (great-circle; `offer_distances_km`, the nearest address; `nearest_addresses` says
+      which).
     - An on-site offer without coordinates is excluded when the person's place is known:
       nothing proves it is near.
     - When the person's place is unknown, on-site offers are all kept: there is nothing to
@@ -122,15 +123,33 @@ def pair_distances_km(
 ) -> np.ndarray:
     """Great-circle km from person i at (lat[i], lon[i]) to offer `rows[i]`'s nearest address,
     for each i; NaN where unknown. What lists show and reasons say."""
+    return nearest_addresses(offers, rows, lat, lon)[0]
+
+
+def nearest_addresses(
+    offers: OfferArrays, rows: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each i, the km from person i at (lat[i], lon[i]) to offer `rows[i]`'s nearest
+    address, and which address that is: -1 for the offer's own point (`OfferArrays.lat`,
+    `lon`: its first address), j >= 0 for its other address `more_points[rows[i]][j]`.
+
+    NaN and -1 where the person or the offer is unplaced; the own point wins a tie. What a
+    list shows of each offer (distance, reasons, the address displayed) comes from here.
+    """
+    rows = np.asarray(rows)
     lat, lon = np.broadcast_arrays(np.asarray(lat, dtype=float), np.asarray(lon, dtype=float))
     lat, lon = np.broadcast_to(lat, np.shape(rows)), np.broadcast_to(lon, np.shape(rows))
-    out = np.asarray(haversine_km(lat, lon, offers.lat[rows], offers.lon[rows]), dtype=float)
-    for i, row in enumerate(np.asarray(rows).tolist()):
+    out = np.array(haversine_km(lat, lon, offers.lat[rows], offers.lon[rows]), dtype=float)
+    which = np.full(len(out), -1, dtype=np.int64)
+    for i, row in enumerate(rows.tolist()):
         points = offers.more_points[row]
-        if points is not None:
-            nearest = haversine_km(lat[i], lon[i], points[:, 0], points[:, 1]).min()
-            out[i] = np.fmin(out[i], nearest)
-    return out
+        if points is None:
+            continue
+        others = haversine_km(lat[i], lon[i], points[:, 0], points[:, 1])
+        j = int(np.argmin(others))  # placed points only: NaN when the person is unplaced
+        if others[j] < out[i] or (math.isnan(out[i]) and not math.isnan(others[j])):
+            out[i], which[i] = others[j], j
+    return out, which
 
 
 def eligible(

@@ -6,6 +6,11 @@ reads k values per field. Texts come from partners as they are (titles and organ
 names may hold HTML): every consumer must escape them; the service never renders them.
 French labels of programmes and domains are `recsys.taxonomy`'s.
 
+The place shown (city, postal code, department, lat, lon) is that of the offer's address
+nearest to the person (`recsys.eligibility.nearest_addresses`, the distance the list
+shows): the flattened first address, unless another of the offer's `addresses` is nearer.
+Without a person's place, the first address.
+
 `fields` (RankRequest) keeps a subset: `DISPLAY_FIELDS` names every field this adds.
 """
 
@@ -18,7 +23,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from recsys import taxonomy
+from recsys import schema, taxonomy
 from serving.catalog import Catalog
 
 # Display field -> the offers column it comes from (None: computed below).
@@ -38,6 +43,13 @@ DISPLAY_FIELDS: Final[dict[str, str | None]] = {
     "application_url": "applicationUrl",
     "lat": "lat",
     "lon": "lon",
+}
+
+# The display fields an address of the offer (`schema.ADDRESS_LIST`) carries.
+_ADDRESS_FIELDS: Final[dict[str, str]] = {
+    field: column
+    for field, column in DISPLAY_FIELDS.items()
+    if column in schema.ADDRESS_LIST.value_type.names
 }
 
 _columns: weakref.WeakKeyDictionary[Catalog, dict[str, list]] = weakref.WeakKeyDictionary()
@@ -77,12 +89,32 @@ def display_columns(catalog: Catalog) -> dict[str, list]:
 
 
 def display(
-    catalog: Catalog, rows: Sequence[int], fields: Sequence[Sequence[str] | None]
+    catalog: Catalog,
+    rows: Sequence[int],
+    fields: Sequence[Sequence[str] | None],
+    nearest: Sequence[int],
 ) -> list[dict[str, Any]]:
-    """The display fields of catalog rows `rows`: row i's are `fields[i]` (None: all)."""
+    """The display fields of catalog rows `rows`: row i's are `fields[i]` (None: all), its
+    place that of address `nearest[i]` (`recsys.eligibility.nearest_addresses`: -1 the
+    first address, j the offer's other address `more_points[j]`)."""
     columns = display_columns(catalog)
     every = list(DISPLAY_FIELDS)
-    return [
-        {field: columns[field][row] for field in (every if chosen is None else chosen)}
-        for row, chosen in zip(rows, fields, strict=True)
-    ]
+    out = []
+    for row, chosen, which in zip(rows, fields, nearest, strict=True):
+        shown = {field: columns[field][row] for field in (every if chosen is None else chosen)}
+        if which >= 0:
+            address = _other_address(catalog, row, which)
+            for field in shown.keys() & _ADDRESS_FIELDS.keys():
+                shown[field] = address[_ADDRESS_FIELDS[field]]
+        out.append(shown)
+    return out
+
+
+def _other_address(catalog: Catalog, row: int, which: int) -> dict[str, Any]:
+    """The `addresses` entry of offer `row` placed at its other point `which`
+    (`OfferArrays.more_points` keeps the coordinates of the placed addresses, deduplicated)."""
+    lat, lon = catalog.arrays.more_points[row][which].tolist()
+    for address in catalog.offers["addresses"].iat[row]:
+        if address["lat"] == lat and address["lon"] == lon:
+            return address
+    raise AssertionError(f"offer {catalog.arrays.ids[row]}: no address at ({lat}, {lon})")

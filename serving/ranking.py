@@ -32,7 +32,7 @@ import numpy as np
 from recsys import places
 from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays, row_placement
 from recsys.dataset import UserBatch
-from recsys.eligibility import pair_distances_km, with_other_addresses
+from recsys.eligibility import nearest_addresses, pair_distances_km, with_other_addresses
 from recsys.policy import ListPolicy, ModelScores, exclude, exclude_rows
 from recsys.ranking import PAD, top_k
 from recsys.rules import distances_km, rule_scores
@@ -197,12 +197,14 @@ def _items(
     `rows[i]` at rank `ranks[i]` in the list of person `owner[i]`, whose request asked for
     the display fields `fields[owner[i]]` (None: all)."""
     a = catalog.arrays
-    distances = pair_distances_km(a, rows, people.lat[owner], people.lon[owner])
+    distances, nearest = nearest_addresses(a, rows, people.lat[owner], people.lon[owner])
     liked = np.zeros(len(rows), dtype=bool)
     if learned_z is not None:
         liked = np.array(personalized, dtype=bool) & (learned_z >= LIKED_Z)
     said = reasons(catalog, rows, people, owner, distances, liked, at)
-    shown = display(catalog, rows.tolist(), [fields[person] for person in owner.tolist()])
+    shown = display(
+        catalog, rows.tolist(), [fields[person] for person in owner.tolist()], nearest.tolist()
+    )
     return [
         {
             "offer_id": offer_id,

@@ -17,6 +17,7 @@ from recsys.eligibility import (
     eligible,
     eligible_matrix,
     ineligibility_reasons,
+    nearest_addresses,
     pair_distances_km,
 )
 from recsys.loaders import load_offers
@@ -58,6 +59,18 @@ def test_an_offer_is_as_near_as_its_nearest_address() -> None:
         offers, np.array([0, 1, 0]), np.array([near_lyon[0]] * 3), near_lyon[1]
     )
     np.testing.assert_allclose(pairs, [km[0], km[1], km[0]])
+    # Which address: Lyon is the first other point of offer 0; Paris its own (a tie with
+    # its Paris address goes to the own point); an unplaced person has none.
+    km, which = nearest_addresses(
+        offers,
+        np.array([0, 0, 1, 0]),
+        [near_lyon[0], PARIS[0], *near_lyon[:1], np.nan],
+        [near_lyon[1], PARIS[1], near_lyon[1], np.nan],
+    )
+    assert which.tolist() == [0, -1, -1, -1]
+    np.testing.assert_allclose(km[:3], [pairs[0], 0.0, pairs[1]])
+    assert np.isnan(km[3])
+    np.testing.assert_allclose(offers.more_points[0], [LYON])
 
 
 def test_the_matrix_and_the_catalog_agree_with_one_person_at_a_time() -> None:

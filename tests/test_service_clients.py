@@ -60,6 +60,40 @@ def filter_offers(now: pd.Timestamp) -> pd.DataFrame:
     return _offers([{**base, **variant} for variant in variants], now)
 
 
+BORDEAUX, TOULOUSE = (44.8378, -0.5792), (43.6045, 1.444)
+SUD_OUEST = "Banque alimentaire du Sud-Ouest"
+
+
+def two_address_offer(now: pd.Timestamp) -> pd.DataFrame:
+    """An offer in Bordeaux (its first address, flattened) and in Toulouse."""
+
+    def address(city: str, code: str, point: tuple[float, float]) -> dict[str, Any]:
+        place = {"city": city, "postalCode": code, "departmentCode": code[:2]}
+        return {**place, "lat": point[0], "lon": point[1], "locationSource": None}
+
+    row = {
+        "id": "two-cities",
+        "domain": "solidarite-insertion",
+        "activities": ["aide-alimentaire"],
+        "title": "Collecte alimentaire",
+        "type": "benevolat",
+        "publisherId": "p-so",
+        "publisherName": "Publisher SO",
+        "organizationName": SUD_OUEST,
+        "lat": BORDEAUX[0],
+        "lon": BORDEAUX[1],
+        "city": "Bordeaux",
+        "postalCode": "33000",
+        "departmentCode": "33",
+        "openToMinors": True,
+        "addresses": [
+            address("Bordeaux", "33000", BORDEAUX),
+            address("Toulouse", "31000", TOULOUSE),
+        ],
+    }
+    return _offers([row], now)
+
+
 HOSTILE_TITLE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
@@ -90,7 +124,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Cli
     folder = tmp_path_factory.mktemp("clients")
     now = pd.Timestamp.now(tz="UTC").floor("s")
     catalog = folder / "offers.parquet"
-    offers = [catalog_offers(now), filter_offers(now), hostile_offer(now)]
+    offers = [catalog_offers(now), filter_offers(now), hostile_offer(now), two_address_offer(now)]
     pd.concat(offers, ignore_index=True).to_parquet(catalog, index=False)
     url = f"sqlite:///{folder / 'events.db'}"
     widgets = folder / "widgets.json"
@@ -305,6 +339,42 @@ def test_items_carry_what_a_front_displays(server: tuple) -> None:
     assert end - start == pd.Timedelta(days=2)
     assert item["reasons"] and all(set(r) == {"code", "text"} for r in item["reasons"])
     assert item["reasons"][0]["code"] == "near"
+
+
+@pytest.mark.parametrize(
+    ("place", "shown"),
+    [(TOULOUSE, ("Toulouse", "31000", "31")), (BORDEAUX, ("Bordeaux", "33000", "33"))],
+)
+def test_an_offer_shows_its_address_nearest_to_the_person(
+    server: tuple, place: tuple[float, float], shown: tuple[str, str, str]
+) -> None:
+    """5.56 km north of either address (0.05° of latitude, R·π/3600), within a 20 km radius:
+    the offer is listed (Toulouse only through its second address) with that address's
+    place and distance; Bordeaux and Toulouse are 212 km apart."""
+    client = server[0]
+    person = {"age": 30, "lat": place[0] + 0.05, "lon": place[1], "radius_km": 20}
+    body = {"profile": person, "k": 5, "filters": {"organisations": [SUD_OUEST]}}
+    response = rank(client, body)
+    assert ids(response) == ["two-cities"]
+    (item,) = response.json()["items"]
+    assert (item["city"], item["postal_code"], item["department"]) == shown
+    assert (item["lat"], item["lon"]) == place
+    assert item["distance_km"] == 5.6
+    assert {"code": "near", "text": "près de chez vous : 6 km"} in item["reasons"]
+    (light,) = rank(client, {**body, "fields": ["city"]}).json()["items"]
+    assert light["city"] == shown[0] and "postal_code" not in light
+
+
+def test_without_a_place_an_offer_shows_its_first_address(server: tuple) -> None:
+    client = server[0]
+    body = {"profile": {"age": 30}, "k": 5, "filters": {"organisations": [SUD_OUEST]}}
+    (item,) = rank(client, body).json()["items"]
+    assert (item["offer_id"], item["city"], item["postal_code"]) == (
+        "two-cities",
+        "Bordeaux",
+        "33000",
+    )
+    assert item["distance_km"] is None
 
 
 def test_fields_keep_a_lighter_payload(server: tuple) -> None:
