@@ -64,7 +64,7 @@ def test_an_offer_is_as_near_as_its_nearest_address() -> None:
     km, which = nearest_addresses(
         offers,
         np.array([0, 0, 1, 0]),
-        [near_lyon[0], PARIS[0], *near_lyon[:1], np.nan],
+        [near_lyon[0], PARIS[0], near_lyon[0], np.nan],
         [near_lyon[1], PARIS[1], near_lyon[1], np.nan],
     )
     assert which.tolist() == [0, -1, -1, -1]
