@@ -279,6 +279,8 @@ def sync(
     report = _merge_pages(out, run, state, fetched, pager.retries, resumed, started)
     state.pop("run", None)
     state["last_complete"] = asdict(report)
+    if report.changed:
+        state["last_change"] = report.finished_at
     _write_json(out / STATE_FILE, state)
     shutil.rmtree(pages_dir, ignore_errors=True)
     logger.info("sync complete", extra={"report": asdict(report)})
@@ -460,6 +462,32 @@ def notify(service: str, path: Path, token: str | None, timeout: float = 600.0) 
     if response.status_code != 200:
         raise SyncError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
     return str(response.json().get("message", ""))
+
+
+def notify_pending(
+    service: str, out: Path, token: str | None, timeout: float = 600.0
+) -> str | None:
+    """`notify` the service of the store in `out` unless it was already told of the store's
+    last change (`last_change` of the state file; `notified` records, per service, the
+    change last delivered).
+
+    A failed call leaves the change pending, so the next sync delivers it even when that
+    sync changed nothing; a sync that changed nothing after a delivered change calls
+    nothing. Returns the service's message, or None when nothing was pending.
+
+    Raises:
+        SyncError: the service refused or is down (the change stays pending).
+    """
+    service = service.rstrip("/")
+    state = read_state(out)
+    change = state.get("last_change")
+    delivered = state.get("notified") or {}
+    if change is None or delivered.get(service) == change:
+        return None
+    message = notify(service, out / config.OFFERS_FILE, token, timeout)
+    state["notified"] = {**delivered, service: change}
+    _write_json(out / STATE_FILE, state)
+    return message
 
 
 def parse_duration(text: str) -> float:

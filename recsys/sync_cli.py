@@ -41,7 +41,10 @@ def sync_command(
         str | None,
         typer.Option(
             "--notify",
-            help="Ranking service to swap to the new store after a change (POST /admin/catalog).",
+            help=(
+                "Ranking service to swap to the new store after a change (POST /admin/catalog);"
+                " a failed call is repeated after the next sync."
+            ),
         ),
     ] = None,
     token_env: Annotated[
@@ -86,7 +89,7 @@ def sync_command(
 
 def _once(settings: SyncConfig, notify_url: str | None, token: str | None) -> bool:
     """One sync, its summary printed; whether it completed."""
-    from recsys.sync import SyncError, notify, sync
+    from recsys.sync import SyncError, notify_pending, sync
 
     try:
         report = sync(settings)
@@ -94,13 +97,14 @@ def _once(settings: SyncConfig, notify_url: str | None, token: str | None) -> bo
         typer.echo(f"error: sync failed: {error}", err=True)
         return False
     typer.echo(summary(report, settings.out))
-    if notify_url is not None and report.changed:
+    if notify_url is not None:
         try:
-            message = notify(notify_url, settings.out / config.OFFERS_FILE, token)
-            typer.echo(f"  service {notify_url}: {message}")
+            message = notify_pending(notify_url, settings.out, token)
         except SyncError as error:
             typer.echo(f"error: the service kept its catalog: {error}", err=True)
             return False
+        if message is not None:
+            typer.echo(f"  service {notify_url}: {message}")
     return True
 
 

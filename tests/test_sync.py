@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from recsys.sync import (
     sync,
 )
 from serving.engine import Engine
+from serving.process import free_port, running_servers, terminate
 from serving.schemas import RankRequest
 from serving.settings import Settings
 
@@ -302,3 +308,118 @@ def test_command_line(mock: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert bad.exit_code == 2 and "--every" in bad.output
     assert (out / STATE_FILE).is_file()
     assert np.array_equal(sorted(_stored(out).index), [f"m{i}" for i in range(7)])
+
+
+# --- --notify, end to end: `recsys mock-api`, `recsys sync`, `bentoml serve` -------------------
+
+RECSYS = Path(sys.executable).with_name("recsys")  # the console script of this environment
+ADMIN_TOKEN = "admin-token"
+SYNC_ENV = {"PARTNER_KEY": KEY, "RECSYS_ADMIN_TOKEN": ADMIN_TOKEN}
+
+
+def _write_missions(folder: Path, missions: list[dict[str, Any]]) -> None:
+    """The mock's data, replaced whole (written then renamed, as the mock may read it)."""
+    temporary = folder / "missions.json.tmp"
+    temporary.write_text(json.dumps(missions), encoding="utf-8")
+    temporary.replace(folder / "missions.json")
+
+
+def _recsys(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RECSYS), *arguments],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@contextmanager
+def _mock_api_process(data: Path, log: Path) -> Iterator[str]:
+    """`recsys mock-api --data DATA --key-env PARTNER_KEY` on a free port; its base URL once
+    it answers."""
+    port = free_port()
+    command = [str(RECSYS), "mock-api", "--data", str(data), "--port", str(port)]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*command, "--key-env", "PARTNER_KEY"],
+            env={**os.environ, **SYNC_ENV},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                httpx.get(base + "/v0/mission", headers={"apikey": KEY}, timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield base
+    finally:
+        terminate([process])
+
+
+def _listed(client: httpx.Client) -> set[str]:
+    """The offers `/rank` lists for someone in Arles."""
+    body = {"profile": {"age": 20, "postal_code": "13200", "radius_km": 10}, "k": 20}
+    response = client.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    return {item["offer_id"] for item in response.json()["items"]}
+
+
+def test_sync_notify_swaps_the_service_to_each_change(tmp_path: Path) -> None:
+    """A change synced with --notify is served at once; a sync without change calls nothing;
+    a refused call exits 1, the service keeps its catalog, and the next sync delivers the
+    change although it changed nothing; a service down exits 1."""
+    data, store = tmp_path / "api", tmp_path / "store"
+    data.mkdir()
+    _write_missions(data, [mission("m0"), mission("m1"), mission("m2")])
+    service_env = {
+        "RECSYS_MODEL_URI": str(tmp_path / "no-model"),  # the rules alone: the fastest start
+        "RECSYS_CATALOG": str(store / config.OFFERS_FILE),
+        "RECSYS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "RECSYS_EVENT_STORE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+    }
+    with _mock_api_process(data, tmp_path / "mock.log") as api:
+        arguments = ["sync", "--api", api, "--key-env", "PARTNER_KEY", "--out", str(store)]
+        first = _recsys(*arguments, env=SYNC_ENV)  # the store the service starts on
+        assert first.returncode == 0, first.stderr
+        with (
+            running_servers([(service_env, tmp_path / "server.log")]) as (base,),
+            httpx.Client(base_url=base, timeout=30) as client,
+        ):
+            notifying = [*arguments, "--notify", base]
+            assert _listed(client) == {"m0", "m1", "m2"}
+            _write_missions(data, [mission("m0"), mission("m1"), mission("new", 0)])
+            changed = _recsys(*notifying, env=SYNC_ENV)
+            assert changed.returncode == 0, changed.stderr
+            assert "added      1" in changed.stdout and "closed     1" in changed.stdout
+            assert f"service {base}: " in changed.stdout
+            assert _listed(client) == {"m0", "m1", "new"}
+
+            quiet = _recsys(*notifying, env=SYNC_ENV)
+            assert quiet.returncode == 0, quiet.stderr
+            assert "unchanged  3" in quiet.stdout and f"service {base}" not in quiet.stdout
+
+            _write_missions(data, [mission("m0"), mission("new", 0)])
+            refused = _recsys(*notifying, env={**SYNC_ENV, "RECSYS_ADMIN_TOKEN": "stolen"})
+            assert refused.returncode == 1
+            assert "the service kept its catalog" in refused.stderr and "403" in refused.stderr
+            assert "closed     1" in refused.stdout  # the store did change
+            assert _listed(client) == {"m0", "m1", "new"}
+            pending = _recsys(*notifying, env=SYNC_ENV)
+            assert pending.returncode == 0, pending.stderr
+            assert "closed     0" in pending.stdout and f"service {base}: " in pending.stdout
+            assert _listed(client) == {"m0", "new"}
+            assert read_state(store)["notified"] == {base: read_state(store)["last_change"]}
+
+        _write_missions(data, [mission("m0")])
+        down = _recsys(*notifying, env=SYNC_ENV)
+        assert down.returncode == 1 and "the service kept its catalog" in down.stderr
+        assert "ConnectError" in down.stderr
