@@ -8,7 +8,10 @@ inverted indexes from each value to the offers carrying it, so a request only un
 row arrays.
 
 City names match without case, accents, hyphens or apostrophes ("Saint-Étienne" =
-"saint etienne"); a 5-character value (digits, or 2A/2B + 3 digits) is a postal code.
+"saint etienne"); a 5-character value (digits, or 2A/2B + 3 digits) is a postal code. An
+offer is in a department, a postal code or a city when any of its addresses is (its
+flattened first address and every entry of `addresses`), as eligibility keeps an offer when
+any of its addresses is near.
 """
 
 from __future__ import annotations
@@ -59,12 +62,12 @@ class OfferFilters:
     max_duration_days: int | None = None
 
 
-def _index(values: Iterable) -> dict[str, np.ndarray]:
-    """value → ascending rows holding it (None and empty values are left out)."""
-    series = pd.Series(list(values), dtype=object)  # labels are the rows
-    series = series[series.notna() & (series.astype(str) != "")]
+def _index(values: pd.Series) -> dict[str, np.ndarray]:
+    """value → ascending rows holding it, from values labelled by their row (a row may hold
+    several; None and empty values are left out)."""
+    series = values[values.notna() & (values.astype(str) != "")]
     return {
-        str(k): series.index[v].to_numpy(dtype=np.int64)
+        str(k): np.unique(series.index[v].to_numpy(dtype=np.int64))
         for k, v in series.groupby(series).indices.items()
     }
 
@@ -87,25 +90,29 @@ class FilterColumns:
 
         def column(name: str) -> pd.Series:
             if name in offers.columns:
-                return offers[name].astype(object)
+                return offers[name].astype(object).reset_index(drop=True)
             return pd.Series([None] * len(offers), dtype=object)
 
-        activities = column("activities").map(
-            lambda v: list(v) if isinstance(v, list | tuple | np.ndarray) else []
-        )
-        flat = [str(value) for values in activities for value in values]
-        owners = np.repeat(np.arange(len(offers)), activities.map(len).to_numpy(dtype=np.int64))
-        activity = (
-            {k: np.unique(owners[v]) for k, v in pd.Series(flat).groupby(flat).indices.items()}
-            if flat
-            else {}
-        )
+        def listed(name: str) -> pd.Series:
+            """The entries of a list column, one per value, labelled by their row."""
+            lists = column(name).map(
+                lambda v: list(v) if isinstance(v, list | tuple | np.ndarray) else []
+            )
+            return lists.explode().dropna()
+
+        addresses = listed("addresses")
+
+        def places(name: str) -> pd.Series:
+            """An address field's values, labelled by row: flattened, then of every address."""
+            other = pd.Series([a[name] for a in addresses], index=addresses.index, dtype=object)
+            return pd.concat([column(name), other])
+
         return cls(
             n=len(offers),
-            activity=activity,
-            department=_index(column("departmentCode")),
-            postal_code=_index(column("postalCode")),
-            city=_index(column("city").map(lambda v: city_key(v) if isinstance(v, str) else None)),
+            activity=_index(listed("activities").astype(str)),
+            department=_index(places("departmentCode")),
+            postal_code=_index(places("postalCode")),
+            city=_index(places("city").map(lambda v: city_key(v) if isinstance(v, str) else None)),
             organisation=_index(
                 column("organizationName").map(
                     lambda v: v.strip().lower() if isinstance(v, str) else None

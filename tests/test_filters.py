@@ -62,3 +62,30 @@ def test_no_filter_set_is_none() -> None:
 def test_city_names_compare_without_case_accents_or_hyphens() -> None:
     assert city_key("Saint-Étienne") == city_key("saint etienne") == "saint etienne"
     assert city_key("L’Haÿ-les-Roses") == "l hay les roses"
+
+
+def test_an_offer_is_in_every_place_one_of_its_addresses_is() -> None:
+    """An offer flattened in Bordeaux with a second address in Toulouse is found by either
+    department, postal code or city; the other offer has no addresses listed."""
+
+    def address(city: str, code: str) -> dict[str, object]:
+        place = {"city": city, "postalCode": code, "departmentCode": code[:2]}
+        return {**place, "lat": None, "lon": None, "locationSource": None}
+
+    frame = make_offers_frame(
+        2,
+        departmentCode=["33", "31"],
+        postalCode=["33000", "31000"],
+        city=["Bordeaux", "Toulouse"],
+        addresses=[[address("Bordeaux", "33000"), address("Toulouse", "31000")], None],
+    )
+    columns = FilterColumns.of(frame)
+
+    def rows(**filters: object) -> list[int]:
+        mask = filter_mask(offer_arrays(frame), columns, OfferFilters(**filters))
+        return np.flatnonzero(mask).tolist()
+
+    assert rows(departments=["31"]) == [0, 1]
+    assert rows(departments=["33"]) == [0]
+    assert rows(cities=["toulouse"]) == rows(cities=["31000"]) == [0, 1]
+    assert rows(cities=["Bordeaux"]) == [0]
