@@ -16,8 +16,9 @@ index built once per set of offers:
 
 At 100k offers and a 30 km radius that is a few thousand products instead of 100k
 distances. The band is widened by a hair so that rounding at its edges never drops an
-address the exact test would keep; the exact test and the haversine of `eligibility` agree
-but for an address within rounding (about 1e-12 of the radius) of the edge.
+address the exact test would keep. The exact test and the haversine of `eligibility` agree
+but for an address within rounding of the edge: the cosine's rounding (1e-16) over the
+angle, R²·1e-16 / d, a few micrometres at a kilometre, less farther.
 `tests/test_geo_index.py` checks the index against `eligibility.geography_mask` on random
 catalogs.
 """

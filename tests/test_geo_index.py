@@ -20,7 +20,9 @@ from tests.fixtures import make_offers_frame, random_offers_frame
 NOW = pd.Timestamp("2025-06-01", tz="UTC")
 # Past the antipode (π R ≈ 20,015 km) every placed address is within reach.
 RADII = [0.5, 5.0, 20.0, 150.0, 1000.0, 20_000.0, 25_000.0, math.inf]
-EDGE = 1e-9  # relative margin off an address's exact distance, far above rounding (~1e-15)
+# Off an address's exact distance d by a billionth of it or a centimetre: far above where the
+# index's cosine test and the haversine may round apart (R²·1e-16 / d: 4.5 µm at 1 km).
+EDGE, EDGE_KM = 1e-9, 1e-5
 
 
 def _people(
@@ -46,8 +48,9 @@ def _people(
         radius = float(rng.choice(RADII))
         if math.isfinite(lat) and rng.random() < 0.4:  # at the edge of some offer's reach
             distances = offer_distances_km(offers, lat, lon)
-            target = rng.choice(distances[np.isfinite(distances) & (distances > 0)])
-            radius = float(target * (1 + EDGE if rng.random() < 0.5 else 1 - EDGE))
+            target = rng.choice(distances[np.isfinite(distances) & (distances > 2 * EDGE_KM)])
+            margin = max(target * EDGE, EDGE_KM)
+            radius = float(target + margin if rng.random() < 0.5 else target - margin)
         people.append((float(lat), float(lon), radius))
     return people
 
