@@ -168,7 +168,7 @@ def _blend(
     learned_row: np.ndarray,
     learned_stats: np.ndarray,
     offer_xyz: np.ndarray,
-    more_start: np.ndarray,
+    more_count: np.ndarray,
     more_xyz: np.ndarray,
     tags: np.ndarray,
     remote: np.ndarray,
@@ -186,8 +186,8 @@ def _blend(
     request scores tens of thousands of candidates, and the passes, not the arithmetic, were
     most of its time. The rules are the engine's (`incumbent`) without its remote overrides:
     distance as `geo.pairwise_km` to the offer's nearest address (NaN where either side is
-    unplaced): its own point `offer_xyz[o]` and its other addresses,
-    `more_xyz[more_start[j]:more_start[j + 1]]` for the j-th offer scored; taxonomy part from
+    unplaced): its own point `offer_xyz[o]` and its other addresses, the next `more_count[j]`
+    rows of `more_xyz` for the j-th offer scored (in the order of `rows`); taxonomy part from
     `incumbent.taxonomy_tables` (indexed by `incumbent.TABLE_SHIFTS` / `TABLE_MASKS`).
     Visitor i with learned_row[i] >= 0 blends in the learned score `learned[learned_row[i]]`
     standardised by learned_stats[i] (mean, std) with weight[i]; offer_terms[o] holds the
@@ -216,15 +216,17 @@ def _blend(
             if half_angle < math.pi / 2
             else math.inf
         )
+        more = 0  # the first row of `more_xyz` of offer j
         for j in range(rows.shape[0]):
             o = rows[j]
             dx, dy, dz = ux - offer_xyz[o, 0], uy - offer_xyz[o, 1], uz - offer_xyz[o, 2]
             squared = dx * dx + dy * dy + dz * dz
-            for a in range(more_start[j], more_start[j + 1]):  # the chord grows with d
+            for a in range(more, more + more_count[j]):  # the chord grows with d
                 dx, dy, dz = ux - more_xyz[a, 0], uy - more_xyz[a, 1], uz - more_xyz[a, 2]
                 other = dx * dx + dy * dy + dz * dz
                 if other < squared or math.isnan(squared):
                     squared = other
+            more += more_count[j]
             if math.isnan(squared):  # either side unplaced: the distance is unknown
                 ratio, place = math.nan, no_location
             elif squared > past_reach and remote[o] == full_code:
@@ -269,17 +271,15 @@ def _blend_constants(rules_stats: np.ndarray, config: HybridConfig) -> np.ndarra
 def _other_addresses(
     more_points: np.ndarray, more_count: np.ndarray, columns: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The other addresses of offers `columns` as `_blend` reads them: offsets (one more
-    than columns; column j's addresses are rows start[j]:start[j + 1]) and their unit
-    vectors. Most offers have one address: the loop runs over the others only."""
+    """The other addresses of offers `columns` as `_blend` reads them: how many each has
+    and their unit vectors, one offer's after the other's in the order of `columns`. Most
+    offers have one address: only the others are gathered."""
     counts = more_count[columns]
-    start = np.zeros(len(columns) + 1, dtype=np.int64)
-    np.cumsum(counts, out=start[1:])
-    several = np.flatnonzero(counts)
-    if len(several) == 0:
-        return start, np.zeros((0, 3))
-    points = np.vstack([more_points[row] for row in columns[several].tolist()])
-    return start, np.ascontiguousarray(unit_vectors(points[:, 0], points[:, 1]))
+    if not counts.any():
+        return counts, np.zeros((0, 3))
+    several = columns[np.flatnonzero(counts)].tolist()
+    points = np.vstack([more_points[row] for row in several])
+    return counts, np.ascontiguousarray(unit_vectors(points[:, 0], points[:, 1]))
 
 
 def freshness(posted_at: np.ndarray, cutoff: int, days: float) -> np.ndarray:
@@ -498,7 +498,7 @@ class HybridModel(Recommender):
             ]
         )
         out = np.empty((len(users), len(columns)))
-        more_start, more_xyz = _other_addresses(
+        more_count, more_xyz = _other_addresses(
             offers.more_points, prepared.arrays["more_count"], columns
         )
         _blend(
@@ -511,7 +511,7 @@ class HybridModel(Recommender):
             learned_row,
             learned_stats,
             prepared.arrays["xyz"],
-            more_start,
+            more_count,
             more_xyz,
             prepared.arrays["rule_tags"],
             offers.remote,
