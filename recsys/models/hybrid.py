@@ -203,6 +203,7 @@ def _blend(
     two_radii, match_slope, place_slope, offset = constants[:4]
     no_location, geo_weight, share = constants[4:7]
     full_code, possible_code = remote_codes[0], remote_codes[1]
+    several = more_xyz.shape[0] > 0  # most lists: no candidate with other addresses
     for i in range(out.shape[0]):
         ux, uy, uz, reach = user_xyz[i, 0], user_xyz[i, 1], user_xyz[i, 2], radius[i]
         blended, w, fresh = learned_row[i], weight[i], 1.0 if located[i] else 0.0
@@ -221,12 +222,13 @@ def _blend(
             o = rows[j]
             dx, dy, dz = ux - offer_xyz[o, 0], uy - offer_xyz[o, 1], uz - offer_xyz[o, 2]
             squared = dx * dx + dy * dy + dz * dz
-            for a in range(more, more + more_count[j]):  # the chord grows with d
-                dx, dy, dz = ux - more_xyz[a, 0], uy - more_xyz[a, 1], uz - more_xyz[a, 2]
-                other = dx * dx + dy * dy + dz * dz
-                if other < squared or math.isnan(squared):
-                    squared = other
-            more += more_count[j]
+            if several:  # the chord grows with d: the nearest address has the least
+                for a in range(more, more + more_count[j]):
+                    dx, dy, dz = ux - more_xyz[a, 0], uy - more_xyz[a, 1], uz - more_xyz[a, 2]
+                    other = dx * dx + dy * dy + dz * dz
+                    if other < squared or math.isnan(squared):
+                        squared = other
+                more += more_count[j]
             if math.isnan(squared):  # either side unplaced: the distance is unknown
                 ratio, place = math.nan, no_location
             elif squared > past_reach and remote[o] == full_code:
