@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,14 +60,30 @@ class OfferFilters:
     max_duration_days: int | None = None
 
 
-def _index(values: Iterable) -> dict[str, np.ndarray]:
-    """value → ascending rows holding it (None and empty values are left out)."""
-    series = pd.Series(list(values), dtype=object)  # labels are the rows
-    series = series[series.notna() & (series.astype(str) != "")]
-    return {
-        str(k): series.index[v].to_numpy(dtype=np.int64)
-        for k, v in series.groupby(series).indices.items()
-    }
+def _index(values: pd.Series, key: Callable[[Any], str | None] = str) -> dict[str, np.ndarray]:
+    """`key(value)` → ascending rows holding a value of that key; the rows are `values`'
+    labels, missing values and None or empty keys are left out.
+
+    The key is computed once per distinct value and the rows gathered from one sort, not
+    group by group: at 100k offers, with thousands of distinct cities and organisations,
+    that took the indexes from seconds to a fraction of one (docs/benchmarks.md).
+    """
+    codes, distinct = pd.factorize(values.astype(object))  # missing: -1
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(distinct) + 1))
+    rows = values.index.to_numpy(dtype=np.int64)[order]
+    parts: dict[str, list[np.ndarray]] = {}
+    for code, value in enumerate(distinct):
+        name = key(value)
+        if name:
+            parts.setdefault(name, []).append(rows[bounds[code] : bounds[code + 1]])
+    return {name: _ascending(held) for name, held in parts.items()}
+
+
+def _ascending(parts: list[np.ndarray]) -> np.ndarray:
+    """The rows of non-decreasing `parts` as one ascending array, each row once."""
+    rows = parts[0] if len(parts) == 1 else np.sort(np.concatenate(parts))
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
 
 
 @dataclass(frozen=True)
@@ -87,29 +104,19 @@ class FilterColumns:
 
         def column(name: str) -> pd.Series:
             if name in offers.columns:
-                return offers[name].astype(object)
+                return offers[name].reset_index(drop=True)
             return pd.Series([None] * len(offers), dtype=object)
 
-        activities = column("activities").map(
-            lambda v: list(v) if isinstance(v, list | tuple | np.ndarray) else []
-        )
-        flat = [str(value) for values in activities for value in values]
-        owners = np.repeat(np.arange(len(offers)), activities.map(len).to_numpy(dtype=np.int64))
-        activity = (
-            {k: np.unique(owners[v]) for k, v in pd.Series(flat).groupby(flat).indices.items()}
-            if flat
-            else {}
-        )
         return cls(
             n=len(offers),
-            activity=activity,
+            # One row per (offer, activity): the label is the offer's row.
+            activity=_index(column("activities").explode()),
             department=_index(column("departmentCode")),
             postal_code=_index(column("postalCode")),
-            city=_index(column("city").map(lambda v: city_key(v) if isinstance(v, str) else None)),
+            city=_index(column("city"), lambda v: city_key(v) if isinstance(v, str) else None),
             organisation=_index(
-                column("organizationName").map(
-                    lambda v: v.strip().lower() if isinstance(v, str) else None
-                )
+                column("organizationName"),
+                lambda v: v.strip().lower() if isinstance(v, str) else None,
             ),
             publisher=_index(column("publisherId")),
         )

@@ -62,3 +62,24 @@ def test_no_filter_set_is_none() -> None:
 def test_city_names_compare_without_case_accents_or_hyphens() -> None:
     assert city_key("Saint-Étienne") == city_key("saint etienne") == "saint etienne"
     assert city_key("L’Haÿ-les-Roses") == "l hay les roses"
+
+
+def test_indexes_list_each_row_once_ascending_under_its_compared_key() -> None:
+    """An activity named twice by one offer lists it once; city spellings of one key merge
+    their rows in order; None and empty values are left out; rows are positions even when
+    the table's labels are not."""
+    frame = make_offers_frame(
+        5,
+        city=["Saint-Étienne", "", "saint etienne", None, "SAINT-ETIENNE"],
+        organizationName=[None, " Secours ", "secours", "", "Secours"],
+        activities=[["animation", "animation"], None, [], ["animation"], ["secourisme"]],
+    )
+    frame.index = [50, 40, 30, 20, 10]
+    columns = FilterColumns.of(frame)
+    assert {k: v.tolist() for k, v in columns.activity.items()} == {
+        "animation": [0, 3],
+        "secourisme": [4],
+    }
+    assert {k: v.tolist() for k, v in columns.city.items()} == {"saint etienne": [0, 2, 4]}
+    assert {k: v.tolist() for k, v in columns.organisation.items()} == {"secours": [1, 2, 4]}
+    assert all(v.dtype == np.int64 for v in columns.city.values())
