@@ -62,16 +62,18 @@ class OfferFilters:
 
 def _index(values: pd.Series, key: Callable[[Any], str | None] = str) -> dict[str, np.ndarray]:
     """`key(value)` → ascending rows holding a value of that key; the rows are `values`'
-    labels, missing values and None or empty keys are left out.
+    labels (in any order, a row may hold several values), missing values and None or empty
+    keys are left out.
 
     The key is computed once per distinct value and the rows gathered from one sort, not
     group by group: at 100k offers, with thousands of distinct cities and organisations,
     that took the indexes from seconds to a fraction of one (docs/benchmarks.md).
     """
     codes, distinct = pd.factorize(values.astype(object))  # missing: -1
-    order = np.argsort(codes, kind="stable")
+    labels = values.index.to_numpy(dtype=np.int64)
+    order = np.lexsort((labels, codes))  # by value, then by row
     bounds = np.searchsorted(codes[order], np.arange(len(distinct) + 1))
-    rows = values.index.to_numpy(dtype=np.int64)[order]
+    rows = labels[order]
     parts: dict[str, list[np.ndarray]] = {}
     for code, value in enumerate(distinct):
         name = key(value)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.arrays import offer_arrays
-from recsys.filters import FilterColumns, OfferFilters, city_key, filter_mask
+from recsys.filters import FilterColumns, OfferFilters, _index, city_key, filter_mask
 from tests.fixtures import make_offers_frame
 
 DAY = pd.Timedelta(days=1)
@@ -83,3 +83,12 @@ def test_indexes_list_each_row_once_ascending_under_its_compared_key() -> None:
     assert {k: v.tolist() for k, v in columns.city.items()} == {"saint etienne": [0, 2, 4]}
     assert {k: v.tolist() for k, v in columns.organisation.items()} == {"secours": [1, 2, 4]}
     assert all(v.dtype == np.int64 for v in columns.city.values())
+
+
+def test_an_index_takes_rows_in_any_order_and_several_values_per_row() -> None:
+    """Values labelled by their row, out of order and repeated (a row's several addresses):
+    each key lists its rows once, ascending."""
+    values = pd.Series(["42", "69", None, "42", "", "42", "69"], index=[5, 3, 1, 0, 2, 3, 0])
+    assert {k: v.tolist() for k, v in _index(values).items()} == {"42": [0, 3, 5], "69": [0, 3]}
+    lowered = _index(values, lambda v: "rhone" if v == "69" else None)
+    assert {k: v.tolist() for k, v in lowered.items()} == {"rhone": [0, 3]}
