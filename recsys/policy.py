@@ -322,12 +322,13 @@ class ListPolicy(DictConfig):
             Positions into the pool, at most k, best first.
         """
         remaining = np.arange(len(publisher))
-        page = remaining[:0]
-        for _ in range(offset // k + 1):
+        for _ in range(offset // k):  # the earlier pages, each taking its k of the best left
             window = remaining[: self.pool_size(k)]
-            page = window[self.order_pool(publisher[window], programme[window], k)]
-            remaining = remaining[~np.isin(remaining, page)]
-        return page
+            remaining = np.delete(
+                remaining, self.order_pool(publisher[window], programme[window], k)
+            )
+        window = remaining[: self.pool_size(k)]
+        return window[self.order_pool(publisher[window], programme[window], k)]
 
 
 def _capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:

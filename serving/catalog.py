@@ -9,10 +9,12 @@ lies in long runs of consecutive rows. Nothing here depends on the model: the mo
 
 Eligibility is the core's (`recsys.eligibility`), split in two for speed:
 
-* `base_mask(age, disability, at)`: every rule but geography, from `eligible()` itself with an
-  unknown place (which passes every offer geographically). It depends on the request time only
-  through the offers' dates, so it is cached per (age, disability) until the next instant
-  at which an offer opens, ends or is deleted: exact, and a dictionary look-up per request.
+* `base_mask(age, disability, at)`: every rule but geography, what `eligible()` keeps with an
+  unknown place (which passes every offer geographically): the core's `available` offers
+  (once per cache window) that the age rules admit (`AgeClasses`, computed per class of
+  offers, not per offer). It depends on the request time only through the offers' dates, so
+  it is cached per (age, disability) until the next instant at which an offer opens, ends or
+  is deleted: exact, and a dictionary look-up per request.
 * geography: the core's latitude index of the catalog's addresses (`geography`, a
   `recsys.geo_index.GeographyIndex` built with the catalog), for the people of a batch of
   requests (`geography.mask`) or the rows of a lone one (`candidate_rows`). Distances
@@ -41,7 +43,7 @@ from recsys.arrays import (
     offer_arrays,
     to_epoch_seconds,
 )
-from recsys.eligibility import closed, eligible, remote_anywhere
+from recsys.eligibility import AgeClasses, available, closed, remote_anywhere
 from recsys.geo import unit_vectors
 from recsys.geo_index import GeographyIndex
 from recsys.policy import group_codes, tie_keys
@@ -178,10 +180,12 @@ class Catalog:
     attributes: np.ndarray = field(repr=False)  # float32 (n, d) unit rows for /similar
     rule_tags: np.ndarray = field(repr=False)  # uint32 `incumbent.offer_tags`, rules fallback
     more_addresses: np.ndarray = field(repr=False)  # bool: offers with other addresses
-    # (start, end, masks): base masks by (age, disability), valid for `at` in [start, end).
-    # One tuple read at once, so a request never mixes one window's bounds with another's masks.
-    _cache: tuple[int, int, dict[tuple[int, bool], _Eligible]] = field(
-        default=(0, -1, {}), repr=False
+    age_classes: AgeClasses = field(repr=False)  # the age rules per class of offers
+    # (start, end, available, masks): the offers `available` and the base masks by (age,
+    # disability), valid for `at` in [start, end). One tuple read at once, so a request never
+    # mixes one window's bounds with another's masks.
+    _cache: tuple[int, int, np.ndarray, dict[tuple[int, bool], _Eligible]] = field(
+        default=(0, -1, np.zeros(0, dtype=bool), {}), repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -267,6 +271,7 @@ class Catalog:
             attributes=attribute_vectors(arrays),
             rule_tags=offer_tags(arrays),
             more_addresses=np.array([p is not None for p in arrays.more_points], dtype=bool),
+            age_classes=AgeClasses.of(arrays),
         )
         logger.info("catalog built: %d offers, version %s", len(catalog), catalog.version)
         return catalog
@@ -301,26 +306,19 @@ class Catalog:
             with self._lock:
                 cache = self._cache
                 if not cache[0] <= at < cache[1]:
-                    cache = (at, self._next_change(at), {})
+                    cache = (at, self._next_change(at), available(self.arrays, at), {})
                     self._cache = cache
-        found = cache[2].get(key)
+        found = cache[3].get(key)
         if found is None:
-            mask = eligible(
-                self.arrays,
-                age=None if years < 0 else float(years),
-                disability=bool(disability),
-                lat=None,
-                lon=None,
-                radius_km=1.0,
-                at=at,
-            )
+            admitted = self.age_classes.admits(None if years < 0 else float(years), disability)
+            mask = cache[2] & admitted
             mask.flags.writeable = False
             found = _Eligible(
                 mask, np.flatnonzero(mask), np.flatnonzero(mask & self.geography.anywhere)
             )
             for shared in (found.rows, found.anywhere_rows):
                 shared.flags.writeable = False
-            cache[2][key] = found
+            cache[3][key] = found
         return found
 
     def candidate_rows(

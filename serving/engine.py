@@ -21,8 +21,10 @@ from pathlib import Path
 from serving import ranking
 from serving.catalog import Catalog, CatalogError, read_offers
 from serving.events import Ranking
+from serving.filtering import filter_columns
 from serving.history import AppliedOffers
 from serving.loading import LoadedModel, ModelLoadError, load_model
+from serving.payload import display_columns
 from serving.profiles import ProfileStore
 from serving.schemas import (
     AdminResult,
@@ -223,6 +225,7 @@ class Engine:
                     catalog, change = state.catalog.merged(
                         offers, source, at=clock, rejected=rejected
                     )
+                _prepare(catalog)
                 model = state.model
                 if model is not None and model.prepared is None:
                     model = ModelSlot.of(model.loaded, catalog)  # first catalog: prepare and check
@@ -265,14 +268,25 @@ def _initial_catalog(settings: Settings, loaded: LoadedModel | None) -> tuple[Ca
         offers, rejected = read_offers(settings.catalog)
         at = _now() if settings.as_of is None else settings.as_of
         built = Catalog.build(offers, str(settings.catalog), at=at, rejected=rejected)[0]
-        return built, settings.as_of
+        return _prepare(built), settings.as_of
     if loaded is not None:
         as_of = settings.as_of
         if as_of is None:
             as_of = int(loaded.bundle.cutoff.timestamp())
         built = Catalog.build(loaded.bundle.catalog, f"bundle {loaded.version}", at=as_of)[0]
-        return built, as_of
+        return _prepare(built), as_of
     raise CatalogError("catalog: RECSYS_CATALOG is not set and no model bundle holds one")
+
+
+def _prepare(catalog: Catalog) -> Catalog:
+    """Build what requests read of a catalog besides its arrays and the model's preparation,
+    before the catalog serves: its display columns (`serving.payload`) and filter indexes
+    (`serving.filtering`). Built by the first request that needed them, they held that
+    request (and the batches queued behind it) for seconds at 100k offers, after every
+    catalog update."""
+    display_columns(catalog)
+    filter_columns(catalog)
+    return catalog
 
 
 def _profiles(settings: Settings, loaded: LoadedModel | None) -> ProfileStore:

@@ -1,8 +1,8 @@
 """The request filters over the live catalog: `recsys.filters`, prepared once per catalog.
 
 A catalog is immutable and replaced whole (`serving.engine`), so what the filters read
-(`recsys.filters.FilterColumns`) is built on a catalog's first filtered request and kept
-as long as the catalog lives.
+(`recsys.filters.FilterColumns`) is built when the engine takes a catalog in, before it
+serves, and kept as long as the catalog lives.
 """
 
 from __future__ import annotations

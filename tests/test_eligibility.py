@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from recsys import schema, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays
-from recsys.eligibility import distances_km, eligible, eligible_matrix, ineligibility_reasons
+from recsys.eligibility import (
+    AgeClasses,
+    available,
+    distances_km,
+    eligible,
+    eligible_matrix,
+    ineligibility_reasons,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 AT = int(NOW.timestamp())
@@ -366,6 +373,45 @@ def test_matrix_rows_equal_single_calls(
     assert matrix.shape == (len(persons), len(rows))
     for i, person in enumerate(persons):
         np.testing.assert_array_equal(matrix[i], eligible(offers, **person, at=AT))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(offer_rows, min_size=1, max_size=12))
+def test_available_offers_the_age_classes_admit_are_eligible_anywhere(
+    rows: list[dict[str, Any]],
+) -> None:
+    """The catalog's fast path: `available` ∧ `AgeClasses.admits` is `eligible` of a person
+    whose place is unknown, for every age (unknown, under 16 to over the oldest bound) and
+    both disability flags; offers of one class share its verdict."""
+    offers = build(*rows)
+    classes = AgeClasses.of(offers)
+    assert len(classes.members) <= len(offers)
+    for age in [None, math.nan, 14.0, 15.5, *map(float, range(16, 32)), 67.0, 68.0, 72.0, 73.0]:
+        for disability in (False, True):
+            expected = eligible(
+                offers, age=age, disability=disability, lat=None, lon=None, radius_km=1.0, at=AT
+            )
+            fast = available(offers, AT) & classes.admits(age, disability)
+            assert fast.tolist() == expected.tolist(), (age, disability)
+
+
+def test_age_classes_group_offers_by_programme_snu_and_minors() -> None:
+    offers = build(
+        offer(),
+        offer(type=SC),
+        offer(lat=LYON[0], lon=LYON[1], places=3),  # same age fields as the first
+        offer(snu=True),
+        offer(openToMinors=True),
+    )
+    classes = AgeClasses.of(offers)
+    assert len(classes.members) == 4
+    assert classes.of_offer[0] == classes.of_offer[2]
+    assert len(set(classes.of_offer.tolist())) == 4
+    # 17: bénévolat without openToMinors refuses minors; Service Civique (16-25), the SNU
+    # flag (15-17) and a bénévolat open to minors admit them.
+    assert classes.admits(17.0, False).tolist() == [False, True, False, True, True]
+    empty = AgeClasses.of(offers.take(np.zeros(0, dtype=np.int64)))
+    assert empty.admits(20.0, False).tolist() == []
 
 
 def test_matrix_in_several_blocks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.arrays import offer_arrays
-from recsys.filters import FilterColumns, OfferFilters, city_key, filter_mask
+from recsys.filters import FilterColumns, OfferFilters, _index, city_key, filter_mask
 from tests.fixtures import make_offers_frame
 
 DAY = pd.Timedelta(days=1)
@@ -89,3 +89,33 @@ def test_an_offer_is_in_every_place_one_of_its_addresses_is() -> None:
     assert rows(departments=["33"]) == [0]
     assert rows(cities=["toulouse"]) == rows(cities=["31000"]) == [0, 1]
     assert rows(cities=["Bordeaux"]) == [0]
+
+
+def test_indexes_list_each_row_once_ascending_under_its_compared_key() -> None:
+    """An activity named twice by one offer lists it once; city spellings of one key merge
+    their rows in order; None and empty values are left out; rows are positions even when
+    the table's labels are not."""
+    frame = make_offers_frame(
+        5,
+        city=["Saint-Étienne", "", "saint etienne", None, "SAINT-ETIENNE"],
+        organizationName=[None, " Secours ", "secours", "", "Secours"],
+        activities=[["animation", "animation"], None, [], ["animation"], ["secourisme"]],
+    )
+    frame.index = [50, 40, 30, 20, 10]
+    columns = FilterColumns.of(frame)
+    assert {k: v.tolist() for k, v in columns.activity.items()} == {
+        "animation": [0, 3],
+        "secourisme": [4],
+    }
+    assert {k: v.tolist() for k, v in columns.city.items()} == {"saint etienne": [0, 2, 4]}
+    assert {k: v.tolist() for k, v in columns.organisation.items()} == {"secours": [1, 2, 4]}
+    assert all(v.dtype == np.int64 for v in columns.city.values())
+
+
+def test_an_index_takes_rows_in_any_order_and_several_values_per_row() -> None:
+    """Values labelled by their row, out of order and repeated (a row's several addresses):
+    each key lists its rows once, ascending."""
+    values = pd.Series(["42", "69", None, "42", "", "42", "69"], index=[5, 3, 1, 0, 2, 3, 0])
+    assert {k: v.tolist() for k, v in _index(values).items()} == {"42": [0, 3, 5], "69": [0, 3]}
+    lowered = _index(values, lambda v: "rhone" if v == "69" else None)
+    assert {k: v.tolist() for k, v in lowered.items()} == {"rhone": [0, 3]}
