@@ -45,5 +45,5 @@ def test_display_columns_hold_json_ready_values_and_none_where_missing() -> None
     ]
     assert by_offer["end_at"] == [None, None, None]
     assert set(columns) == set(DISPLAY_FIELDS)
-    shown = display(catalog, [order[0]], [["title", "places_left"]])
+    shown = display(catalog, [order[0]], [["title", "places_left"]], [-1])
     assert shown == [{"title": "Jardin", "places_left": 3}]
