@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from recsys import taxonomy
+from recsys import paths, taxonomy
 from recsys.audience import MIN_COUNT, Need
 from recsys.filters import OfferFilters
 from recsys.geo import PostalCode
@@ -178,7 +178,7 @@ class RankContext(BaseModel):
         return self
 
 
-Outcome = Literal["refused", "full", "expired", "too_old", "finished"]
+Outcome = Literal[paths.OUTCOMES]  # type: ignore[valid-type]
 
 
 class RankAfter(_Strict):

@@ -61,7 +61,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from recsys import config, logs
 from recsys.audience import AudienceTooSmall
 from recsys.bundle import BUNDLE_FILE
-from recsys.paths import programme_answers
+from recsys.paths import NoPath, programme_answers
 from serving.admin_sync import AdminSync
 from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
 from serving.batching import Batcher
@@ -70,7 +70,7 @@ from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.metrics import business_metrics
-from serving.paths import NoPath, redirect
+from serving.paths import redirect
 from serving.public_page import PublicPage
 from serving.schemas import (
     AdminResult,

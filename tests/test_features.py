@@ -229,6 +229,19 @@ def test_weights_decay_dedup_and_refused_applies(built: tuple[Path, Path]) -> No
     assert counts["other_type_events_dropped"] == 1
 
 
+def test_history_keeps_the_applies_learned_from_with_status_and_age(
+    built: tuple[Path, Path],
+) -> None:
+    history = load_feature_set(built[1]).history()
+    assert history[["user_key", "offer_id", "status"]].values.tolist() == [
+        ["u1", "o1", "PENDING"],  # the resent copy (same clickId) dropped
+        ["u2", "o2", "REFUSED"],
+    ]
+    assert history["candidateAge"].isna().all()  # the events give no age
+    assert history["createdAt"].lt(CUTOFF).all()
+    assert load_feature_set(built[1], "validation").history()["offer_id"].tolist() == ["o1"]
+
+
 def test_config_changes_weights(tmp_path: Path, built: tuple[Path, Path]) -> None:
     data, _ = built
     config = FeatureConfig.from_dict(
