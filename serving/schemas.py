@@ -563,6 +563,73 @@ class ExperimentStop(_Strict):
     )
 
 
+WidgetId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+PublisherId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MAX_WIDGET_PUBLISHERS = 1000
+
+
+class WidgetUpdate(_Strict):
+    """Set a widget's publisher allow-list, or remove it (`publishers: null`): saved, kept
+    across restarts, on every worker (`serving.widgets`). It replaces the RECSYS_WIDGETS
+    file's list of the same widget; removed, the file's list applies again."""
+
+    widget_id: WidgetId = Field(
+        description="the widget (`context.widget_id`)", examples=["widget-42"]
+    )
+    publishers: list[PublisherId] | None = Field(
+        min_length=1,
+        max_length=MAX_WIDGET_PUBLISHERS,
+        description="the publisher ids its lists may show; null removes the admin's list",
+        examples=[["pub-ville-se", "pub-jva"]],
+    )
+
+
+class WidgetQuery(_Strict):
+    """The allow-list of one widget, or of every widget with one."""
+
+    widget_id: WidgetId | None = Field(
+        default=None,
+        description="one widget (default: every widget with a list)",
+        examples=["widget-42"],
+    )
+
+
+class WidgetRule(BaseModel):
+    """A widget's allow-list as /rank applies it."""
+
+    widget_id: str = Field(examples=["widget-42"])
+    publishers: list[str] | None = Field(
+        description="the publishers its lists may show; null: not restricted",
+        examples=[["pub-ville-se", "pub-jva"]],
+    )
+    source: Literal["admin", "file", "none"] = Field(
+        description="admin: set by /admin/widgets/set; file: RECSYS_WIDGETS; none: no list",
+        examples=["admin"],
+    )
+    not_in_catalog: list[str] = Field(
+        default_factory=list,
+        description="listed publishers with no offer in the live catalog (a typo, or none yet)",
+        examples=[["pub-jva"]],
+    )
+
+
+class WidgetList(BaseModel):
+    """Allow-lists, by widget id."""
+
+    widgets: list[WidgetRule] = Field(
+        examples=[
+            [
+                {
+                    "widget_id": "widget-42",
+                    "publishers": ["pub-ville-se"],
+                    "source": "admin",
+                    "not_in_catalog": [],
+                }
+            ]
+        ]
+    )
+
+
 class AdminResult(BaseModel):
     """Outcome of an admin action; on failure the previous state keeps serving."""
 

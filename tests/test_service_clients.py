@@ -337,6 +337,10 @@ def test_openapi_documents_the_new_fields(server: tuple) -> None:
         "RankedItem",
         "EligibilityRequest",
         "ProgrammeEligibility",
+        "WidgetUpdate",
+        "WidgetQuery",
+        "WidgetRule",
+        "WidgetList",
     ):
         model = next(v for k, v in schemas.items() if k.startswith(name))
         bare = [
@@ -360,6 +364,89 @@ def test_a_widget_shows_only_its_publishers(server: tuple) -> None:
     refused = rank(client, {**widget, "filters": {"publishers": ["p-se"]}})
     assert refused.status_code == 400
     assert refused.json()["error"]["field"] == "filters.publishers"
+
+
+ADMIN = {"X-Admin-Token": "token"}
+SAINT_ETIENNE = {"age": 30, "lat": 45.4397, "lon": 4.3872}
+
+
+def set_widget(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return client.post("/admin/widgets/set", json=body, headers=ADMIN)
+
+
+def get_widgets(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = client.post("/admin/widgets/get", json=body, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["widgets"]
+
+
+def test_an_admin_sets_reads_and_removes_a_widget_list(server: tuple) -> None:
+    client = server[0]
+    body = {"profile": SAINT_ETIENNE, "k": 20, "filters": {"departments": ["42"]}}
+    widget = {**body, "context": {"widget_id": "widget-admin"}}
+    assert len(ids(rank(client, widget))) == 5  # no list yet: not restricted
+    saved = set_widget(client, {"widget_id": "widget-admin", "publishers": ["p-se", "p-typo"]})
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == {
+        "widget_id": "widget-admin",
+        "publishers": ["p-se", "p-typo"],
+        "source": "admin",
+        "not_in_catalog": ["p-typo"],
+    }
+    assert set(ids(rank(client, widget))) == {"se-short", "se-long", "se-late", "se-adults"}
+    assert get_widgets(client, {"widget_id": "widget-admin"}) == [saved.json()]
+    listed = {w["widget_id"]: w["source"] for w in get_widgets(client, {})}
+    assert listed == {"widget-admin": "admin", "widget-se": "file"}
+    removed = set_widget(client, {"widget_id": "widget-admin", "publishers": None})
+    assert removed.json()["source"] == "none" and removed.json()["publishers"] is None
+    assert len(ids(rank(client, widget))) == 5
+
+
+def test_an_admin_list_replaces_the_file_s_until_removed(server: tuple) -> None:
+    client = server[0]
+    body = {"profile": SAINT_ETIENNE, "k": 20, "context": {"widget_id": "widget-se"}}
+    assert ids(rank(client, body)) == ["se-snu"]  # the file's list: p-snu
+    try:
+        assert set_widget(client, {"widget_id": "widget-se", "publishers": ["p-se"]}).is_success
+        assert "se-snu" not in ids(rank(client, body)) and ids(rank(client, body))
+    finally:
+        back = set_widget(client, {"widget_id": "widget-se", "publishers": None})
+    assert back.json()["source"] == "file"
+    assert back.json()["publishers"] == ["p-snu", "p-elsewhere"]
+    assert ids(rank(client, body)) == ["se-snu"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"widget_id": "w", "publishers": []}, "publishers"),
+        ({"widget_id": "w"}, "publishers"),
+        ({"widget_id": "w", "publishers": [""]}, "publishers.0"),
+        ({"widget_id": "w", "publishers": [7]}, "publishers.0"),
+        ({"widget_id": "", "publishers": ["p"]}, "widget_id"),
+        ({"publishers": ["p"]}, "widget_id"),
+        ({"widget_id": "w", "publishers": ["p"], "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_widget_lists_are_refused_naming_the_field(
+    server: tuple, body: dict, field: str
+) -> None:
+    answer = set_widget(server[0], body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == field
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_widget_admin_calls_need_the_token(server: tuple) -> None:
+    client = server[0]
+    for route, body in (
+        ("/admin/widgets/set", {"widget_id": "w", "publishers": ["p"]}),
+        ("/admin/widgets/get", {}),
+    ):
+        answer = client.post(route, json=body, headers={"X-Admin-Token": "wrong"})
+        assert answer.status_code == 403
+        assert answer.json()["error"]["code"] == "forbidden"
+    assert all(w["widget_id"] != "w" for w in get_widgets(client, {}))
 
 
 # --- Web conventions ---------------------------------------------------------------------------
