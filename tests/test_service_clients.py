@@ -191,6 +191,29 @@ def test_filters_narrow_the_list(server: tuple, filters: dict, expected: set[str
     assert set(ids(rank(client, body))) == expected
 
 
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (
+            {"types": ["volontariat_service_civique"]},
+            {"lyon-sport-1", "lyon-sport-3", "lyon-culture-1", "lyon-culture-3"},
+        ),
+        (
+            {"domains": ["sport"], "types": ["benevolat"]},
+            {"lyon-sport-0", "lyon-sport-2", "marseille-remote"},
+        ),
+        ({"remote": ["full"]}, {"marseille-remote"}),
+    ],
+)
+def test_programme_domain_and_remote_filters(
+    server: tuple, filters: dict, expected: set[str]
+) -> None:
+    """In Lyon: Service Civique is every odd offer, the sport bénévolat the even ones and the
+    fully remote one (eligible anywhere)."""
+    body = {"profile": LYON_PERSON, "k": 30, "filters": filters}
+    assert set(ids(rank(server[0], body))) == expected
+
+
 def test_start_window_filter(server: tuple) -> None:
     client = server[0]
     soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=60)).isoformat()
@@ -321,35 +344,27 @@ def test_fields_keep_a_lighter_payload(server: tuple) -> None:
     assert refused.status_code == 400 and "fields" in refused.text
 
 
-def test_openapi_documents_the_new_fields(server: tuple) -> None:
+def test_openapi_documents_every_field_with_examples(server: tuple) -> None:
     client = server[0]
-    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    document = client.get("/docs.json").json()
+    schemas = document["components"]["schemas"]
     request = next(v for k, v in schemas.items() if k.startswith("RankRequest"))
-    assert {"offset", "context", "fields", "filters"} <= set(request["properties"])
+    assert {"offset", "context", "fields", "filters", "after"} <= set(request["properties"])
     filters = schemas["RankFilters"]["properties"]
     assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
-    assert filters["departments"].get("examples")
-    for name in (
-        "RankFilters",
-        "RankContext",
-        "RankAfter",
-        "Reason",
-        "RankedItem",
-        "EligibilityRequest",
-        "ProgrammeEligibility",
-        "WidgetUpdate",
-        "WidgetQuery",
-        "WidgetRule",
-        "WidgetList",
-    ):
-        model = next(v for k, v in schemas.items() if k.startswith(name))
-        bare = [
-            field
-            for field, spec in model["properties"].items()
-            if "examples" not in spec and field != "reasons"
-        ]
-        assert not bare, (name, bare)
     assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
+    bare = {
+        name: [field for field, spec in model["properties"].items() if "examples" not in spec]
+        for name, model in schemas.items()
+    }
+    assert not {name: fields for name, fields in bare.items() if fields}
+    assert any(name.startswith("WidgetUpdate") for name in schemas)
+    # Errors are documented in the shape the service answers.
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+        assert schemas[name]["properties"]["error"]["$ref"].endswith("/ErrorDetail")
+    assert set(schemas["ErrorDetail"]["properties"]) == {"code", "message", "field", "details"}
+    missing = client.post("/similar", json={"offer_id": "no-such-offer"}).json()
+    assert set(missing) == {"error"} and set(missing["error"]) == {"code", "message", "field"}
 
 
 def test_a_widget_shows_only_its_publishers(server: tuple) -> None:
@@ -584,6 +599,31 @@ def test_after_a_full_offer_the_list_stays_in_its_domain(server: tuple) -> None:
     assert {item["programme"] for item in items} > {"benevolat"}  # any programme
     assert "paris-culture-0" not in {item["offer_id"] for item in items}
     assert {item["reasons"][0]["code"] for item in items} == {"after_full"}
+
+
+def test_after_an_snu_mission_the_list_leaves_snu_missions(server: tuple) -> None:
+    """A 16-year-old in Saint-Étienne who finished the SNU mission: the bénévolat open to
+    minors around (and the fully remote offer), no other SNU mission."""
+    body = {
+        "profile": {"age": 16, "lat": 45.4397, "lon": 4.3872},
+        "k": 20,
+        "after": {"offer_id": "se-snu", "outcome": "finished"},
+    }
+    items = rank(server[0], body).json()["items"]
+    assert {i["offer_id"] for i in items} == {"se-short", "se-long", "se-late", "marseille-remote"}
+    assert {i["reasons"][0]["code"] for i in items} == {"after_finished"}
+
+
+def test_after_an_expired_offer_the_list_stays_in_its_domain(server: tuple) -> None:
+    body = {
+        "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
+        "k": 30,
+        "after": {"offer_id": "ended", "outcome": "expired", "domain": "sport"},
+    }
+    items = rank(server[0], body).json()["items"]
+    assert items and {i["domain"] for i in items} == {"sport"}
+    assert "ended" not in {i["offer_id"] for i in items}
+    assert {i["reasons"][0]["code"] for i in items} == {"after_expired"}
 
 
 def test_after_an_offer_gone_from_the_catalog(server: tuple) -> None:
