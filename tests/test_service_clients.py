@@ -8,6 +8,7 @@ served test catalog plus offers that tell the filters apart, events in SQLite.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -462,6 +463,36 @@ def test_widget_admin_calls_need_the_token(server: tuple) -> None:
         assert answer.status_code == 403
         assert answer.json()["error"]["code"] == "forbidden"
     assert all(w["widget_id"] != "w" for w in get_widgets(client, {}))
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
+WORKED = re.compile(r"""curl -s "\$RECSYS(/[a-z]+)"[^\n]*\n?[^']*-d '(.*?)'\n""", re.S)
+
+
+def worked_requests() -> list[tuple[str, dict]]:
+    """The front developers' worked requests of docs/serving.md: (route, body)."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## For front developers")[1].split("\n## ")[0]
+    return [(route, json.loads(body)) for route, body in WORKED.findall(section)]
+
+
+def test_the_worked_requests_of_the_docs_are_answered(server: tuple) -> None:
+    requests = worked_requests()
+    assert [route for route, _ in requests] == ["/rank"] * 4 + ["/eligibility"]
+    client = server[0]
+    answers = [client.post(route, json=body) for route, body in requests]
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    widget, page_two, counsellor, redirect_, eligibility = (a.json() for a in answers)
+    assert all(
+        set(item) & DISPLAY_KEYS <= set(requests[0][1]["fields"]) for item in widget["items"]
+    )
+    assert all(item["rank"] > 10 for item in page_two["items"])
+    assert counsellor["items"], "the counsellor's list is empty"
+    assert redirect_["items"]
+    assert {i["reasons"][0]["code"] for i in redirect_["items"]} == {"after_refused"}
+    assert all(i["programme"] != "volontariat_service_civique" for i in redirect_["items"])
+    codes = {p["programme"]: p["code"] for p in eligibility["programmes"]}
+    assert codes["volontariat_service_civique"] == "too_old"
 
 
 # --- Web conventions ---------------------------------------------------------------------------
