@@ -243,9 +243,10 @@ def read_manifest(path: Path | str, window: str = TEST_WINDOW) -> dict[str, Any]
         raise FileNotFoundError(f"feature set: no {MANIFEST_FILE} in {manifest_path.parent}")
     manifest = json.loads(manifest_path.read_text("utf-8"))
     if manifest.get("format") != FORMAT_VERSION:
+        root = manifest_path.parent.parent  # the set's root, above its window folders
         raise ValueError(
             f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT_VERSION}: "
-            "build the feature set again"
+            f"build it again with: recsys features --data {manifest.get('data_dir')} --out {root}"
         )
     return manifest
 
