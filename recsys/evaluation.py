@@ -309,7 +309,7 @@ def _redirect_lists(
     hard_rules: np.ndarray,
     profiles: ProfileArrays,
     offers: OfferArrays,
-    columns: FilterColumns,
+    columns: Callable[[], FilterColumns],
     lister: _Lister,
     raw: dict[str, tuple[np.ndarray, np.ndarray, bool]],
     rule_scores: Callable[[], np.ndarray],
@@ -323,7 +323,7 @@ def _redirect_lists(
     local = redirect.members[chosen] - index[0]
     plain = mask[local]  # a copy: fancy indexing
     plain[np.arange(len(chosen)), redirect.offer[chosen]] = False
-    after = plain & redirect.narrowed(chosen, offers, columns)
+    after = plain & redirect.narrowed(chosen, offers, columns())
     people = profiles.take(local)
     rules = hard_rules[local]
 
@@ -406,7 +406,8 @@ def evaluate(
         users.arrays,
         feature_set.window_start,
     )
-    filter_columns = FilterColumns.of(feature_set.offers)
+    # What the continuation's filters read: made when a member of the segment first needs it.
+    filter_columns = functools.cache(functools.partial(FilterColumns.of, feature_set.offers))
     redirect_slots: dict[str, dict[str, dict[int, list[_Slots]]]] = {
         variant: {name: {k: [] for k in ks} for name in names}
         for variant in (REDIRECT, REDIRECT_AFTER)
