@@ -34,13 +34,13 @@ from features.config import FeatureConfig
 from features.interactions import (
     APPLY,
     EventLog,
+    applies_between,
     event_log,
     exposures,
     pair_matrix,
     read_events,
     recode,
     signal_weights,
-    targets,
     to_ms,
 )
 from recsys import config as paths
@@ -49,6 +49,7 @@ from recsys.featureset import (
     ENCODERS_DIR,
     EXPOSURES_FILE,
     FORMAT_VERSION,
+    HISTORY_FILE,
     INTERACTIONS_FILE,
     MANIFEST_FILE,
     OFFERS_FILE,
@@ -390,8 +391,10 @@ def _write_window(
     offer_encoder.save(folder / ENCODERS_DIR)
     user_encoder.save(folder / ENCODERS_DIR)
     evaluated = log.signal if held_out is None else log.signal[held_out[1]]
-    window_targets, dropped = targets(evaluated, start_ms, end_ms, offer_index)
+    window_targets, dropped = applies_between(evaluated, start_ms, end_ms, offer_index)
     window_targets.to_parquet(folder / TARGETS_FILE, index=False)
+    past, _ = applies_between(train, np.iinfo(np.int64).min, reference_ms, offer_index)
+    past.to_parquet(folder / HISTORY_FILE, index=False)
     shown = exposures(log.table, reference_ms)
     pq.write_table(shown, folder / EXPOSURES_FILE)
 
@@ -416,6 +419,7 @@ def _write_window(
         "targets": len(window_targets),
         "target_users": int(window_targets["user_key"].nunique()),
         "targets_dropped_unknown_offer": dropped,
+        "history_applies": len(past),
         "exposures": shown.num_rows,
     }
 

@@ -1,4 +1,4 @@
-"""Events → user keys, weighted training signal, targets and exposures.
+"""Events → user keys, weighted training signal, applies (targets, history) and exposures.
 
 Millions of prints are handled in Arrow (filters, string concatenation, hash joins: vectorised
 C++), and only the clicks and applies, a small share of the events, become a pandas frame
@@ -36,6 +36,7 @@ EVENT_COLUMNS = (
     "isBot",
     "status",
     "position",
+    "candidateAge",
 )
 
 
@@ -109,12 +110,13 @@ class EventLog:
 
     Attributes:
         table: Arrow columns kind (int8, PRINT/CLICK/APPLY), ms (int64 createdAt), createdAt,
-            missionId, user_key, requestId, status, position. `user_key` is `userId` when
+            missionId, user_key, requestId, status, position, candidateAge. `user_key` is
+            `userId` when
             present, else "anon:" + the `user` hash: a hash-only visitor is a short-history
             user without a profile, and the prefix keeps the two id spaces apart.
         signal: the rows that can carry training signal (clicks, applies, and prints when
-            they weigh anything) as pandas: kind, ms, createdAt, and user_key, missionId,
-            status as categoricals.
+            they weigh anything) as pandas: kind, ms, createdAt, user_key, missionId and
+            status as categoricals, candidateAge (float, NaN when not given).
         counts: what was read and dropped.
     """
 
@@ -172,6 +174,7 @@ def event_log(table: pa.Table, config: FeatureConfig) -> EventLog:
             "requestId": table["requestId"],
             "status": table["status"],
             "position": table["position"],
+            "candidateAge": table["candidateAge"],
         }
     ).filter(pa.array(keep))
     kind = table["kind"].to_numpy()
@@ -185,6 +188,7 @@ def event_log(table: pa.Table, config: FeatureConfig) -> EventLog:
             "missionId": categorical(rows["missionId"]),
             "user_key": categorical(rows["user_key"]),
             "status": categorical(rows["status"]),
+            "candidateAge": rows["candidateAge"].to_numpy(zero_copy_only=False).astype(float),
         }
     )
     return EventLog(table=table, signal=signal, counts=counts)
@@ -218,10 +222,12 @@ def pair_matrix(
     return matrix
 
 
-def targets(
+def applies_between(
     signal: pd.DataFrame, start_ms: int, end_ms: int, offer_index: pd.Index
 ) -> tuple[pd.DataFrame, int]:
-    """The window's applies: user_key, offer_id, createdAt, status (plain strings).
+    """The applies of [start_ms, end_ms): user_key, offer_id, createdAt, status (plain
+    strings) and candidateAge (Int16, null when not given), by time. A window's targets,
+    and the history before it.
 
     Applies on an offer outside `offer_index` cannot be ranked and are dropped (counted).
     """
@@ -241,6 +247,7 @@ def targets(
             "offer_id": window["missionId"].to_numpy(dtype=object),
             "createdAt": window["createdAt"].to_numpy(),
             "status": window["status"].to_numpy(dtype=object),
+            "candidateAge": pd.array(window["candidateAge"].to_numpy(), dtype="Int16"),
         }
     ).astype({"user_key": "str", "offer_id": "str", "status": "str"})
     frame = frame.sort_values(["createdAt", "user_key", "offer_id"], kind="stable")

@@ -268,9 +268,9 @@ class NeedPlace(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    postal_code: geo.PostalCode | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90, examples=[45.4397])
+    lon: float | None = Field(default=None, ge=-180, le=180, examples=[4.3872])
+    postal_code: geo.PostalCode | None = Field(default=None, examples=["42000"])
 
     @model_validator(mode="after")
     def _located(self) -> NeedPlace:
@@ -301,17 +301,23 @@ class Need(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(default="need", max_length=200)
-    programme: str = taxonomy.BENEVOLAT
-    domains: list[str] = Field(min_length=1, max_length=len(taxonomy.DOMAINS))
-    activities: list[str] = Field(default_factory=list, max_length=len(taxonomy.ACTIVITIES))
-    place: NeedPlace | None = None
-    radius_km: float | None = Field(default=None, gt=0, le=1000)
-    departments: list[str] = Field(default_factory=list, max_length=101)
-    start: datetime
-    end: datetime | None = None
-    places: int | None = Field(default=None, ge=1)
-    open_to_minors: bool = False
+    title: str = Field(
+        default="need", max_length=200, examples=["Collecte alimentaire de printemps"]
+    )
+    programme: str = Field(default=taxonomy.BENEVOLAT, examples=["benevolat"])
+    domains: list[str] = Field(
+        min_length=1, max_length=len(taxonomy.DOMAINS), examples=[["solidarite-insertion"]]
+    )
+    activities: list[str] = Field(
+        default_factory=list, max_length=len(taxonomy.ACTIVITIES), examples=[["aide-alimentaire"]]
+    )
+    place: NeedPlace | None = Field(default=None, examples=[{"postal_code": "42000"}])
+    radius_km: float | None = Field(default=None, gt=0, le=1000, examples=[20])
+    departments: list[str] = Field(default_factory=list, max_length=101, examples=[["42"]])
+    start: datetime = Field(examples=["2026-04-04T09:00:00Z"])
+    end: datetime | None = Field(default=None, examples=["2026-04-05T18:00:00Z"])
+    places: int | None = Field(default=None, ge=1, examples=[30])
+    open_to_minors: bool = Field(default=False, examples=[False])
 
     @field_validator("programme")
     @classmethod

@@ -11,6 +11,12 @@ blend with the rules, the pool, the publisher and programme caps, ties by offer 
 per cut-off k since the caps depend on k; `policy=None` measures the model's own order (top-k
 of its scores), for diagnosis. The oracle knows everyone: under the served policy its lists
 get the caps, never the blend.
+
+The `redirect` segment (`recsys.redirects`: people refused, or aged out of a programme, who
+applied again in the window) is ranked twice through the same policy: `redirect` is the plain
+list, `redirect:after` the list continued in the programmes they may join
+(`recsys.paths.continuation`, what `/rank` with `after` serves), both scored against what
+they applied to next.
 """
 
 from __future__ import annotations
@@ -32,14 +38,17 @@ from recsys.candidates import candidate_mask, open_during
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.eligibility import eligible_matrix
 from recsys.featureset import FeatureSet
+from recsys.filters import FilterColumns
 from recsys.geo import haversine_km
 from recsys.models.base import Recommender
 from recsys.policy import ListPolicy, ModelScores, exclude, group_codes, tie_keys
 from recsys.ranking import PAD, top_k
+from recsys.redirects import Redirects, redirects
 
 logger = logging.getLogger(__name__)
 
 ORACLE = "oracle"
+REDIRECT, REDIRECT_AFTER = "redirect", "redirect:after"  # the plain and path-aware lists
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 
 
@@ -293,6 +302,43 @@ def _segments(
     return segments
 
 
+def _redirect_lists(
+    redirect: Redirects,
+    index: np.ndarray,
+    mask: np.ndarray,
+    hard_rules: np.ndarray,
+    profiles: ProfileArrays,
+    offers: OfferArrays,
+    columns: Callable[[], FilterColumns],
+    lister: _Lister,
+    raw: dict[str, tuple[np.ndarray, np.ndarray, bool]],
+    rule_scores: Callable[[], np.ndarray],
+    out: dict[str, dict[str, dict[int, list[_Slots]]]],
+) -> None:
+    """The plain and path-aware lists of the redirect segment's members among the batch
+    `index` (positions of the evaluated users), appended to `out[variant][model][k]`."""
+    chosen = np.flatnonzero(np.isin(redirect.members, index))
+    if not len(chosen):
+        return
+    local = redirect.members[chosen] - index[0]
+    plain = mask[local]  # a copy: fancy indexing
+    plain[np.arange(len(chosen)), redirect.offer[chosen]] = False
+    after = plain & redirect.narrowed(chosen, offers, columns())
+    people = profiles.take(local)
+    rules = hard_rules[local]
+
+    def local_rules() -> np.ndarray:
+        return rule_scores()[local]
+
+    for name, (scores, known, blends) in raw.items():
+        for variant, candidates in ((REDIRECT, plain), (REDIRECT_AFTER, after)):
+            lists, served = lister.lists(
+                scores[local], candidates, known[local], blends, local_rules
+            )
+            for k, recommended in lists.items():
+                out[variant][name][k].append(_slots(recommended, served, rules, people, offers))
+
+
 def evaluate(
     feature_set: FeatureSet,
     models: dict[str, Recommender],
@@ -351,6 +397,21 @@ def evaluate(
 
     slots: dict[str, dict[int, list[_Slots]]] = {name: {k: [] for k in ks} for name in names}
     overrides = policy is not None and policy.rules_remote_overrides
+    redirect = redirects(
+        user_ids,
+        feature_set.history(),
+        feature_set.targets,
+        offer_batch.ids,
+        offer_batch.arrays,
+        users.arrays,
+        feature_set.window_start,
+    )
+    # What the continuation's filters read: made when a member of the segment first needs it.
+    filter_columns = functools.cache(functools.partial(FilterColumns.of, feature_set.offers))
+    redirect_slots: dict[str, dict[str, dict[int, list[_Slots]]]] = {
+        variant: {name: {k: [] for k in ks} for name in names}
+        for variant in (REDIRECT, REDIRECT_AFTER)
+    }
 
     for start in range(0, len(users), batch_size):
         index = np.arange(start, min(start + batch_size, len(users)))
@@ -366,11 +427,11 @@ def evaluate(
         rule_scores = functools.cache(
             functools.partial(rules.incumbent_scores, batch.arrays, offer_batch.arrays, overrides)
         )
-        made: dict[str, tuple[dict[int, np.ndarray], np.ndarray]] = {}
+        # Each row's scores, whom it knows and whether it blends the rules itself.
+        raw: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
         for name, model in models.items():
             scores = np.asarray(model.score(batch, offer_batch), dtype=float)
-            known_users = model.knows(batch.ids)
-            made[name] = lister.lists(scores, mask, known_users, model.blends_rules, rule_scores)
+            raw[name] = (scores, model.knows(batch.ids), model.blends_rules)
         if truth is not None:
             # Anonymous keys are no simulated person: the oracle cannot serve them either.
             ids = batch.ids.astype(str)
@@ -378,13 +439,26 @@ def evaluate(
             utility = np.full((len(batch), len(offer_batch)), np.nan)
             if person.any():
                 utility[person] = expected_utility(truth, ids[person], offer_batch.ids.astype(str))
-            everyone = np.ones(len(batch), dtype=bool)
-            made[ORACLE] = lister.lists(utility, mask, everyone, False, rule_scores)
-        for name, (lists, scores) in made.items():
+            raw[ORACLE] = (utility, np.ones(len(batch), dtype=bool), False)
+        for name, (scores, known_users, blends) in raw.items():
+            lists, served = lister.lists(scores, mask, known_users, blends, rule_scores)
             for k, recommended in lists.items():
                 slots[name][k].append(
-                    _slots(recommended, scores, hard_rules, batch.arrays, offer_batch.arrays)
+                    _slots(recommended, served, hard_rules, batch.arrays, offer_batch.arrays)
                 )
+        _redirect_lists(
+            redirect,
+            index,
+            mask,
+            hard_rules,
+            batch.arrays,
+            offer_batch.arrays,
+            filter_columns,
+            lister,
+            raw,
+            rule_scores,
+            redirect_slots,
+        )
         if progress is not None:
             progress(int(index[-1]) + 1, len(users))
 
@@ -409,6 +483,16 @@ def evaluate(
             if offer_mask is not None:
                 segment_relevant = _restrict(segment_relevant, offer_mask)
             by_segment[segment][name] = _accuracy(model_slots, segment_relevant, user_mask)
+    if len(redirect.members):
+        for variant, by_name in redirect_slots.items():
+            by_segment[variant] = {
+                name: _accuracy(
+                    {k: _Slots.concat(parts) for k, parts in by_k.items()},
+                    redirect.relevant,
+                    slice(None),
+                )
+                for name, by_k in by_name.items()
+            }
     by_segment = {
         segment: values
         for segment, values in by_segment.items()
@@ -425,6 +509,7 @@ def evaluate(
         "offers": len(offer_batch),
         "new_offers": int(is_new.sum()),
         "target_applies": int(sum(len(items) for items in relevant)),
+        "redirect": redirect.counts,
     }
     data["policy"] = "raw" if policy is None else {"served": policy.to_dict()}
     longest = {name: by_k[ks[-1]] for name, by_k in merged.items()}

@@ -10,7 +10,10 @@ test window. Each subfolder holds:
     offers.npz          ids (unicode) and offer features as CSR parts
     interactions.npz    train interaction weights and train applies, (users × offers) CSR parts
     encoders/           the fitted OfferEncoder and UserEncoder (JSON + npz, no pickle)
-    targets.parquet     the window's non-bot applies: user_key, offer_id, createdAt, status
+    targets.parquet     the window's non-bot applies: user_key, offer_id, createdAt, status,
+                        candidateAge
+    history.parquet     the same columns for the applies learned from (before the cutoff):
+                        what the evaluation's redirect segment reads (refusals, ages then)
     exposures.parquet   train prints without a click: user_key, offer_id, position,
                         requestId, createdAt
 
@@ -39,7 +42,7 @@ from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: history.parquet, candidateAge in the applies
 TEST_WINDOW = "test"
 VALIDATION_WINDOW = "validation"
 WINDOWS = (TEST_WINDOW, VALIDATION_WINDOW)
@@ -50,6 +53,7 @@ OFFERS_FILE = "offers.npz"
 INTERACTIONS_FILE = "interactions.npz"
 ENCODERS_DIR = "encoders"
 TARGETS_FILE = "targets.parquet"
+HISTORY_FILE = "history.parquet"
 EXPOSURES_FILE = "exposures.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
@@ -172,6 +176,11 @@ class FeatureSet:
         """Train-window prints without a click (read on demand: it can be large)."""
         return pd.read_parquet(self.path / EXPOSURES_FILE)
 
+    def history(self) -> pd.DataFrame:
+        """The applies learned from, with their status and the candidate's age then (read on
+        demand, like the exposures)."""
+        return pd.read_parquet(self.path / HISTORY_FILE)
+
     def offer_batch(self, offer_ids: np.ndarray | list[str] | None = None) -> OfferBatch:
         """The given offers (all by default) as a batch; an id outside the set is an error."""
         full = OfferBatch(self.offer_ids, self.offer_features, self.offer_arrays)
@@ -234,7 +243,11 @@ def read_manifest(path: Path | str, window: str = TEST_WINDOW) -> dict[str, Any]
         raise FileNotFoundError(f"feature set: no {MANIFEST_FILE} in {manifest_path.parent}")
     manifest = json.loads(manifest_path.read_text("utf-8"))
     if manifest.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{manifest_path}: format {manifest.get('format')!r}, expected 1")
+        root = manifest_path.parent.parent  # the set's root, above its window folders
+        raise ValueError(
+            f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT_VERSION}: "
+            f"build it again with: recsys features --data {manifest.get('data_dir')} --out {root}"
+        )
     return manifest
 
 

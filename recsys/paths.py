@@ -7,14 +7,22 @@ admits beyond the same offer unflagged) and answered by the age rules of
 `recsys.eligibility` (`admits_age`), the one owner of those rules; the French texts only say
 what `recsys.taxonomy`'s bounds are. Nationality is a note, not a rule: the service does not
 ask it.
+
+Where a person goes on after an application (DOMAIN.md section 4, `continuation`): someone
+refused, too old for a programme or done with a mission goes on in the other programmes they
+may join; a full or expired offer leads to offers of the same domain in any programme they
+may join. The continuation is a narrowing of the list's filters (`recsys.filters`), so
+eligibility still decides who may join what. The service's `after` (`serving.paths`) and the
+evaluation's redirect segment (`recsys.redirects`) both narrow through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -23,6 +31,10 @@ from recsys.arrays import OfferArrays
 from recsys.eligibility import admits_age
 
 SNU: Final = "snu"
+# An application's outcomes, and those after which the person goes on in other programmes
+# (the others, full and expired, stay in the offer's domain).
+OUTCOMES: Final[tuple[str, ...]] = ("refused", "full", "expired", "too_old", "finished")
+OTHER_PROGRAMMES: Final[tuple[str, ...]] = ("refused", "too_old", "finished")
 
 
 @dataclass(frozen=True)
@@ -155,3 +167,56 @@ def programme_answers(age: float | None, disability: bool = False) -> list[Answe
             code, reason = "too_old", f"{kind.label} : {rule}, plus accessible à {years} ans"
         out.append(Answer(kind.key, kind.label, bool(ok), code, reason, _notes(kind, years)))
     return out
+
+
+class NoPath(ValueError):
+    """The list's own filters leave nothing a continuation may propose."""
+
+
+class MissingFact(LookupError):
+    """The continuation needs the offer's programme or domain, and it is not known."""
+
+    def __init__(self, fact: str) -> None:
+        super().__init__(fact)
+        self.fact = fact
+
+
+def continuation(
+    outcome: str,
+    programme: str | None,
+    domain: str | None,
+    snu: bool,
+    types: Sequence[str] | None = None,
+    domains: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The filters that continue a person's path after an application's `outcome`, as
+    updates of the `recsys.filters.OfferFilters` fields (the service's `RankFilters` has the
+    same names): they only narrow what `types` and `domains` (the list's own filters; None:
+    any) already allow.
+
+    - refused, too_old, finished: the other programmes (`types` without the offer's); after
+      an SNU mission, anything but another SNU mission (`snu` false);
+    - full, expired: the offer's domain (`domains`).
+
+    Raises:
+        ValueError: an outcome outside `OUTCOMES`.
+        MissingFact: `programme` (other programmes) or `domain` (same domain) is None.
+        NoPath: `types` names only the offer's programme, or `domains` leaves out its domain;
+            the message names the filter.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome: expected one of {OUTCOMES}, got {outcome!r}")
+    if outcome in OTHER_PROGRAMMES:
+        if programme is None:
+            raise MissingFact("programme")
+        if snu:
+            return {"snu": False}
+        allowed = [p for p in (types or taxonomy.PROGRAMMES) if p != programme]
+        if not allowed:
+            raise NoPath(f"filters.types: only {programme}, which after.outcome leaves out")
+        return {"types": allowed}
+    if domain is None:
+        raise MissingFact("domain")
+    if domains and domain not in domains:
+        raise NoPath(f"filters.domains: {domain}, the offer's domain, is not among them")
+    return {"domains": [domain]}

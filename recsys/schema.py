@@ -286,12 +286,20 @@ class Quiz(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    domains: list[str] = Field(default_factory=list, max_length=len(taxonomy.QUIZ_DOMAINS) + 1)
-    activities: list[str] = Field(
-        default_factory=list, max_length=len(taxonomy.QUIZ_ACTIVITIES) + 1
+    domains: list[str] = Field(
+        default_factory=list,
+        max_length=len(taxonomy.QUIZ_DOMAINS) + 1,
+        examples=[["environnement-animaux", "sport"]],
     )
-    rhythm: str | None = None
-    motivations: list[str] = Field(default_factory=list, max_length=len(taxonomy.MOTIVATIONS) + 1)
+    activities: list[str] = Field(
+        default_factory=list,
+        max_length=len(taxonomy.QUIZ_ACTIVITIES) + 1,
+        examples=[["transmettre-animer"]],
+    )
+    rhythm: str | None = Field(default=None, examples=["un-jour"])
+    motivations: list[str] = Field(
+        default_factory=list, max_length=len(taxonomy.MOTIVATIONS) + 1, examples=[["etre-utile"]]
+    )
 
     @field_validator("domains")
     @classmethod
@@ -326,21 +334,39 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(default=None, max_length=128)
-    age: int | None = Field(default=None, ge=0, le=MAX_AGE)
-    lat: float | None = Field(default=None, ge=-90, le=90)
-    lon: float | None = Field(default=None, ge=-180, le=180)
-    postal_code: PostalCode | None = None
+    user_id: str | None = Field(default=None, max_length=128, examples=["jva-5521"])
+    age: int | None = Field(default=None, ge=0, le=MAX_AGE, examples=[19])
+    lat: float | None = Field(default=None, ge=-90, le=90, examples=[45.4397])
+    lon: float | None = Field(default=None, ge=-180, le=180, examples=[4.3872])
+    postal_code: PostalCode | None = Field(default=None, examples=["42000"])
     insee_code: str | None = Field(
-        default=None, pattern=r"^([0-9]{5}|2[AB][0-9]{3})$", description="the commune's INSEE code"
+        default=None,
+        pattern=r"^([0-9]{5}|2[AB][0-9]{3})$",
+        description="the commune's INSEE code",
+        examples=["42218"],
     )
     city: str | None = Field(
-        default=None, min_length=1, max_length=100, description="the commune's name"
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the commune's name",
+        examples=["Saint-Étienne"],
     )
-    radius_km: float | None = Field(default=None, gt=0, le=1000)
-    mobility: Literal["walking", "public_transport", "bike", "car"] | None = None
-    disability: bool = False
-    quiz: Quiz | None = None
+    radius_km: float | None = Field(default=None, gt=0, le=1000, examples=[15])
+    mobility: Literal["walking", "public_transport", "bike", "car"] | None = Field(
+        default=None, examples=["public_transport"]
+    )
+    disability: bool = Field(default=False, examples=[False])
+    quiz: Quiz | None = Field(
+        default=None,
+        examples=[
+            {
+                "domains": ["environnement-animaux"],
+                "activities": ["transmettre-animer"],
+                "rhythm": "un-jour",
+            }
+        ],
+    )
 
     @model_validator(mode="after")
     def _lat_lon_together(self) -> Profile:

@@ -1,6 +1,6 @@
 """Durable store of what the service showed and what people did with it.
 
-Six tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
+Eight tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
 
 * `events`: the canonical events table (`recsys.schema.EVENT_SCHEMA` columns but
   `candidateAge`, camelCase, key `id`) plus `receivedAt`; inserts are idempotent
@@ -11,8 +11,11 @@ Six tables (SQLAlchemy Core, so one code path serves SQLite and PostgreSQL):
   unassigned; then each offer with its position and score), so that a print tagged with a
   `requestId` joins to the list and position it came from; a `rank_requests` table from
   before the experiments gets their columns when the store opens (`_add_experiment_columns`);
+  `rank_contexts`: where a list was shown, when the request said it;
 * `admin_actions`: the admin calls that succeeded (catalog updates, model reloads, an
   experiment stopped), so that every worker process applies them (`serving.admin_sync`);
+* `widget_publishers`: the widgets' publisher allow-lists set by `/admin/widgets/set`
+  (`serving.widgets`), one row per widget, read by every worker at start-up and after a call;
 * `experiments`: each online experiment's configuration as the service first ran it
   (`serving.experiments`), which the A/B report reads (arms, shares, dates);
 * `audience_requests`: the audit of every audience request (`serving.audience`), served or
@@ -43,7 +46,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -237,6 +240,13 @@ class EventStore:
             sa.Column("createdAt", sa.DateTime(timezone=True), nullable=False),
             sa.Column("action", sa.String(), nullable=False),
             sa.Column("arguments", sa.String(), nullable=False),  # JSON object
+        )
+        self.widgets = sa.Table(
+            f"{prefix}widget_publishers",
+            metadata,
+            sa.Column("widgetId", sa.String(), primary_key=True),
+            sa.Column("updatedAt", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("publishers", sa.String(), nullable=False),  # JSON list
         )
         self.experiments = sa.Table(
             f"{prefix}experiments",
@@ -558,6 +568,28 @@ class EventStore:
             rows = connection.execute(statement).all()
         return [(int(g), str(action), json.loads(arguments)) for g, action, arguments in rows]
 
+    def set_widget(self, widget_id: str, publishers: Sequence[str] | None) -> None:
+        """Save a widget's publisher allow-list (`serving.widgets`); None removes it."""
+        w = self.widgets
+        with self.engine.begin() as connection:
+            if publishers is None:
+                connection.execute(sa.delete(w).where(w.c.widgetId == widget_id))
+                return
+            values = {"updatedAt": datetime.now(UTC), "publishers": json.dumps(list(publishers))}
+            statement = (
+                self._insert(w)
+                .values(widgetId=widget_id, **values)
+                .on_conflict_do_update(index_elements=["widgetId"], set_=values)
+            )
+            connection.execute(statement)
+
+    def read_widgets(self) -> dict[str, tuple[str, ...]]:
+        """Every saved widget allow-list, by widget id."""
+        w = self.widgets
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(w.c.widgetId, w.c.publishers)).all()
+        return {str(widget): tuple(json.loads(listed)) for widget, listed in rows}
+
     def record_experiment(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         """Record an experiment's configuration unless one is recorded under its name already;
         the configuration recorded (the first one, so that a change can be detected)."""
@@ -619,11 +651,13 @@ class EventStore:
         return frame
 
     def drop(self) -> None:
-        """Drop the six tables (tests, and tearing down a deployment's prefix)."""
+        """Drop the eight tables (tests, and tearing down a deployment's prefix)."""
         for table in (
             self.audiences,
             self.experiments,
+            self.widgets,
             self.admin,
+            self.contexts,
             self.items,
             self.requests,
             self.events,

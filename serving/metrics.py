@@ -24,7 +24,7 @@ import functools
 from serving.events import RankLog
 from serving.schemas import Status
 
-EVENT_STORE_OPERATIONS = ("open", "events", "admin_sync")
+EVENT_STORE_OPERATIONS = ("open", "events", "admin_sync", "widgets")
 NO_ARM = "none"  # the arm label of a list served outside an experiment
 
 

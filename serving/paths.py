@@ -3,24 +3,20 @@
 DOMAIN.md section 4: someone refused, too old for a programme, or done with a mission goes
 on in the other programmes they may join; a full or expired offer leads to close offers of
 the same domain in any programme they may join. `redirect` turns `RankRequest.after` into
-filters that only narrow (`recsys.filters`: eligibility still decides who may join what) and
-the bridge reason (`serving.explanations.REASONS`, codes `after_<outcome>`) said first on
-every item of the list.
+the core's continuation (`recsys.paths.continuation`: filters that only narrow, so
+eligibility still decides who may join what; the evaluation's redirect segment measures the
+same narrowing) and the bridge reason (`serving.explanations.REASONS`, codes
+`after_<outcome>`) said first on every item of the list.
 """
 
 from __future__ import annotations
 
 from recsys import taxonomy
+from recsys.paths import MissingFact, continuation
 from serving.catalog import Catalog
 from serving.explanations import MAX_REASONS, REASONS
 from serving.schemas import RankFilters, RankRequest
 from serving.state import UnknownOffer
-
-OTHER_PROGRAMMES = ("refused", "too_old", "finished")  # the other outcomes: the same domain
-
-
-class NoPath(ValueError):
-    """The request's own filters leave nothing the redirect may propose."""
 
 
 def redirect(catalog: Catalog | None, request: RankRequest) -> RankRequest:
@@ -29,7 +25,8 @@ def redirect(catalog: Catalog | None, request: RankRequest) -> RankRequest:
     Raises:
         UnknownOffer: the offer is not in the live catalog and `after` does not give its
             programme (other programmes) or its domain (same domain).
-        NoPath: the request's programme filter names only the offer's own programme.
+        recsys.paths.NoPath: the request's programme or domain filter leaves nothing the
+            continuation may propose.
     """
     after = request.after
     if after is None:
@@ -40,26 +37,12 @@ def redirect(catalog: Catalog | None, request: RankRequest) -> RankRequest:
     snu = after.snu if row is None else bool(catalog.arrays.snu[row])
     filters = request.filters or RankFilters()
     label = taxonomy.PROGRAMME_LABELS_FR.get(programme or "", "ce programme")
-    if after.outcome in OTHER_PROGRAMMES:
-        if programme is None:
-            raise UnknownOffer(
-                f"after.offer_id: unknown offer {after.offer_id!r}: give after.programme"
-            )
-        if snu:  # after an SNU mission: anything but another SNU mission
-            update = {"snu": False}
-        else:
-            allowed = [p for p in (filters.types or taxonomy.PROGRAMMES) if p != programme]
-            if not allowed:
-                raise NoPath(f"filters.types: only {programme}, which after.outcome leaves out")
-            update = {"types": allowed}
-    else:
-        if domain is None:
-            raise UnknownOffer(
-                f"after.offer_id: unknown offer {after.offer_id!r}: give after.domain"
-            )
-        if filters.domains and domain not in filters.domains:
-            raise NoPath(f"filters.domains: {domain}, the offer's domain, is not among them")
-        update = {"domains": [domain]}
+    try:
+        update = continuation(after.outcome, programme, domain, snu, filters.types, filters.domains)
+    except MissingFact as missing:
+        raise UnknownOffer(
+            f"after.offer_id: unknown offer {after.offer_id!r}: give after.{missing.fact}"
+        ) from None
     narrowed = request.model_copy(
         update={
             "filters": filters.model_copy(update=update),

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from recsys import taxonomy
+from recsys import paths, taxonomy
 from recsys.audience import MIN_COUNT, Need
 from recsys.filters import OfferFilters
 from recsys.geo import PostalCode
@@ -178,7 +178,7 @@ class RankContext(BaseModel):
         return self
 
 
-Outcome = Literal["refused", "full", "expired", "too_old", "finished"]
+Outcome = Literal[paths.OUTCOMES]  # type: ignore[valid-type]
 
 
 class RankAfter(_Strict):
@@ -210,9 +210,16 @@ class RankRequest(_Strict):
     """Who to rank for (a known `user_id`, a `profile`, or both: the profile's fields win)."""
 
     user_id: str | None = Field(default=None, min_length=1, max_length=128, examples=["jva-5521"])
-    profile: Profile | None = None
+    profile: Profile | None = Field(
+        default=None,
+        examples=[
+            {"age": 19, "postal_code": "42000", "quiz": {"domains": ["environnement-animaux"]}}
+        ],
+    )
     k: int = Field(default=10, ge=1, le=MAX_K, description="list length (page size)", examples=[10])
-    filters: RankFilters | None = None
+    filters: RankFilters | None = Field(
+        default=None, examples=[{"departments": ["42"], "remote": ["no", "possible"]}]
+    )
     exclude_offer_ids: list[str] = Field(default_factory=list, max_length=1000, examples=[["m-42"]])
     offset: int = Field(
         default=0,
@@ -223,7 +230,9 @@ class RankRequest(_Strict):
         examples=[10],
     )
     context: RankContext | None = Field(
-        default=None, description="where the list is shown (stored with it, not used to rank)"
+        default=None,
+        description="where the list is shown (stored with it, not used to rank)",
+        examples=[{"publisher_id": "pub-ville-se", "widget_id": "widget-42", "source": "widget"}],
     )
     fields: list[DisplayField] | None = Field(
         default=None,
@@ -233,6 +242,7 @@ class RankRequest(_Strict):
     after: RankAfter | None = Field(
         default=None,
         description="continue after an application's outcome, with a reason for the bridge",
+        examples=[{"offer_id": "m-981", "outcome": "refused"}],
     )
     # Set by `serving.paths.redirect`: (reason code, template) said first on every item.
     _bridge: tuple[str, str] | None = PrivateAttr(default=None)
@@ -281,7 +291,15 @@ class RankedItem(BaseModel):
     distance_km: float | None = Field(
         description="great-circle distance, null when unknown", examples=[2.7]
     )
-    reasons: list[Reason] = Field(description="why, most telling first (at least one)")
+    reasons: list[Reason] = Field(
+        description="why, most telling first (at least one)",
+        examples=[
+            [
+                {"code": "near", "text": "près de chez vous : 3 km"},
+                {"code": "domain", "text": "Environnement, comme vous l’avez choisi"},
+            ]
+        ],
+    )
     title: str | None = Field(default=None, examples=["Nettoyage des berges du Furan"])
     organisation: str | None = Field(default=None, examples=["Les Amis du Furan"])
     publisher: str | None = Field(default=None, examples=["JeVeuxAider.gouv.fr"])
@@ -321,32 +339,59 @@ class RankedItem(BaseModel):
 class Location(BaseModel):
     """Where the visitor was placed, so the front can say "autour d'Arles"."""
 
-    lat: float
-    lon: float
+    lat: float = Field(examples=[45.4397])
+    lon: float = Field(examples=[4.3872])
     source: Source = Field(
-        description="what placed the visitor (`recsys.places`), most precise first"
+        description="what placed the visitor (`recsys.places`), most precise first",
+        examples=["postal_code"],
     )
     commune: str | None = Field(
-        default=None, description="the commune (nearest the centroid for a postal code)"
+        default=None,
+        description="the commune (nearest the centroid for a postal code)",
+        examples=["Saint-Étienne"],
     )
 
 
 class RankResponse(BaseModel):
     """A ranked list; `request_id` tags the prints, clicks and applies it leads to."""
 
-    request_id: str
-    model_version: str
-    catalog_version: str
-    strategy: Strategy
+    request_id: str = Field(examples=["5f0c2a9e6b1d4c8e9a7b3f21d0e4c6a8"])
+    model_version: str = Field(examples=["7"])
+    catalog_version: str = Field(examples=["c-20260115T0600-10412"])
+    strategy: Strategy = Field(examples=["personalized"])
     location: Location | None = Field(
-        default=None, description="where the visitor was placed; null when unplaced"
+        default=None,
+        description="where the visitor was placed; null when unplaced",
+        examples=[
+            {"lat": 45.4397, "lon": 4.3872, "source": "postal_code", "commune": "Saint-Étienne"}
+        ],
     )
-    items: list[RankedItem]
+    items: list[RankedItem] = Field(
+        examples=[
+            [
+                {
+                    "offer_id": "m-981",
+                    "rank": 1,
+                    "score": 1.42,
+                    "programme": "benevolat",
+                    "domain": "environnement",
+                    "distance_km": 2.7,
+                    "reasons": [{"code": "near", "text": "près de chez vous : 3 km"}],
+                    "title": "Nettoyage des berges du Furan",
+                    "city": "Saint-Étienne",
+                }
+            ]
+        ]
+    )
     experiment: str | None = Field(
-        default=None, description="the online experiment the visitor is in (RECSYS_EXPERIMENT)"
+        default=None,
+        description="the online experiment the visitor is in (RECSYS_EXPERIMENT)",
+        examples=["hybrid-vs-rules"],
     )
     arm: str | None = Field(
-        default=None, description="the experiment's arm that made the list; null: unassigned"
+        default=None,
+        description="the experiment's arm that made the list; null: unassigned",
+        examples=["treatment"],
     )
 
 
@@ -395,7 +440,21 @@ class EligibilityResponse(BaseModel):
 
     age: int | None = Field(examples=[27])
     disability: bool = Field(examples=[False])
-    programmes: list[ProgrammeEligibility]
+    programmes: list[ProgrammeEligibility] = Field(
+        examples=[
+            [
+                {
+                    "programme": "volontariat_service_civique",
+                    "label": "Service Civique",
+                    "eligible": False,
+                    "code": "too_old",
+                    "reason": "Service Civique : ouvert de 16 à 25 ans (30 ans avec un "
+                    "handicap), plus accessible à 27 ans",
+                    "notes": [],
+                }
+            ]
+        ]
+    )
 
 
 class SimilarRequest(_Strict):
@@ -412,54 +471,92 @@ class SimilarRequest(_Strict):
         default=None,
         description="the person the offers are for: then only offers they may join "
         "(age, programme, radius), and distances from them",
+        examples=[{"age": 16, "postal_code": "75011", "radius_km": 10}],
     )
 
 
 class SimilarItem(BaseModel):
-    offer_id: str
-    rank: int
-    score: float = Field(description="cosine similarity to the given offer")
-    programme: str | None
-    domain: str | None
+    offer_id: str = Field(examples=["m-1204"])
+    rank: int = Field(examples=[1])
+    score: float = Field(description="cosine similarity to the given offer", examples=[0.83])
+    programme: str | None = Field(examples=["volontariat_service_civique"])
+    domain: str | None = Field(examples=["environnement"])
     distance_km: float | None = Field(
-        description="from the person when `profile` places them, else from the given offer"
+        description="from the person when `profile` places them, else from the given offer",
+        examples=[4.1],
     )
 
 
 class SimilarResponse(BaseModel):
-    offer_id: str
-    model_version: str
-    method: Literal["item_embeddings", "offer_features", "offer_attributes"]
-    items: list[SimilarItem]
+    offer_id: str = Field(examples=["m-981"])
+    model_version: str = Field(examples=["7"])
+    method: Literal["item_embeddings", "offer_features", "offer_attributes"] = Field(
+        examples=["item_embeddings"]
+    )
+    items: list[SimilarItem] = Field(
+        examples=[
+            [
+                {
+                    "offer_id": "m-1204",
+                    "rank": 1,
+                    "score": 0.83,
+                    "programme": "volontariat_service_civique",
+                    "domain": "environnement",
+                    "distance_km": 4.1,
+                }
+            ]
+        ]
+    )
 
 
 class Event(_Strict):
     """One diffusion signal from the front (print, click, apply, account)."""
 
-    id: str = Field(min_length=1, max_length=128, description="unique event id (idempotency)")
-    type: EventType
+    id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="unique event id (idempotency)",
+        examples=["ev-7f3a"],
+    )
+    type: EventType = Field(examples=["apply"])
     created_at: datetime | None = Field(
-        default=None, description="when it happened (UTC if no offset); default: on receipt"
+        default=None,
+        description="when it happened (UTC if no offset); default: on receipt",
+        examples=["2026-01-15T10:42:00Z"],
     )
-    mission_id: str | None = Field(default=None, min_length=1, max_length=128)
+    mission_id: str | None = Field(default=None, min_length=1, max_length=128, examples=["m-981"])
     request_id: str | None = Field(
-        default=None, max_length=128, description="the /rank request_id the list came from"
+        default=None,
+        max_length=128,
+        description="the /rank request_id the list came from",
+        examples=["5f0c2a9e6b1d4c8e9a7b3f21d0e4c6a8"],
     )
-    position: int | None = Field(default=None, ge=1, le=32767, description="rank on the page")
-    user_id: str | None = Field(default=None, max_length=128)
-    user: str | None = Field(default=None, max_length=256, description="opaque visitor hash")
-    to_publisher_id: str | None = Field(default=None, max_length=128)
-    from_publisher_id: str | None = Field(default=None, max_length=128)
-    source: EventSource | None = None
-    source_id: str | None = Field(default=None, max_length=128)
-    click_id: str | None = Field(default=None, max_length=128)
-    client_event_id: str | None = Field(default=None, max_length=128)
-    is_bot: bool = False
-    status: ApplyStatus | None = None
+    position: int | None = Field(
+        default=None, ge=1, le=32767, description="rank on the page", examples=[1]
+    )
+    user_id: str | None = Field(default=None, max_length=128, examples=["jva-5521"])
+    user: str | None = Field(
+        default=None,
+        max_length=256,
+        description="opaque visitor hash",
+        examples=["b1946ac92492d2347c6235b4d2611184"],
+    )
+    to_publisher_id: str | None = Field(default=None, max_length=128, examples=["pub-jva"])
+    from_publisher_id: str | None = Field(default=None, max_length=128, examples=["pub-ville-se"])
+    source: EventSource | None = Field(default=None, examples=["widget"])
+    source_id: str | None = Field(default=None, max_length=128, examples=["widget-42"])
+    click_id: str | None = Field(default=None, max_length=128, examples=["cl-5e21"])
+    client_event_id: str | None = Field(default=None, max_length=128, examples=["front-000123"])
+    is_bot: bool = Field(default=False, examples=[False])
+    status: ApplyStatus | None = Field(default=None, examples=["PENDING"])
     candidate_age: int | None = Field(
-        default=None, ge=0, le=120, description="age in years; only its band is stored"
+        default=None,
+        ge=0,
+        le=120,
+        description="age in years; only its band is stored",
+        examples=[19],
     )
-    candidate_postal_code: PostalCode | None = None
+    candidate_postal_code: PostalCode | None = Field(default=None, examples=["42000"])
 
     @field_validator("*")
     @classmethod
@@ -489,93 +586,235 @@ class Event(_Strict):
 
 
 class EventsRequest(_Strict):
-    events: list[Event] = Field(min_length=1, max_length=MAX_EVENTS)
+    events: list[Event] = Field(
+        min_length=1,
+        max_length=MAX_EVENTS,
+        examples=[
+            [
+                {
+                    "id": "ev-7f3a",
+                    "type": "print",
+                    "mission_id": "m-981",
+                    "request_id": "5f0c2a9e6b1d4c8e9a7b3f21d0e4c6a8",
+                    "position": 1,
+                }
+            ]
+        ],
+    )
 
 
 class EventsResponse(BaseModel):
     """How many events were new, and which ids had already been stored."""
 
-    received: int
-    stored: int
-    duplicates: int
-    duplicate_ids: list[str]
+    received: int = Field(examples=[2])
+    stored: int = Field(examples=[1])
+    duplicates: int = Field(examples=[1])
+    duplicate_ids: list[str] = Field(examples=[["ev-7f3a"]])
 
 
 class ExperimentStatus(BaseModel):
     """The online experiment configured by RECSYS_EXPERIMENT (`serving.experiments`)."""
 
-    name: str
-    state: Literal["running", "scheduled", "ended", "stopped", "failed"]
-    start: datetime | None
-    end: datetime | None
-    stopped_at: datetime | None
-    error: str | None = Field(description="why the experiment does not run, if it failed")
-    arms: dict[str, float] = Field(description="each arm's configured share of the visitors")
-    arm_models: dict[str, str] = Field(description="the model version each arm serves")
+    name: str = Field(examples=["hybrid-vs-rules"])
+    state: Literal["running", "scheduled", "ended", "stopped", "failed"] = Field(
+        examples=["running"]
+    )
+    start: datetime | None = Field(examples=["2026-01-05T00:00:00Z"])
+    end: datetime | None = Field(examples=["2026-02-02T00:00:00Z"])
+    stopped_at: datetime | None = Field(examples=[None])
+    error: str | None = Field(
+        description="why the experiment does not run, if it failed", examples=[None]
+    )
+    arms: dict[str, float] = Field(
+        description="each arm's configured share of the visitors",
+        examples=[{"control": 0.5, "treatment": 0.5}],
+    )
+    arm_models: dict[str, str] = Field(
+        description="the model version each arm serves",
+        examples=[{"control": "rules", "treatment": "7"}],
+    )
 
 
 class Status(BaseModel):
     """What the service is serving right now."""
 
-    ready: bool
-    model_version: str
-    model_name: str | None
+    ready: bool = Field(examples=[True])
+    model_version: str = Field(examples=["7"])
+    model_name: str | None = Field(examples=["hybrid"])
     similarity_method: str | None = Field(
-        description="what /similar compares: item_embeddings (the model's) or offer_features"
+        description="what /similar compares: item_embeddings (the model's) or offer_features",
+        examples=["item_embeddings"],
     )
-    model_uri: str
-    model_error: str | None = Field(description="why the model is not served, if it is not")
-    strategies: list[Strategy] = Field(description="strategies this state can answer with")
-    catalog_version: str | None
-    catalog_source: str | None
-    catalog_size: int
-    catalog_available: int = Field(description="offers open now (before age and place)")
-    catalog_loaded_at: datetime | None
-    catalog_error: str | None
+    model_uri: str = Field(examples=["models:/engagement-ranker@champion"])
+    model_error: str | None = Field(
+        description="why the model is not served, if it is not", examples=[None]
+    )
+    strategies: list[Strategy] = Field(
+        description="strategies this state can answer with",
+        examples=[["personalized", "cold_start", "rules_fallback"]],
+    )
+    catalog_version: str | None = Field(examples=["c-20260115T0600-10412"])
+    catalog_source: str | None = Field(examples=["data/catalog/offers.parquet"])
+    catalog_size: int = Field(examples=[10412])
+    catalog_available: int = Field(
+        description="offers open now (before age and place)", examples=[8730]
+    )
+    catalog_loaded_at: datetime | None = Field(examples=["2026-01-15T06:00:12Z"])
+    catalog_error: str | None = Field(examples=[None])
     as_of: datetime | None = Field(
-        description="the time lists are computed at (null: now); see RECSYS_AS_OF"
+        description="the time lists are computed at (null: now); see RECSYS_AS_OF",
+        examples=[None],
     )
-    known_profiles: int
-    rank_log_pending: int
-    rank_log_dropped: int
+    known_profiles: int = Field(examples=[50000])
+    rank_log_pending: int = Field(examples=[0])
+    rank_log_dropped: int = Field(examples=[0])
     worker_pid: int = Field(
-        description="the worker process that answered (RECSYS_WORKERS > 1: each has its state)"
+        description="the worker process that answered (RECSYS_WORKERS > 1: each has its state)",
+        examples=[4242],
     )
-    experiment: ExperimentStatus | None = None
+    experiment: ExperimentStatus | None = Field(default=None, examples=[None])
 
 
 class CatalogUpdate(_Strict):
     """Take in offers without restarting: `merge` adds or replaces by id, `replace` swaps all."""
 
     path: str | None = Field(
-        default=None, description="offers file on the server (default: RECSYS_CATALOG)"
+        default=None,
+        description="offers file on the server (default: RECSYS_CATALOG)",
+        examples=["data/catalog/offers.parquet"],
     )
-    mode: Literal["merge", "replace"] = "merge"
+    mode: Literal["merge", "replace"] = Field(default="merge", examples=["merge"])
 
 
 class ModelReload(_Strict):
-    uri: str | None = Field(default=None, description="model to load (default: RECSYS_MODEL_URI)")
+    uri: str | None = Field(
+        default=None,
+        description="model to load (default: RECSYS_MODEL_URI)",
+        examples=["models:/engagement-ranker@champion"],
+    )
 
 
 class ExperimentStop(_Strict):
     name: str | None = Field(
-        default=None, description="the experiment to stop (checked when given; default: the one)"
+        default=None,
+        description="the experiment to stop (checked when given; default: the one)",
+        examples=["hybrid-vs-rules"],
+    )
+
+
+WidgetId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+PublisherId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MAX_WIDGET_PUBLISHERS = 1000
+
+
+class WidgetUpdate(_Strict):
+    """Set a widget's publisher allow-list, or remove it (`publishers: null`): saved, kept
+    across restarts, on every worker (`serving.widgets`). It replaces the RECSYS_WIDGETS
+    file's list of the same widget; removed, the file's list applies again."""
+
+    widget_id: WidgetId = Field(
+        description="the widget (`context.widget_id`)", examples=["widget-42"]
+    )
+    publishers: list[PublisherId] | None = Field(
+        min_length=1,
+        max_length=MAX_WIDGET_PUBLISHERS,
+        description="the publisher ids its lists may show; null removes the admin's list",
+        examples=[["pub-ville-se", "pub-jva"]],
+    )
+
+
+class WidgetQuery(_Strict):
+    """The allow-list of one widget, or of every widget with one."""
+
+    widget_id: WidgetId | None = Field(
+        default=None,
+        description="one widget (default: every widget with a list)",
+        examples=["widget-42"],
+    )
+
+
+class WidgetRule(BaseModel):
+    """A widget's allow-list as /rank applies it."""
+
+    widget_id: str = Field(examples=["widget-42"])
+    publishers: list[str] | None = Field(
+        description="the publishers its lists may show; null: not restricted",
+        examples=[["pub-ville-se", "pub-jva"]],
+    )
+    source: Literal["admin", "file", "none"] = Field(
+        description="admin: set by /admin/widgets/set; file: RECSYS_WIDGETS; none: no list",
+        examples=["admin"],
+    )
+    not_in_catalog: list[str] = Field(
+        default_factory=list,
+        description="listed publishers with no offer in the live catalog (a typo, or none yet)",
+        examples=[["pub-jva"]],
+    )
+
+
+class WidgetList(BaseModel):
+    """Allow-lists, by widget id."""
+
+    widgets: list[WidgetRule] = Field(
+        examples=[
+            [
+                {
+                    "widget_id": "widget-42",
+                    "publishers": ["pub-ville-se"],
+                    "source": "admin",
+                    "not_in_catalog": [],
+                }
+            ]
+        ]
+    )
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong (`serving.web`: the one error shape of every endpoint)."""
+
+    code: str = Field(
+        description="stable: invalid_request, forbidden, not_found, body_too_large, "
+        "action_failed, unavailable, internal_error...",
+        examples=["invalid_request"],
+    )
+    message: str = Field(
+        description="for people; starts with the field's path when one is named",
+        examples=["filters.departments.0: unknown department 'Loire'"],
+    )
+    field: str | None = Field(
+        description="dotted path of the first refused field, or null",
+        examples=["filters.departments.0"],
+    )
+    details: list[dict] | None = Field(
+        default=None,
+        description="a refused body's validation errors (without the refused values)",
+        examples=[[{"loc": ["body", "filters", "departments", 0], "msg": "unknown department"}]],
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every answer of status 400 or more."""
+
+    error: ErrorDetail = Field(
+        examples=[
+            {"code": "not_found", "message": "offer_id: unknown offer 'm-1'", "field": "offer_id"}
+        ]
     )
 
 
 class AdminResult(BaseModel):
     """Outcome of an admin action; on failure the previous state keeps serving."""
 
-    ok: bool
-    message: str
-    model_version: str
-    catalog_version: str | None
-    catalog_size: int
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    rejected: int = 0
-    seconds: float
+    ok: bool = Field(examples=[True])
+    message: str = Field(examples=["catalog merged: 12 added, 3 updated"])
+    model_version: str = Field(examples=["7"])
+    catalog_version: str | None = Field(examples=["c-20260115T0600-10424"])
+    catalog_size: int = Field(examples=[10424])
+    added: int = Field(default=0, examples=[12])
+    updated: int = Field(default=0, examples=[3])
+    removed: int = Field(default=0, examples=[0])
+    rejected: int = Field(default=0, examples=[0])
+    seconds: float = Field(examples=[1.8])
 
 
 MAX_AUDIENCE = 100_000
@@ -584,12 +823,22 @@ MAX_AUDIENCE = 100_000
 class AudienceRequest(_Strict):
     """An audience for an offer of the catalog (`offer_id`) or a `need`; audited."""
 
-    requester: str = Field(min_length=1, max_length=200, description="who asks (audited)")
-    offer_id: str | None = Field(default=None, min_length=1, max_length=128)
-    need: Need | None = None
-    k: int = Field(default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most")
+    requester: str = Field(
+        min_length=1,
+        max_length=200,
+        description="who asks (audited)",
+        examples=["mission-locale-42"],
+    )
+    offer_id: str | None = Field(default=None, min_length=1, max_length=128, examples=["m-981"])
+    need: Need | None = Field(default=None, examples=[None])
+    k: int = Field(
+        default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most", examples=[100]
+    )
     min_count: int = Field(
-        default=MIN_COUNT, ge=MIN_COUNT, description="refuse audiences smaller than this"
+        default=MIN_COUNT,
+        ge=MIN_COUNT,
+        description="refuse audiences smaller than this",
+        examples=[20],
     )
 
     @model_validator(mode="after")
@@ -602,17 +851,38 @@ class AudienceRequest(_Strict):
 class AudienceRow(BaseModel):
     """One person to call, by pseudonym."""
 
-    person: str = Field(description="pseudonymous id (salted hash of the person's id)")
-    score: float = Field(description="predicted propensity to answer (higher first)")
-    distance_band: str
-    reasons: list[str]
+    person: str = Field(
+        description="pseudonymous id (salted hash of the person's id)",
+        examples=["9c1185a5c5e9fc54612808977ee8f548"],
+    )
+    score: float = Field(
+        description="predicted propensity to answer (higher first)", examples=[0.31]
+    )
+    distance_band: str = Field(examples=["<5 km"])
+    reasons: list[str] = Field(examples=[["environnement", "près de chez vous"]])
 
 
 class AudienceResponse(BaseModel):
     """The audience, best first, with its totals; `request_id` is the audit row's."""
 
-    request_id: str
-    model_version: str
-    eligible: int = Field(description="consenting eligible people the audience is the top of")
-    people: list[AudienceRow]
-    totals: dict[str, dict[str, int]] = Field(description="counts by department and age band")
+    request_id: str = Field(examples=["aud-2f7c"])
+    model_version: str = Field(examples=["7"])
+    eligible: int = Field(
+        description="consenting eligible people the audience is the top of", examples=[1250]
+    )
+    people: list[AudienceRow] = Field(
+        examples=[
+            [
+                {
+                    "person": "9c1185a5c5e9fc54612808977ee8f548",
+                    "score": 0.31,
+                    "distance_band": "<5 km",
+                    "reasons": ["environnement"],
+                }
+            ]
+        ]
+    )
+    totals: dict[str, dict[str, int]] = Field(
+        description="counts by department and age band",
+        examples=[{"department": {"42": 100}, "age_band": {"18-20": 60, "21-25": 40}}],
+    )

@@ -61,7 +61,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from recsys import config, logs
 from recsys.audience import AudienceTooSmall
 from recsys.bundle import BUNDLE_FILE
-from recsys.paths import programme_answers
+from recsys.paths import NoPath, programme_answers
 from serving.admin_sync import AdminSync
 from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
 from serving.batching import Batcher
@@ -70,7 +70,7 @@ from serving.engine import Engine, NotReady, UnknownOffer
 from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.metrics import business_metrics
-from serving.paths import NoPath, redirect
+from serving.paths import redirect
 from serving.public_page import PublicPage
 from serving.schemas import (
     AdminResult,
@@ -90,6 +90,10 @@ from serving.schemas import (
     SimilarRequest,
     SimilarResponse,
     Status,
+    WidgetList,
+    WidgetQuery,
+    WidgetRule,
+    WidgetUpdate,
 )
 from serving.settings import (
     Settings,
@@ -112,8 +116,10 @@ ADMIN_HEADER = "X-Admin-Token"
 # BentoML keeps of each request until its traffic timeout (a timer, a future, a context) and
 # frees by reference counting, so each walk finds next to nothing and pauses every request.
 GC_THRESHOLDS = (700, 10, 100)
-# What `_carry_out` does, and `serving.admin_sync` records.
-ADMIN_ACTIONS = ("catalog", "reload", STOP_ACTION)
+WIDGETS_ACTION = "widgets"  # a widget allow-list saved: every worker reads them again
+# What `_carry_out` does (and `_apply_recorded` for the widgets), and `serving.admin_sync`
+# records.
+ADMIN_ACTIONS = ("catalog", "reload", STOP_ACTION, WIDGETS_ACTION)
 
 status_app = FastAPI(
     title="ranking status", docs_url=None, redoc_url=None, openapi_url=None
@@ -207,6 +213,7 @@ class RankingService:
             if self.experiment is not None:
                 self.experiment.attach(self.store)
             self.rank_log = RankLog(self.store, self.settings.rank_log_flush_seconds)
+            self.widgets = self.widgets.with_admin(self.store.read_widgets())
             self.admin_sync = AdminSync(
                 self.store, self._apply_recorded, self.settings.admin_sync_seconds
             )
@@ -263,6 +270,10 @@ class RankingService:
         """Carry out an admin call another worker recorded (`serving.admin_sync`)."""
         if action not in ADMIN_ACTIONS:
             logger.error("admin sync: unknown action %r ignored", action)
+            return
+        if action == WIDGETS_ACTION:
+            self._read_widgets()
+            logger.info("admin sync: widget allow-lists read again (%s)", arguments)
             return
         logger.info("admin sync: %s", self._carry_out(action, arguments).message)
 
@@ -462,6 +473,59 @@ class RankingService:
             ],
             totals=audience.totals,
         )
+
+    def _read_widgets(self) -> None:
+        """Take the widget allow-lists saved in the event store (the file's stay under them)."""
+        if self.store is not None:
+            self.widgets = self.widgets.with_admin(self.store.read_widgets())
+
+    def _widget_rule(self, rules: WidgetRules, widget: str) -> WidgetRule:
+        publishers, source = rules.rule(widget)
+        catalog = self.engine.state.catalog
+        missing: list[str] = []
+        if publishers is not None and catalog is not None:
+            present = set(catalog.arrays.publisher_ids.tolist())
+            missing = [p for p in publishers if p not in present]
+        listed = list(publishers) if publishers is not None else None
+        return WidgetRule(
+            widget_id=widget, publishers=listed, source=source, not_in_catalog=missing
+        )
+
+    @bentoml.api(route="/admin/widgets/set")
+    async def admin_widgets_set(self, update: WidgetUpdate, /, ctx: bentoml.Context) -> WidgetRule:
+        """Set (or, with `publishers: null`, remove) a widget's publisher allow-list: saved in
+        the event store, kept across restarts, applied by every worker (X-Admin-Token)."""
+        self._authorize(ctx)
+        if self.store is None:
+            raise ServiceUnavailable(
+                f"event store unavailable, widget lists cannot be saved: {self.store_error}"
+            )
+        publishers = None if update.publishers is None else list(dict.fromkeys(update.publishers))
+        try:
+            await anyio.to_thread.run_sync(self.store.set_widget, update.widget_id, publishers)
+            await anyio.to_thread.run_sync(self._read_widgets)
+        except SQLAlchemyError as error:
+            logger.error("widget list not saved: %s", type(error).__name__)
+            business_metrics().store_error("widgets")
+            raise ServiceUnavailable("event store unavailable, retry later") from error
+        await anyio.to_thread.run_sync(
+            self._record, WIDGETS_ACTION, {"widget_id": update.widget_id}
+        )
+        return self._widget_rule(self.widgets, update.widget_id)
+
+    @bentoml.api(route="/admin/widgets/get")
+    async def admin_widgets_get(self, query: WidgetQuery, /, ctx: bentoml.Context) -> WidgetList:
+        """One widget's publisher allow-list, or every widget's, as saved (X-Admin-Token)."""
+        self._authorize(ctx)
+        rules = self.widgets
+        if self.store is not None:  # what is saved, even if this worker has not read it yet
+            try:
+                rules = rules.with_admin(await anyio.to_thread.run_sync(self.store.read_widgets))
+            except SQLAlchemyError as error:
+                logger.error("widget lists not read, this worker's shown: %s", error)
+                business_metrics().store_error("widgets")
+        names = [query.widget_id] if query.widget_id is not None else sorted(rules.publishers)
+        return WidgetList(widgets=[self._widget_rule(rules, name) for name in names])
 
     @bentoml.api(route="/admin/experiment/stop")
     async def admin_experiment_stop(

@@ -10,6 +10,10 @@
   the reason and the state still served), which says more.
 * `X-Request-Id`: taken from the caller when it is a short token, else made here; returned on
   every answer, so a front can quote it and operations can find the request.
+* OpenAPI (`/docs.json`): BentoML documents its own error bodies (`{"error", "detail"}`);
+  `documented` puts the one shape in their place (`serving.schemas.ErrorBody`), so the
+  published document says what the service answers (and drops the status of task endpoints,
+  which the service has none of).
 * CORS (`cors_app`): browsers on the origins of RECSYS_CORS_ORIGINS (a list, or `*`) may call
   the public endpoints; admin endpoints never answer a cross-origin request.
 """
@@ -24,9 +28,15 @@ from typing import Any
 
 from fastapi.middleware.cors import CORSMiddleware
 
+from serving.schemas import ErrorBody
+
 REQUEST_ID_HEADER = b"x-request-id"
 _TOKEN = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 ADMIN_PREFIX = "/admin/"
+OPENAPI_PATH = "/docs.json"
+# The error components BentoML's document refers its 400, 404 and 500 answers to.
+BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+TASK_STATUS = "TaskStatusResponse"  # BentoML's, for task endpoints (the service has none)
 _NAMED = re.compile(r"^([a-z_][a-z_0-9]*(?:\.[a-z_0-9]+)*): ")  # "field.path: message"
 CODES: dict[int, str] = {
     400: "invalid_request",
@@ -77,6 +87,19 @@ def error_body(status: int, body: bytes) -> bytes | None:
     return json.dumps({"error": shaped}, ensure_ascii=False).encode()
 
 
+def documented(body: bytes) -> bytes:
+    """The OpenAPI document with the one error shape in place of BentoML's error bodies."""
+    spec = json.loads(body)
+    shape = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(shape.pop("$defs", {}))
+    for name in BENTOML_ERRORS:
+        schemas[name] = {**shape, "title": name}
+    if TASK_STATUS not in json.dumps(spec.get("paths", {})):  # no task endpoint refers to it
+        schemas.pop(TASK_STATUS, None)
+    return json.dumps(spec, ensure_ascii=False).encode()
+
+
 class WebConventions:
     """ASGI middleware: X-Request-Id in and out, and error answers in the one shape."""
 
@@ -88,6 +111,7 @@ class WebConventions:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER, b"")
+        openapi = scope.get("path") == OPENAPI_PATH
         request_id = given if _TOKEN.match(given) else uuid.uuid4().hex.encode()
         held: dict[str, Any] = {}
         chunks: list[bytes] = []
@@ -101,7 +125,7 @@ class WebConventions:
                 ]
                 headers.append((REQUEST_ID_HEADER, request_id))
                 message = {**message, "headers": headers}
-                if message["status"] >= 400:
+                if message["status"] >= 400 or openapi:
                     held["start"] = message  # sent with the rewritten body
                     return
                 await send(message)
@@ -113,7 +137,10 @@ class WebConventions:
             if message.get("more_body", False):
                 return
             start, body = held.pop("start"), b"".join(chunks)
-            shaped = error_body(start["status"], body)
+            if start["status"] < 400:  # the OpenAPI document
+                shaped = documented(body)
+            else:
+                shaped = error_body(start["status"], body)
             if shaped is not None:
                 body = shaped
                 start["headers"] = [

@@ -1,19 +1,31 @@
 """Per-widget allow-lists of publishers: a partner's widget shows only the offers it chose.
 
-RECSYS_WIDGETS names a JSON file `{"<widget_id>": {"publishers": ["<publisherId>", ...]}}`.
-A /rank request whose `context.widget_id` is listed gets its `publishers` filter narrowed to
-the widget's list (intersected with the request's own, never widened); a widget not listed
-is not restricted. The file is read at start-up; a malformed one stops the start with a
-message naming it, rather than serving every widget unrestricted.
+Two sources, the second winning widget by widget:
+
+* RECSYS_WIDGETS names a JSON file `{"<widget_id>": {"publishers": ["<publisherId>", ...]}}`,
+  read at start-up; a malformed one stops the start with a message naming it, rather than
+  serving every widget unrestricted;
+* `/admin/widgets/set` (X-Admin-Token) sets or removes a widget's list. It is saved in the
+  event store (`EventStore.set_widget`), so it survives restarts, and every worker re-reads the
+  saved lists after the call (`serving.admin_sync`, as catalog updates reach them).
+
+A /rank request whose `context.widget_id` has a list gets its `publishers` filter narrowed to
+it (intersected with the request's own, never widened); a widget without one is not
+restricted.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from serving.schemas import RankFilters, RankRequest
+
+FILE, ADMIN, NONE = "file", "admin", "none"
+Source = Literal["file", "admin", "none"]
 
 
 class WidgetConfigError(ValueError):
@@ -26,9 +38,14 @@ class NoPublisher(ValueError):
 
 @dataclass(frozen=True)
 class WidgetRules:
-    """widget id → the publishers its lists may show."""
+    """widget id → the publishers its lists may show: the file's, then the admin's."""
 
-    publishers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    file: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    admin: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    publishers: Mapping[str, tuple[str, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "publishers", {**self.file, **self.admin})
 
     @classmethod
     def load(cls, path: str | Path | None) -> WidgetRules:
@@ -56,6 +73,18 @@ class WidgetRules:
             publishers[str(widget)] = tuple(listed)
         return cls(publishers)
 
+    def with_admin(self, admin: Mapping[str, tuple[str, ...]]) -> WidgetRules:
+        """The same file's rules under the admin's lists `admin` (as saved: all of them)."""
+        return replace(self, admin=dict(admin))
+
+    def rule(self, widget: str) -> tuple[tuple[str, ...] | None, Source]:
+        """A widget's publishers (None: not restricted) and where the list comes from."""
+        if widget in self.admin:
+            return self.admin[widget], ADMIN
+        if widget in self.file:
+            return self.file[widget], FILE
+        return None, NONE
+
     def narrowed(self, request: RankRequest) -> RankRequest:
         """The request restricted to its widget's publishers (unchanged when not listed).
 
@@ -70,7 +99,7 @@ class WidgetRules:
         wanted = [p for p in allowed if not filters.publishers or p in filters.publishers]
         if not wanted:
             raise NoPublisher(
-                f"filters.publishers: none is shown by widget {widget!r} (RECSYS_WIDGETS)"
+                f"filters.publishers: none is shown by widget {widget!r} (its allow-list)"
             )
         narrowed = request.model_copy(
             update={"filters": filters.model_copy(update={"publishers": wanted})}

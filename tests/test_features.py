@@ -8,6 +8,7 @@ Every expected weight below is computed by hand from the event list in `_events`
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,32 @@ def test_weights_decay_dedup_and_refused_applies(built: tuple[Path, Path]) -> No
     assert counts["bot_events_excluded"] == 1
     assert counts["duplicate_click_ids_dropped"] == 1
     assert counts["other_type_events_dropped"] == 1
+
+
+def test_history_keeps_the_applies_learned_from_with_status_and_age(
+    built: tuple[Path, Path],
+) -> None:
+    history = load_feature_set(built[1]).history()
+    assert history[["user_key", "offer_id", "status"]].values.tolist() == [
+        ["u1", "o1", "PENDING"],  # the resent copy (same clickId) dropped
+        ["u2", "o2", "REFUSED"],
+    ]
+    assert history["candidateAge"].isna().all()  # the events give no age
+    assert history["createdAt"].lt(CUTOFF).all()
+    assert load_feature_set(built[1], "validation").history()["offer_id"].tolist() == ["o1"]
+
+
+def test_a_set_of_an_older_format_is_rebuilt_not_read(tmp_path: Path, built: tuple) -> None:
+    data, out = built
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for window in ("test", "validation"):
+        path = old / window / "manifest.json"
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps({**manifest, "format": 1}))
+    with pytest.raises(ValueError, match=r"format 1, expected 2: build it again with: recsys"):
+        load_feature_set(old)
+    assert not is_reusable(old, data_fingerprint(data), CONFIG)
 
 
 def test_config_changes_weights(tmp_path: Path, built: tuple[Path, Path]) -> None:

@@ -1,10 +1,11 @@
-"""`recsys.paths.programme_answers`: each programme's age rules, hand-checked at the bounds."""
+"""`recsys.paths`: each programme's age rules, hand-checked at the bounds (`programme_answers`),
+and where a path goes on after an application (`continuation`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from recsys.paths import programme_answers
+from recsys.paths import MissingFact, NoPath, continuation, programme_answers
 
 SC, SNU, BEN, SP, RES = (
     "volontariat_service_civique",
@@ -52,3 +53,40 @@ def test_reasons_and_notes_say_why_in_french() -> None:
     assert young[RES].code == "too_young" and "1 an" in young[RES].reason
     unknown = programme_answers(None)
     assert {a.code for a in unknown} == {"unknown_age"}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "programme", "domain", "snu", "types", "domains", "expected"),
+    [
+        ("refused", SC, "sport", False, None, None, {"types": [BEN, SP, RES]}),
+        ("too_old", SC, None, False, [SC, BEN], None, {"types": [BEN]}),
+        ("finished", BEN, "sport", True, None, None, {"snu": False}),
+        ("full", None, "sport", False, None, None, {"domains": ["sport"]}),
+        ("expired", SC, "sport", False, None, ["sport", "culture-loisirs"], {"domains": ["sport"]}),
+    ],
+)
+def test_continuation_narrows_the_filters(
+    outcome: str,
+    programme: str | None,
+    domain: str | None,
+    snu: bool,
+    types: list[str] | None,
+    domains: list[str] | None,
+    expected: dict,
+) -> None:
+    assert continuation(outcome, programme, domain, snu, types, domains) == expected
+
+
+def test_continuation_refuses_what_it_cannot_continue() -> None:
+    with pytest.raises(NoPath, match=r"^filters\.types: "):
+        continuation("refused", SC, None, False, [SC])
+    with pytest.raises(NoPath, match=r"^filters\.domains: "):
+        continuation("full", None, "sport", False, None, ["culture-loisirs"])
+    with pytest.raises(MissingFact) as missing:
+        continuation("refused", None, "sport", False)
+    assert missing.value.fact == "programme"
+    with pytest.raises(MissingFact) as missing:
+        continuation("expired", SC, None, False)
+    assert missing.value.fact == "domain"
+    with pytest.raises(ValueError, match="outcome"):
+        continuation("vanished", SC, "sport", False)

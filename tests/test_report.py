@@ -250,6 +250,8 @@ def test_segments_carry_counts_and_flag_small_ones(evaluation: dict[str, Any]) -
     assert rows[f"programme:{taxonomy.SERVICE_CIVIQUE}"]["label"] == "Service Civique"
     assert rows["age:18-20"]["group"] == "age"
     assert rows["region:Île-de-France"]["label"] == "Île-de-France"
+    assert tables.segment_label("redirect:after").endswith("continued in other programmes")
+    assert tables.segment_group("redirect:after") == "other"
 
 
 def test_reading_states_the_figures(evaluation: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ served test catalog plus offers that tell the filters apart, events in SQLite.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,6 +226,29 @@ def test_filters_narrow_the_list(server: tuple, filters: dict, expected: set[str
     assert set(ids(rank(client, body))) == expected
 
 
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (
+            {"types": ["volontariat_service_civique"]},
+            {"lyon-sport-1", "lyon-sport-3", "lyon-culture-1", "lyon-culture-3"},
+        ),
+        (
+            {"domains": ["sport"], "types": ["benevolat"]},
+            {"lyon-sport-0", "lyon-sport-2", "marseille-remote"},
+        ),
+        ({"remote": ["full"]}, {"marseille-remote"}),
+    ],
+)
+def test_programme_domain_and_remote_filters(
+    server: tuple, filters: dict, expected: set[str]
+) -> None:
+    """In Lyon: Service Civique is every odd offer, the sport bénévolat the even ones and the
+    fully remote one (eligible anywhere)."""
+    body = {"profile": LYON_PERSON, "k": 30, "filters": filters}
+    assert set(ids(rank(server[0], body))) == expected
+
+
 def test_start_window_filter(server: tuple) -> None:
     client = server[0]
     soon = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=60)).isoformat()
@@ -391,31 +415,27 @@ def test_fields_keep_a_lighter_payload(server: tuple) -> None:
     assert refused.status_code == 400 and "fields" in refused.text
 
 
-def test_openapi_documents_the_new_fields(server: tuple) -> None:
+def test_openapi_documents_every_field_with_examples(server: tuple) -> None:
     client = server[0]
-    schemas = client.get("/docs.json").json()["components"]["schemas"]
+    document = client.get("/docs.json").json()
+    schemas = document["components"]["schemas"]
     request = next(v for k, v in schemas.items() if k.startswith("RankRequest"))
-    assert {"offset", "context", "fields", "filters"} <= set(request["properties"])
+    assert {"offset", "context", "fields", "filters", "after"} <= set(request["properties"])
     filters = schemas["RankFilters"]["properties"]
     assert {"departments", "cities", "start_after", "max_duration_days"} <= set(filters)
-    assert filters["departments"].get("examples")
-    for name in (
-        "RankFilters",
-        "RankContext",
-        "RankAfter",
-        "Reason",
-        "RankedItem",
-        "EligibilityRequest",
-        "ProgrammeEligibility",
-    ):
-        model = next(v for k, v in schemas.items() if k.startswith(name))
-        bare = [
-            field
-            for field, spec in model["properties"].items()
-            if "examples" not in spec and field != "reasons"
-        ]
-        assert not bare, (name, bare)
     assert set(schemas["RankedItem"]["properties"]) >= DISPLAY_KEYS
+    bare = {
+        name: [field for field, spec in model["properties"].items() if "examples" not in spec]
+        for name, model in schemas.items()
+    }
+    assert not {name: fields for name, fields in bare.items() if fields}
+    assert any(name.startswith("WidgetUpdate") for name in schemas)
+    # Errors are documented in the shape the service answers.
+    for name in ("InvalidArgument", "NotFound", "InternalServerError"):
+        assert schemas[name]["properties"]["error"]["$ref"].endswith("/ErrorDetail")
+    assert set(schemas["ErrorDetail"]["properties"]) == {"code", "message", "field", "details"}
+    missing = client.post("/similar", json={"offer_id": "no-such-offer"}).json()
+    assert set(missing) == {"error"} and set(missing["error"]) == {"code", "message", "field"}
 
 
 def test_a_widget_shows_only_its_publishers(server: tuple) -> None:
@@ -430,6 +450,119 @@ def test_a_widget_shows_only_its_publishers(server: tuple) -> None:
     refused = rank(client, {**widget, "filters": {"publishers": ["p-se"]}})
     assert refused.status_code == 400
     assert refused.json()["error"]["field"] == "filters.publishers"
+
+
+ADMIN = {"X-Admin-Token": "token"}
+SAINT_ETIENNE = {"age": 30, "lat": 45.4397, "lon": 4.3872}
+
+
+def set_widget(client: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return client.post("/admin/widgets/set", json=body, headers=ADMIN)
+
+
+def get_widgets(client: httpx.Client, body: dict[str, Any]) -> list[dict[str, Any]]:
+    answer = client.post("/admin/widgets/get", json=body, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["widgets"]
+
+
+def test_an_admin_sets_reads_and_removes_a_widget_list(server: tuple) -> None:
+    client = server[0]
+    body = {"profile": SAINT_ETIENNE, "k": 20, "filters": {"departments": ["42"]}}
+    widget = {**body, "context": {"widget_id": "widget-admin"}}
+    assert len(ids(rank(client, widget))) == 5  # no list yet: not restricted
+    saved = set_widget(client, {"widget_id": "widget-admin", "publishers": ["p-se", "p-typo"]})
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == {
+        "widget_id": "widget-admin",
+        "publishers": ["p-se", "p-typo"],
+        "source": "admin",
+        "not_in_catalog": ["p-typo"],
+    }
+    assert set(ids(rank(client, widget))) == {"se-short", "se-long", "se-late", "se-adults"}
+    assert get_widgets(client, {"widget_id": "widget-admin"}) == [saved.json()]
+    listed = {w["widget_id"]: w["source"] for w in get_widgets(client, {})}
+    assert listed == {"widget-admin": "admin", "widget-se": "file"}
+    removed = set_widget(client, {"widget_id": "widget-admin", "publishers": None})
+    assert removed.json()["source"] == "none" and removed.json()["publishers"] is None
+    assert len(ids(rank(client, widget))) == 5
+
+
+def test_an_admin_list_replaces_the_file_s_until_removed(server: tuple) -> None:
+    client = server[0]
+    body = {"profile": SAINT_ETIENNE, "k": 20, "context": {"widget_id": "widget-se"}}
+    assert ids(rank(client, body)) == ["se-snu"]  # the file's list: p-snu
+    try:
+        assert set_widget(client, {"widget_id": "widget-se", "publishers": ["p-se"]}).is_success
+        assert "se-snu" not in ids(rank(client, body)) and ids(rank(client, body))
+    finally:
+        back = set_widget(client, {"widget_id": "widget-se", "publishers": None})
+    assert back.json()["source"] == "file"
+    assert back.json()["publishers"] == ["p-snu", "p-elsewhere"]
+    assert ids(rank(client, body)) == ["se-snu"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"widget_id": "w", "publishers": []}, "publishers"),
+        ({"widget_id": "w"}, "publishers"),
+        ({"widget_id": "w", "publishers": [""]}, "publishers.0"),
+        ({"widget_id": "w", "publishers": [7]}, "publishers.0"),
+        ({"widget_id": "", "publishers": ["p"]}, "widget_id"),
+        ({"publishers": ["p"]}, "widget_id"),
+        ({"widget_id": "w", "publishers": ["p"], "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_widget_lists_are_refused_naming_the_field(
+    server: tuple, body: dict, field: str
+) -> None:
+    answer = set_widget(server[0], body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == field
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_widget_admin_calls_need_the_token(server: tuple) -> None:
+    client = server[0]
+    for route, body in (
+        ("/admin/widgets/set", {"widget_id": "w", "publishers": ["p"]}),
+        ("/admin/widgets/get", {}),
+    ):
+        answer = client.post(route, json=body, headers={"X-Admin-Token": "wrong"})
+        assert answer.status_code == 403
+        assert answer.json()["error"]["code"] == "forbidden"
+    assert all(w["widget_id"] != "w" for w in get_widgets(client, {}))
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
+WORKED = re.compile(r"""curl -s "\$RECSYS(/[a-z]+)"[^\n]*\n?[^']*-d '(.*?)'\n""", re.S)
+
+
+def worked_requests() -> list[tuple[str, dict]]:
+    """The front developers' worked requests of docs/serving.md: (route, body)."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text.split("## For front developers")[1].split("\n## ")[0]
+    return [(route, json.loads(body)) for route, body in WORKED.findall(section)]
+
+
+def test_the_worked_requests_of_the_docs_are_answered(server: tuple) -> None:
+    requests = worked_requests()
+    assert [route for route, _ in requests] == ["/rank"] * 4 + ["/eligibility"]
+    client = server[0]
+    answers = [client.post(route, json=body) for route, body in requests]
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    widget, page_two, counsellor, redirect_, eligibility = (a.json() for a in answers)
+    assert all(
+        set(item) & DISPLAY_KEYS <= set(requests[0][1]["fields"]) for item in widget["items"]
+    )
+    assert all(item["rank"] > 10 for item in page_two["items"])
+    assert counsellor["items"], "the counsellor's list is empty"
+    assert redirect_["items"]
+    assert {i["reasons"][0]["code"] for i in redirect_["items"]} == {"after_refused"}
+    assert all(i["programme"] != "volontariat_service_civique" for i in redirect_["items"])
+    codes = {p["programme"]: p["code"] for p in eligibility["programmes"]}
+    assert codes["volontariat_service_civique"] == "too_old"
 
 
 # --- Web conventions ---------------------------------------------------------------------------
@@ -567,6 +700,31 @@ def test_after_a_full_offer_the_list_stays_in_its_domain(server: tuple) -> None:
     assert {item["programme"] for item in items} > {"benevolat"}  # any programme
     assert "paris-culture-0" not in {item["offer_id"] for item in items}
     assert {item["reasons"][0]["code"] for item in items} == {"after_full"}
+
+
+def test_after_an_snu_mission_the_list_leaves_snu_missions(server: tuple) -> None:
+    """A 16-year-old in Saint-Étienne who finished the SNU mission: the bénévolat open to
+    minors around (and the fully remote offer), no other SNU mission."""
+    body = {
+        "profile": {"age": 16, "lat": 45.4397, "lon": 4.3872},
+        "k": 20,
+        "after": {"offer_id": "se-snu", "outcome": "finished"},
+    }
+    items = rank(server[0], body).json()["items"]
+    assert {i["offer_id"] for i in items} == {"se-short", "se-long", "se-late", "marseille-remote"}
+    assert {i["reasons"][0]["code"] for i in items} == {"after_finished"}
+
+
+def test_after_an_expired_offer_the_list_stays_in_its_domain(server: tuple) -> None:
+    body = {
+        "profile": {"age": 20, "lat": 48.8566, "lon": 2.3522},
+        "k": 30,
+        "after": {"offer_id": "ended", "outcome": "expired", "domain": "sport"},
+    }
+    items = rank(server[0], body).json()["items"]
+    assert items and {i["domain"] for i in items} == {"sport"}
+    assert "ended" not in {i["offer_id"] for i in items}
+    assert {i["reasons"][0]["code"] for i in items} == {"after_expired"}
 
 
 def test_after_an_offer_gone_from_the_catalog(server: tuple) -> None:

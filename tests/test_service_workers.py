@@ -1,7 +1,8 @@
 """Several worker processes (RECSYS_WORKERS=2): an admin call reaches every one of them.
 
 A real `bentoml serve` on loopback with two workers. Each worker answers with its process id
-in /status; requests on new connections, sent together, reach both.
+in /status; requests on new connections, sent together, reach both. A widget allow-list set
+on one worker narrows every worker's lists, and is still there after a restart.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.service_fixtures import new_offer, write_world
 pytestmark = pytest.mark.service
 
 TOKEN = "workers-admin-token"
+LYON_PERSON = {"age": 20, "lat": 45.764, "lon": 4.8357, "radius_km": 30}
 
 
 def _versions_by_worker(base: str, rounds: int = 1) -> dict[int, set[str]]:
@@ -33,6 +35,16 @@ def _versions_by_worker(base: str, rounds: int = 1) -> dict[int, set[str]]:
             for answer in pool.map(status, range(8)):
                 seen.setdefault(answer["worker_pid"], set()).add(answer["catalog_version"])
     return seen
+
+
+def _lists_of_every_worker(base: str, body: dict) -> list[list[dict]]:
+    """The items of 8 /rank requests on new connections at once (they reach both workers)."""
+
+    def items(_: int) -> list[dict]:
+        return httpx.post(f"{base}/rank", json=body, timeout=30).json()["items"]
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(items, range(8)))
 
 
 def test_an_admin_call_reaches_every_worker(tmp_path: Path) -> None:
@@ -95,3 +107,31 @@ def test_an_admin_call_reaches_every_worker(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, "a worker still lists the offer applied to"
             time.sleep(0.2)
+
+        # A widget allow-list set on one worker: every worker's lists follow it.
+        widget = {"widget_id": "w-workers", "publishers": ["p8"]}  # the new offer's publisher
+        saved = httpx.post(
+            f"{base}/admin/widgets/set", json=widget, headers={"X-Admin-Token": TOKEN}, timeout=30
+        )
+        assert saved.status_code == 200 and saved.json()["not_in_catalog"] == [], saved.text
+        body = {"profile": LYON_PERSON, "k": 30, "context": {"widget_id": "w-workers"}}
+        deadline = time.monotonic() + 30
+        while True:
+            lists = _lists_of_every_worker(base, body)
+            if all([i["offer_id"] for i in items] == ["lyon-sport-new"] for items in lists):
+                break
+            assert time.monotonic() < deadline, "a worker still ignores the widget's list"
+            time.sleep(0.2)
+    # Restarted on the same store (and the start-up catalog, without p8's offer): still there.
+    with running_servers([({**env, "RECSYS_WORKERS": "1"}, tmp_path / "restart.log")]) as (base,):
+        answer = httpx.post(
+            f"{base}/admin/widgets/get",
+            json={"widget_id": "w-workers"},
+            headers={"X-Admin-Token": TOKEN},
+            timeout=30,
+        )
+        assert answer.json()["widgets"] == [
+            {**widget, "source": "admin", "not_in_catalog": ["p8"]}
+        ], answer.text
+        ranked = httpx.post(f"{base}/rank", json=body, timeout=30)
+        assert ranked.status_code == 200 and ranked.json()["items"] == []

@@ -1,4 +1,5 @@
-"""`serving.widgets.WidgetRules`: the allow-list file, read strictly."""
+"""`serving.widgets.WidgetRules`: the allow-list file, read strictly, and the admin's lists
+above it."""
 
 from __future__ import annotations
 
@@ -36,3 +37,12 @@ def test_the_widget_list_narrows_the_request_publishers() -> None:
     )
     assert rules.narrowed(request).filters.publishers == ["p2"]
     assert WidgetRules.load(None).narrowed(request) is request
+
+
+def test_the_admin_s_lists_replace_the_file_s_widget_by_widget() -> None:
+    rules = WidgetRules({"w": ("p1",), "v": ("p2",)}).with_admin({"w": ("p3",), "u": ("p4",)})
+    assert rules.publishers == {"w": ("p3",), "v": ("p2",), "u": ("p4",)}
+    assert rules.rule("w") == (("p3",), "admin")
+    assert rules.rule("v") == (("p2",), "file")
+    assert rules.rule("x") == (None, "none")
+    assert rules.with_admin({}).rule("w") == (("p1",), "file")  # removed: the file's again

@@ -89,11 +89,22 @@ def compare(
 
 
 def format_tables(result: EvaluationResult) -> str:
-    """The models × metrics table, then the segments × models table for NDCG@10."""
+    """The models × metrics table, then the segments × models table for NDCG@10, and what
+    the redirect segment is made of (`recsys.redirects`)."""
     pd.set_option("display.width", 200)
     overall = result.table(HEADLINE_METRICS).round(4)
     segments = result.segment_table(SEGMENT_METRIC).round(4)
-    return (
+    text = (
         f"{overall.to_string()}\n\n{SEGMENT_METRIC} by segment (users = users with a relevant "
         f"apply in the segment):\n{segments.to_string()}"
     )
+    redirect = result.data.get("redirect")
+    if redirect and redirect["people"]:
+        text += (
+            f"\n\nredirect segment: {redirect['people']} people ({redirect['refused']} refused, "
+            f"{redirect['aged_out']} aged out of a programme), {redirect['next_applies']} next "
+            f"applies, {redirect['next_in_other_programme_share']:.0%} of them in another "
+            "programme; redirect = the plain list, redirect:after = the list continued in the "
+            "other programmes they may join (/rank with after)"
+        )
+    return text

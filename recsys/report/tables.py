@@ -47,6 +47,8 @@ SEGMENT_LABELS: dict[str, str] = {
     "cold_quiz_only": "cold users with a quiz",
     "anonymous": "anonymous visitors",
     "new_offers": "new offers",
+    "redirect": "refused or aged out: plain list",
+    "redirect:after": "refused or aged out: list continued in other programmes",
 }
 SEGMENT_GROUPS: tuple[tuple[str, str], ...] = (
     ("users", "Users by history"),
@@ -105,9 +107,11 @@ def segment_group(segment: str) -> str:
 
 def segment_label(segment: str) -> str:
     """French programme labels, `age 18-20`, region names as they are."""
+    if segment in SEGMENT_LABELS:
+        return SEGMENT_LABELS[segment]
     kind, sep, value = segment.partition(":")
     if not sep:
-        return SEGMENT_LABELS.get(segment, segment)
+        return segment
     if kind == "programme":
         return taxonomy.PROGRAMME_LABELS_FR.get(value, value)
     if kind == "age":
