@@ -292,6 +292,15 @@ def test_bad_input_is_a_4xx_naming_the_field(
     assert field in response.text
 
 
+def test_a_request_instant_is_refused_on_the_service_clock(served: Server) -> None:
+    """Without RECSYS_CLOCK=request, a list is made at the service's instant: a request
+    carrying its own is a 400 naming `at` and the setting."""
+    response = served.post("/rank", {"profile": {"age": 20}, "at": "2026-03-02T10:00:00Z"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "at" and "RECSYS_CLOCK=request" in error["message"]
+
+
 def test_malformed_json_is_a_400(served: Server) -> None:
     response = served.client.post(
         "/rank", content=b"{not json", headers={"content-type": "application/json"}
