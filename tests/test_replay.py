@@ -30,6 +30,7 @@ from recsys.simulation.replay import (
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
 from recsys.simulation.truth import utility
+from serving.process import free_port
 from training.replay import ModelPolicy, run_replay
 from training.replay_http import ServicePolicy
 
@@ -240,6 +241,9 @@ def test_cli_writes_the_figures_and_the_plot(tiny_dir: Path, tmp_path: Path) -> 
         (["--repeats", "0"], "--repeats: expected at least 1"),
         (["--retrain-weeks", "0"], "--retrain-weeks: expected at least 1"),
         (["--traffic", "-3"], "--traffic: expected a positive number"),
+        (["--url", "http://127.0.0.1:9", "--policies", "hybrid"], "--policies: not with --url"),
+        (["--url", "http://127.0.0.1:9", "--serving-dir", "x"], "--serving-dir: not with --url"),
+        (["--url", f"http://127.0.0.1:{free_port()}"], "--url: cannot reach http://127.0.0.1:"),
     ],
 )
 def test_cli_bad_input_names_the_option(tiny_dir: Path, arguments: list[str], message: str) -> None:
