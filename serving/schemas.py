@@ -553,6 +553,11 @@ class Status(BaseModel):
     as_of: datetime | None = Field(
         description="the time lists are computed at (null: now); see RECSYS_AS_OF"
     )
+    clock: str = Field(
+        default="service",
+        description="RECSYS_CLOCK: `service`, or `request` when a /rank request may carry its "
+        "instant `at`",
+    )
     known_profiles: int
     rank_log_pending: int
     rank_log_dropped: int

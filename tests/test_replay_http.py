@@ -119,6 +119,8 @@ def test_a_replay_over_http_recovers_the_offline_ordering(tmp_path: Path) -> Non
         "RECSYS_EXPERIMENT": json.dumps(EXPERIMENT),
     }
     with running_servers([(env, tmp_path / "server.log")]) as (base,):
+        status = httpx.get(f"{base}/status", timeout=30).json()
+        assert status["clock"] == "request" and status["experiment"]["state"] == "running"
         early = httpx.post(
             f"{base}/rank",
             json={"user_id": "v", "at": (start - pd.Timedelta(days=1)).isoformat()},

@@ -144,6 +144,7 @@ def test_health_readiness_metrics_and_status(served: Server) -> None:
         assert status["strategies"] == ["personalized", "cold_start"]
         assert status["catalog_size"] == 22 and status["known_profiles"] == 12  # 2 closed out
         assert status["catalog_available"] == 20  # `future` is not posted, `full` is full
+        assert status["clock"] == "service"  # RECSYS_CLOCK's default
     served.post("/rank", {"k": 1})
     metrics = served.client.get("/metrics").text
     assert "bentoml_service_request_total{" in metrics and 'endpoint="/rank"' in metrics

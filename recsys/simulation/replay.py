@@ -13,7 +13,9 @@ draws the dataset holds), then plays the last `weeks` weeks once per policy:
 * prints, clicks (position bias) and applies are drawn from the simulator's true model
   (`diffusion.respond`) and settled by its applications state (places fill, offers close);
 * a policy that learns is refitted every `retrain_weeks` on the history plus what the replay
-  recorded so far, its own lists included, so feedback loops show.
+  recorded so far, its own lists included, so feedback loops show;
+* after each week the policy observes what the visitors did with its lists (`Outcome`): a
+  policy behind a running service reports it to the service as the front would.
 
 Nothing here changes the generative story: the replay calls the simulator's functions.
 """
