@@ -4,6 +4,7 @@ projection against hand-computed values, a policy that shows nothing, the comman
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -316,20 +317,23 @@ class FakeService:
         self.bodies: list[dict] = []
         self.answers: dict[str, dict] = {}
         self.events: list[dict] = []
+        self._lock = threading.Lock()  # the policy sends /rank from several threads
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         if request.url.path == "/events":
             self.events.extend(body["events"])
             return httpx.Response(200, json={"received": len(body["events"])})
-        self.bodies.append(body)
+        with self._lock:
+            self.bodies.append(body)
+            number = len(self.bodies)
         at = int(pd.Timestamp(body["at"]).timestamp())
         rows = np.flatnonzero((self._from <= at) & (self._to > at))
         page = rows[body["offset"] : body["offset"] + body["k"]]
-        request_id = f"r{len(self.bodies)}"
+        request_id = f"r{number}"
         answer = {
             "request_id": request_id,
-            "arm": "hybrid" if len(self.bodies) % 2 else "incumbent",
+            "arm": "hybrid" if number % 2 else "incumbent",
             "items": [
                 {"offer_id": self._ids[row], "rank": body["offset"] + i + 1}
                 for i, row in enumerate(page.tolist())
