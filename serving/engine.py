@@ -149,6 +149,7 @@ class Engine:
             catalog_size=len(catalog) if catalog else 0,
             catalog_available=catalog.available_count(state.now()) if catalog else 0,
             as_of=None if state.as_of is None else datetime.fromtimestamp(state.as_of, UTC),
+            clock=self.settings.clock,
             catalog_loaded_at=catalog.loaded_at if catalog else None,
             catalog_error=state.catalog_error,
             known_profiles=len(self.profiles),

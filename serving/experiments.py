@@ -291,11 +291,15 @@ class Experiment:
         self, requests: Sequence[RankRequest], main: Engine
     ) -> list[tuple[RankResponse, Ranking]]:
         """`Engine.rank_batch` of the requests, each by its arm's engine (the unassigned by
-        `main`), the lists and their log entries tagged with the experiment and the arm."""
+        `main`), the lists and their log entries tagged with the experiment and the arm.
+
+        A request carrying its instant (`RankRequest.at`) is assigned at it: the experiment's
+        start and end are read on the request's clock."""
         now = datetime.now(UTC)
         groups: dict[str | None, list[int]] = {}
-        for index, request in enumerate(requests):
-            groups.setdefault(self.arm_for(request.user_id, now), []).append(index)
+        for index, request in enumerate(requests):  # at the request's instant when it has one
+            arm = self.arm_for(request.user_id, now if request.at is None else request.at)
+            groups.setdefault(arm, []).append(index)
         out: list[Any] = [None] * len(requests)
         for arm, indexes in groups.items():
             engine = main if arm is None else self.engines[arm]

@@ -245,12 +245,20 @@ def rank_batch(
     tens of thousands of offers, and the learned part is then one matrix product instead of
     one per person.
 
+    Requests carrying their own instant (`RankRequest.at`, RECSYS_CLOCK=request) are ranked
+    at it, those of one instant together, and their lists logged at it; the others at `at`,
+    else the state's clock.
+
     Raises:
         NotReady: no catalog is loaded.
     """
     catalog = state.ready_catalog()
     policy = settings.policy
     at = state.now() if at is None else at
+    instants = [at if request.at is None else request.instant() for request in requests]
+    if len(set(instants)) > 1:
+        return _by_instant(state, settings, profiles, applied, requests, instants)
+    at = instants[0]
     rows = [request_row(r.profile, r.user_id, profiles.get(r.user_id)) for r in requests]
     wheres = [row_placement(row) for row in rows]
     people = concat_rows([profile_row_arrays(r, w) for r, w in zip(rows, wheres, strict=True)])
@@ -297,7 +305,7 @@ def rank_batch(
         learned.z(owner, positions) if learned is not None and any(personalized) else None,
         [request.fields for request in requests],
     )
-    created_at = datetime.now(UTC)
+    created_at = next((r.at for r in requests if r.at is not None), None) or datetime.now(UTC)
     out = []
     for request, strategy, end, length, where in zip(
         requests, strategies, ends.tolist(), lengths.tolist(), wheres, strict=True
@@ -329,6 +337,28 @@ def rank_batch(
         )
         out.append((response, ranking))
     return out
+
+
+def _by_instant(
+    state: ServingState,
+    settings: Settings,
+    profiles: ProfileStore,
+    applied: AppliedOffers,
+    requests: Sequence[RankRequest],
+    instants: list[int],
+) -> list[tuple[RankResponse, Ranking]]:
+    """`rank_batch` of the requests of each instant apart, answers in the requests' order."""
+    groups: dict[int, list[int]] = {}
+    for index, instant in enumerate(instants):
+        groups.setdefault(instant, []).append(index)
+    out: list[tuple[RankResponse, Ranking] | None] = [None] * len(requests)
+    for instant, indexes in groups.items():
+        ranked = rank_batch(
+            state, settings, profiles, applied, [requests[i] for i in indexes], instant
+        )
+        for index, answer in zip(indexes, ranked, strict=True):
+            out[index] = answer
+    return out  # type: ignore[return-value]
 
 
 def _location(where: places.Placement | None) -> dict | None:

@@ -244,8 +244,26 @@ class RankRequest(_Strict):
         description="continue after an application's outcome, with a reason for the bridge",
         examples=[{"offer_id": "m-981", "outcome": "refused"}],
     )
+    at: datetime | None = Field(
+        default=None,
+        description="the instant to make the list at (UTC if no offset): only where the service "
+        "takes the request's clock (RECSYS_CLOCK=request, replays in simulated time), refused "
+        "otherwise; the list is logged at that instant",
+        examples=["2026-03-02T10:15:00Z"],
+    )
     # Set by `serving.paths.redirect`: (reason code, template) said first on every item.
     _bridge: tuple[str, str] | None = PrivateAttr(default=None)
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def instant(self) -> int | None:
+        """`at` in epoch seconds (None: the service's clock)."""
+        return None if self.at is None else int(self.at.timestamp())
 
     @model_validator(mode="after")
     def _one_person(self) -> RankRequest:
@@ -664,6 +682,12 @@ class Status(BaseModel):
     as_of: datetime | None = Field(
         description="the time lists are computed at (null: now); see RECSYS_AS_OF",
         examples=[None],
+    )
+    clock: str = Field(
+        default="service",
+        description="RECSYS_CLOCK: `service`, or `request` when a /rank request may carry its "
+        "instant `at`",
+        examples=["service"],
     )
     known_profiles: int = Field(examples=[50000])
     rank_log_pending: int = Field(examples=[0])

@@ -96,6 +96,7 @@ from serving.schemas import (
     WidgetUpdate,
 )
 from serving.settings import (
+    REQUEST_CLOCK,
     Settings,
     access_log_all,
     batch_threads,
@@ -301,6 +302,7 @@ class RankingService:
     @bentoml.api(route="/rank")
     async def rank(self, request: RankRequest, /) -> RankResponse:
         """The k best eligible offers for a known visitor or a profile, with reasons."""
+        self._check_instant(request)
         try:
             request = self.widgets.narrowed(redirect(self.engine.state.catalog, request))
         except UnknownOffer as error:
@@ -315,6 +317,31 @@ class RankingService:
             self.rank_log.put(ranking)
         business_metrics().ranked(response.strategy, response.arm, self.rank_log)
         return response
+
+    def _check_instant(self, request: RankRequest) -> None:
+        """Refuse a request's instant (`at`) unless RECSYS_CLOCK=request, and one before the
+        service's own instant (RECSYS_AS_OF, else now): the catalog leaves out the offers
+        closed by then, so a list made earlier would miss them.
+
+        Raises:
+            InvalidArgument: naming `at`.
+        """
+        instant = request.instant()
+        if instant is None:
+            return
+        if not self.settings.request_clock:
+            raise InvalidArgument(
+                f"at: this service makes its lists at its own clock (RECSYS_CLOCK="
+                f"{self.settings.clock}); a request may carry its instant only with "
+                f"RECSYS_CLOCK={REQUEST_CLOCK}"
+            )
+        floor = self.engine.state.now()
+        if instant < floor:
+            raise InvalidArgument(
+                f"at: {request.at.isoformat()} precedes the service's instant "
+                f"{datetime.fromtimestamp(floor, UTC).isoformat()} (RECSYS_AS_OF, else now), "
+                "whose catalog leaves out the offers closed by then"
+            )
 
     @bentoml.api(route="/eligibility")
     def eligibility(self, request: EligibilityRequest, /) -> EligibilityResponse:

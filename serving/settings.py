@@ -25,7 +25,10 @@ unset or 0: `batch_threads`, by catalog size), RECSYS_ACCESS_LOG_ALL (false: the
 has a line for failed requests and admin calls only), RECSYS_ADMIN_SYNC_SECONDS (1: how often
 a worker applies the admin calls other workers recorded, `serving.admin_sync`),
 RECSYS_EXPERIMENT (unset: no online experiment; a YAML or JSON file, or inline JSON,
-`serving.experiments`).
+`serving.experiments`), RECSYS_CLOCK (`service`: lists are made at the service's instant, now
+or RECSYS_AS_OF, and a /rank request carrying `at` is refused; `request`: a request may carry
+its instant `at`, at which its list is made, logged and assigned to an experiment's arm, as a
+replay in simulated time needs, `SERVICE_CLOCK` and `REQUEST_CLOCK`).
 
 RECSYS_MAX_BODY_BYTES, RECSYS_WORKERS, RECSYS_TRACE_RANK and RECSYS_ACCESS_LOG_ALL shape the
 BentoML service itself, whose decorator BentoML reads when it imports `serving.service`, before
@@ -56,6 +59,9 @@ MAX_WORKERS = 64
 DEFAULT_MAX_BATCH = 32
 Number = TypeVar("Number", int, float)
 LARGE_CATALOG = 50_000  # offers from which /rank batches run on two threads
+SERVICE_CLOCK = "service"  # RECSYS_CLOCK: lists at the service's instant (now or RECSYS_AS_OF)
+REQUEST_CLOCK = "request"  # RECSYS_CLOCK: a /rank request may carry its instant (`at`)
+CLOCKS = (SERVICE_CLOCK, REQUEST_CLOCK)
 
 
 def _bounded(
@@ -108,6 +114,17 @@ def _instant(name: str) -> int | None:
     return int(stamp.timestamp())
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case and surrounding spaces ignored), else `default` when unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
 def _path(name: str) -> Path | None:
     raw = os.environ.get(name)
     return Path(raw) if raw else None
@@ -137,6 +154,7 @@ class Settings:
     max_batch: int = DEFAULT_MAX_BATCH
     batch_threads: int | None = None  # None: `batch_threads(catalog size)`
     experiment: ExperimentConfig | None = None  # RECSYS_EXPERIMENT, `serving.experiments`
+    clock: str = SERVICE_CLOCK  # RECSYS_CLOCK: whose instant a list is made at (`CLOCKS`)
 
     @classmethod
     def from_env(cls, default_model: str | None = None) -> Settings:
@@ -185,7 +203,13 @@ class Settings:
             max_batch=_int("RECSYS_MAX_BATCH", cls.max_batch, 1, 1024),
             batch_threads=_int("RECSYS_BATCH_THREADS", 0, 0, 64) or None,
             experiment=load_experiment(os.environ.get("RECSYS_EXPERIMENT")),
+            clock=_choice("RECSYS_CLOCK", cls.clock, CLOCKS),
         )
+
+    @property
+    def request_clock(self) -> bool:
+        """Whether a /rank request may carry its own instant (RECSYS_CLOCK=request)."""
+        return self.clock == REQUEST_CLOCK
 
 
 def max_body_bytes() -> int:

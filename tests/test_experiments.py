@@ -226,6 +226,25 @@ def test_dates_bound_the_experiment(main: Engine) -> None:
     assert experiment.state(WHEN + timedelta(days=8)) == "ended"
 
 
+def test_a_request_carrying_its_instant_is_assigned_at_it(main: Engine) -> None:
+    """On the request's clock (RECSYS_CLOCK=request), the experiment's dates are read at the
+    request's `at`: assigned within [start, end), unassigned before and after."""
+    config = _config(start=WHEN, end=WHEN + timedelta(days=7))
+    experiment = Experiment.start(config, main)
+    visitor = _visitors(config)["rules"]
+    profile = {"age": 20, "postal_code": "75001", "radius_km": 20}
+    instants = [WHEN - timedelta(seconds=1), WHEN, WHEN + timedelta(days=7)]
+    ranked = experiment.rank_batch(
+        [RankRequest(user_id=visitor, profile=profile, k=5, at=at) for at in instants], main
+    )
+    assert [(r.arm, log.arm) for r, log in ranked] == [
+        (None, None),
+        ("rules", "rules"),
+        (None, None),
+    ]
+    assert [log.created_at for _, log in ranked] == instants
+
+
 def test_an_arm_with_its_own_model_and_one_that_cannot_load(
     main: Engine, world: dict[str, Path], tmp_path: Path
 ) -> None:

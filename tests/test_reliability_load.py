@@ -127,6 +127,18 @@ def test_worker_count_and_rank_tracing_are_read_and_checked(
     assert loaded.workers == 2 and loaded.trace_rank is True
 
 
+def test_the_clock_setting_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECSYS_CLOCK", raising=False)
+    assert Settings.from_env().clock == "service" and not Settings.from_env().request_clock
+    monkeypatch.setenv("RECSYS_CLOCK", " Request ")
+    assert Settings.from_env().request_clock
+    monkeypatch.setenv("RECSYS_CLOCK", "simulated")
+    with pytest.raises(
+        ValueError, match="RECSYS_CLOCK: expected one of service, request, got 'simulated'"
+    ):
+        Settings.from_env()
+
+
 def test_the_load_script_refuses_a_worker_count_out_of_bounds() -> None:
     """`--workers` is checked before a server is started, with the bound in the message."""
     assert worker_count("2") == 2

@@ -4,14 +4,17 @@ projection against hand-computed values, a policy that shows nothing, the comman
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from engagement.cli import app
+from recsys import taxonomy
 from recsys.policy import ListPolicy, group_codes, tie_keys
 from recsys.schema import read_table
 from recsys.simulation import get_preset, simulate
@@ -20,6 +23,7 @@ from recsys.simulation.diffusion import WEEK
 from recsys.simulation.replay import (
     SERVED_SOURCES,
     OraclePolicy,
+    Outcome,
     Replay,
     Requests,
     RunResult,
@@ -27,7 +31,9 @@ from recsys.simulation.replay import (
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
 from recsys.simulation.truth import utility
+from serving.process import free_port
 from training.replay import ModelPolicy, run_replay
+from training.replay_http import ServicePolicy
 
 SEED = 5
 WEEKS = 4
@@ -44,6 +50,9 @@ class ShowsNothing:
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
         raise AssertionError("never called: the policy does not learn")
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        assert len(outcome) == 0  # nothing shown, nothing done
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +242,9 @@ def test_cli_writes_the_figures_and_the_plot(tiny_dir: Path, tmp_path: Path) -> 
         (["--repeats", "0"], "--repeats: expected at least 1"),
         (["--retrain-weeks", "0"], "--retrain-weeks: expected at least 1"),
         (["--traffic", "-3"], "--traffic: expected a positive number"),
+        (["--url", "http://127.0.0.1:9", "--policies", "hybrid"], "--policies: not with --url"),
+        (["--url", "http://127.0.0.1:9", "--serving-dir", "x"], "--serving-dir: not with --url"),
+        (["--url", f"http://127.0.0.1:{free_port()}"], "--url: cannot reach http://127.0.0.1:"),
     ],
 )
 def test_cli_bad_input_names_the_option(tiny_dir: Path, arguments: list[str], message: str) -> None:
@@ -292,3 +304,77 @@ def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
         np.testing.assert_array_equal(made[i, : requests.k[i]], alone)
         assert (made[i, requests.k[i] :] == -1).all()
         assert (made[i][made[i] >= 0] < len(requests.columns)).all()
+
+
+class FakeService:
+    """A stand-in for the ranking service over HTTP (`httpx.MockTransport`): /rank lists the
+    first offers open at the request's `at` (world rows in order), /events keeps the events."""
+
+    def __init__(self, replay: Replay) -> None:
+        offers = replay.world.offers
+        self._ids = offers.frame["id"].to_numpy(dtype=object)
+        self._from, self._to = offers.active_from.copy(), offers.active_to.copy()
+        self.bodies: list[dict] = []
+        self.answers: dict[str, dict] = {}
+        self.events: list[dict] = []
+        self._lock = threading.Lock()  # the policy sends /rank from several threads
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/events":
+            self.events.extend(body["events"])
+            return httpx.Response(200, json={"received": len(body["events"])})
+        with self._lock:
+            self.bodies.append(body)
+            number = len(self.bodies)
+        at = int(pd.Timestamp(body["at"]).timestamp())
+        rows = np.flatnonzero((self._from <= at) & (self._to > at))
+        page = rows[body["offset"] : body["offset"] + body["k"]]
+        request_id = f"r{number}"
+        answer = {
+            "request_id": request_id,
+            "arm": "hybrid" if number % 2 else "incumbent",
+            "items": [
+                {"offer_id": self._ids[row], "rank": body["offset"] + i + 1}
+                for i, row in enumerate(page.tolist())
+            ],
+        }
+        self.answers[request_id] = answer | {"at": body["at"], "user_id": body["user_id"]}
+        return httpx.Response(200, json=answer)
+
+
+def test_the_replay_over_http_sends_what_a_front_sends(replay: Replay) -> None:
+    """`ServicePolicy` asks /rank for each served session's page at its instant and reports
+    every print, click and apply the replay drew on those lists, chained to their list."""
+    policy = ServicePolicy("http://service", replay)
+    fake = FakeService(replay)
+    policy._http = httpx.Client(base_url="http://service", transport=httpx.MockTransport(fake))
+    result = replay.run(policy, 0, retrain_weeks=WEEKS)
+    assert len(fake.bodies) == result.lists and sum(policy.arms.values()) == result.lists
+    for body in fake.bodies:
+        assert body["offset"] % body["k"] == 0 and body["fields"] == []
+        if body["user_id"].startswith("anon:"):  # anonymous: the place of the request
+            assert set(body["profile"]) == {"lat", "lon", "radius_km"}
+        else:  # known: the service has the stored profile
+            assert "profile" not in body
+        assert body["context"]["source"] in {"api", "widget", "email"}
+    assert min(pd.Timestamp(b["at"]) for b in fake.bodies) >= pd.Timestamp(
+        replay.t_start, unit="s", tz="UTC"
+    )
+    kinds = pd.Series([event["type"] for event in fake.events]).value_counts().to_dict()
+    assert kinds == {"print": result.prints, "click": result.clicks, "apply": result.applications}
+    assert len({event["id"] for event in fake.events}) == len(fake.events)
+    clicks = {event["click_id"]: event for event in fake.events if event["type"] == "click"}
+    for event in fake.events:
+        listed = fake.answers[event["request_id"]]
+        assert event["user_id"] == listed["user_id"]
+        assert event["mission_id"] in [item["offer_id"] for item in listed["items"]]
+        if event["type"] == "print":
+            assert event["created_at"] == listed["at"]  # shown at the request's instant
+        else:
+            assert event["created_at"] >= listed["at"]
+        if event["type"] == "apply":
+            click = clicks[event["click_id"]]
+            assert click["request_id"] == event["request_id"]
+            assert event["created_at"] >= click["created_at"]
+            assert event["status"] in taxonomy.APPLY_STATUSES

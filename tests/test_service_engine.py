@@ -462,6 +462,26 @@ def test_a_batch_ranks_each_request_as_alone(any_engine: Engine) -> None:
     assert len({response.request_id for response, _ in together}) == len(batch)
 
 
+def test_requests_carrying_their_instant_are_ranked_and_logged_at_it(engine: Engine) -> None:
+    """RECSYS_CLOCK=request: each request of a batch is ranked at its own `at` and its list
+    logged at it; the offer `future` (posted in five days) is listed from then on only."""
+    profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1], radius_km=30)
+    later = (NOW + pd.Timedelta(days=10)).to_pydatetime()
+    batch = [
+        RankRequest(profile=profile, k=100, at=later),
+        RankRequest(profile=profile, k=100),
+        RankRequest(profile=profile, k=100, at=later.isoformat()),
+    ]
+    before = pd.Timestamp.now(tz="UTC")
+    ranked = engine.rank_batch(batch, at=AT)
+    listed = [[item.offer_id for item in response.items] for response, _ in ranked]
+    assert "future" in listed[0] and "future" not in listed[1] and listed[2] == listed[0]
+    alone, _ = engine.rank(batch[0])
+    assert [item.offer_id for item in alone.items] == listed[0]
+    assert ranked[0][1].created_at == later and ranked[2][1].created_at == later
+    assert ranked[1][1].created_at >= before  # on the service's clock: when it was made
+
+
 def test_known_users_get_their_history_and_strangers_their_quiz(engine: Engine) -> None:
     # Same place, same (empty) quiz: only their histories tell the two apart.
     sport, _ = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)

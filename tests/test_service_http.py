@@ -144,6 +144,7 @@ def test_health_readiness_metrics_and_status(served: Server) -> None:
         assert status["strategies"] == ["personalized", "cold_start"]
         assert status["catalog_size"] == 22 and status["known_profiles"] == 12  # 2 closed out
         assert status["catalog_available"] == 20  # `future` is not posted, `full` is full
+        assert status["clock"] == "service"  # RECSYS_CLOCK's default
     served.post("/rank", {"k": 1})
     metrics = served.client.get("/metrics").text
     assert "bentoml_service_request_total{" in metrics and 'endpoint="/rank"' in metrics
@@ -290,6 +291,15 @@ def test_bad_input_is_a_4xx_naming_the_field(
     response = served.post(path, body)
     assert response.status_code == status
     assert field in response.text
+
+
+def test_a_request_instant_is_refused_on_the_service_clock(served: Server) -> None:
+    """Without RECSYS_CLOCK=request, a list is made at the service's instant: a request
+    carrying its own is a 400 naming `at` and the setting."""
+    response = served.post("/rank", {"profile": {"age": 20}, "at": "2026-03-02T10:00:00Z"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "at" and "RECSYS_CLOCK=request" in error["message"]
 
 
 def test_malformed_json_is_a_400(served: Server) -> None:

@@ -23,6 +23,7 @@ from features.build import build_feature_set
 from features.config import FeatureConfig
 from features.interactions import ANON_PREFIX
 from recsys.arrays import profile_arrays
+from recsys.bundle import save_bundle
 from recsys.config import EVENTS_FILE, OFFERS_FILE, PROFILES_FILE
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.featureset import load_feature_set
@@ -33,6 +34,7 @@ from recsys.rules import incumbent_scores
 from recsys.schema import write_table
 from recsys.simulation.replay import (
     OraclePolicy,
+    Outcome,
     Replay,
     ReplayPolicy,
     Requests,
@@ -40,8 +42,10 @@ from recsys.simulation.replay import (
     make_lists,
 )
 from recsys.simulation.replay_summary import plot_cumulative, projection, ratio, summarise
+from training.replay_http import ServicePolicy
 
 ORACLE = OraclePolicy.name
+SERVED_OFFERS = "offers.parquet"  # in `--serving-dir`: the catalog of a replay over HTTP
 # Training as of the replayed instant: the feature stage's test window is the last day
 # before it (its events are left out), the validation window the day before.
 REFIT_FEATURES = FeatureConfig(test_days=1, validation_days=1)
@@ -58,6 +62,8 @@ class ModelPolicy:
         profiles: the profiles table of the dataset.
         workdir: where each refit writes its dataset and feature set.
         params: model parameters (defaults when None).
+        bundle: where to write the model as first trained (on what was recorded before the
+            replay's start), as a ranker bundle a service can serve; None: not written.
     """
 
     learns = True
@@ -69,9 +75,11 @@ class ModelPolicy:
         profiles: pd.DataFrame,
         workdir: Path,
         params: dict[str, Any] | None = None,
+        bundle: Path | None = None,
     ) -> None:
         self.name = name
         self._params = params
+        self._bundle = bundle
         self._offers_frame = offers.reset_index(drop=True)
         self._folder = Path(workdir) / name
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +101,9 @@ class ModelPolicy:
         self._offers = OfferBatch.encode(self._offers_frame, feature_set.offer_encoder)
         self._user_encoder = feature_set.user_encoder
         self._model = model
+        if self._bundle is not None:
+            save_bundle(model, feature_set, self._bundle)
+            self._bundle = None  # the first model only
         # A model whose trained state is empty (the rules engines) learned nothing from the
         # events: refitting it would give the same lists, so it is fitted once.
         self.learns = bool(model.get_arrays())
@@ -118,9 +129,15 @@ class ModelPolicy:
         )
         return make_lists(self._policy, served, masks, requests)
 
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """Nothing to do: what the visitors did reaches the model through `refit`."""
 
-def make_policy(name: str, replay: Replay, workdir: Path) -> ReplayPolicy:
-    """The policy called `name`: the oracle, or a model of `recsys.models`.
+
+def make_policy(
+    name: str, replay: Replay, workdir: Path, bundle: Path | None = None
+) -> ReplayPolicy:
+    """The policy called `name`: the oracle, or a model of `recsys.models` (its first model
+    written to `bundle` as a ranker bundle when given).
 
     Raises:
         ValueError: naming the known policies when `name` is none of them.
@@ -130,7 +147,21 @@ def make_policy(name: str, replay: Replay, workdir: Path) -> ReplayPolicy:
     if name not in MODEL_CLASSES:
         known = ", ".join([*sorted(MODEL_CLASSES), ORACLE])
         raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
-    return ModelPolicy(name, replay.world.offers.frame, replay.profiles, workdir)
+    return ModelPolicy(name, replay.world.offers.frame, replay.profiles, workdir, bundle=bundle)
+
+
+def write_serving(replay: Replay, folder: Path) -> Path:
+    """Write the offers as the replay ranks them (`SERVED_OFFERS` in `folder`), the catalog a
+    service behind `recsys replay --url` serves (RECSYS_CATALOG); its path.
+
+    They are the offers as they stand at the replay's start (`Replay.offers_at_start`; the
+    dataset's `offers.parquet` carries every withdrawal of its own diffusion, later ones
+    included), so that the service's candidates are the ones the replay in process ranks.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SERVED_OFFERS
+    write_table(replay.offers_at_start(), "offers", path)
+    return path
 
 
 def parse_policies(text: str) -> list[str]:
@@ -157,27 +188,45 @@ def run_replay(
     retrain_weeks: int,
     say: Callable[[str], None] = lambda message: None,
     workdir: Path | None = None,
+    serving: Path | None = None,
+    url: str | None = None,
 ) -> tuple[Replay, list[RunResult]]:
     """Replay `weeks` weeks of a simulated dataset once per policy and repeat.
 
     Policies are names (`make_policy`) or ready `ReplayPolicy` objects; each repeat builds
-    name policies afresh, so no model carries over between repeats.
+    name policies afresh, so no model carries over between repeats. `serving`, when given,
+    receives what a service needs to serve these policies to `recsys replay --url`: the
+    offers (`write_serving`) and, for each model policy, its model as trained at the
+    replay's start in the first repeat (`serving/<policy>`, a ranker bundle). `url`, when
+    given, replaces the policies by the service there (`training.replay_http.ServicePolicy`).
     """
     if repeats < 1:
         raise ValueError(f"--repeats: expected at least 1, got {repeats}")
     replay = Replay(data, weeks, say)
+    if serving is not None:
+        write_serving(replay, serving)
+    service = None if url is None else ServicePolicy(url, replay)
+    if service is not None:
+        policies = [service]
     results: list[RunResult] = []
     scratch = Path(tempfile.mkdtemp(prefix="replay-")) if workdir is None else Path(workdir)
     try:
         for repeat in range(repeats):
             for entry in policies:
-                policy = (
-                    make_policy(entry, replay, scratch / f"r{repeat}")
-                    if isinstance(entry, str)
-                    else entry
-                )
+                if isinstance(entry, str):
+                    first = serving is not None and repeat == 0
+                    bundle = serving / entry if first else None
+                    policy = make_policy(entry, replay, scratch / f"r{repeat}", bundle)
+                else:
+                    policy = entry
                 results.append(replay.run(policy, repeat, retrain_weeks, say))
     finally:
+        if service is not None:
+            service.close()
+            say(
+                f"service: lists per arm {dict(service.arms)}; {service.unlisted} listed offers "
+                "withdrawn by the replay left out"
+            )
         if workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
     return replay, results

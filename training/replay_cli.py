@@ -17,8 +17,29 @@ DEFAULT_POLICIES = "hybrid,incumbent,incumbent_local,popularity,oracle"
 def replay(
     data: Annotated[Path, typer.Option("--data", help="A `recsys simulate` output folder.")],
     policies: Annotated[
-        str, typer.Option(help="Comma-separated policies: model names and/or oracle.")
-    ] = DEFAULT_POLICIES,
+        str | None,
+        typer.Option(
+            help="Comma-separated policies: model names and/or oracle "
+            f"[default: {DEFAULT_POLICIES}]."
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay against the ranking service at this URL (started with "
+            "RECSYS_CLOCK=request): its lists over HTTP, the visitors' prints, clicks and "
+            "applies sent back to its /events; its experiment's arms are the policies compared "
+            "(`recsys ab report`)."
+        ),
+    ] = None,
+    serving_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write what a service needs to serve these policies to a replay over HTTP: "
+            "the offers as replayed (offers.parquet) and each model as trained at the replay's "
+            "start (<policy>/, a ranker bundle)."
+        ),
+    ] = None,
     weeks: Annotated[int, typer.Option(help="Replayed weeks (the last of the period).")] = 26,
     repeats: Annotated[int, typer.Option(help="Independent replays per policy.")] = 3,
     retrain_weeks: Annotated[
@@ -47,10 +68,18 @@ def replay(
     try:
         if traffic is not None and traffic <= 0:
             raise ValueError(f"--traffic: expected a positive number of lists, got {traffic}")
-        names = parse_policies(policies)
+        if url is not None and (policies is not None or serving_dir is not None):
+            given = "--policies" if policies is not None else "--serving-dir"
+            raise ValueError(
+                f"{given}: not with --url, where the service makes the lists (the arms of its "
+                "experiment are the policies compared)"
+            )
+        names = [] if url is not None else parse_policies(policies or DEFAULT_POLICIES)
         if not (data / "manifest.json").is_file():
             raise ValueError(f"--data: {data} holds no simulated dataset (no manifest.json)")
-        replayed, results = run_replay(data, names, weeks, repeats, retrain_weeks, say)
+        replayed, results = run_replay(
+            data, names, weeks, repeats, retrain_weeks, say, serving=serving_dir, url=url
+        )
     except (ValueError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

@@ -13,7 +13,9 @@ draws the dataset holds), then plays the last `weeks` weeks once per policy:
 * prints, clicks (position bias) and applies are drawn from the simulator's true model
   (`diffusion.respond`) and settled by its applications state (places fill, offers close);
 * a policy that learns is refitted every `retrain_weeks` on the history plus what the replay
-  recorded so far, its own lists included, so feedback loops show.
+  recorded so far, its own lists included, so feedback loops show;
+* after each week the policy observes what the visitors did with its lists (`Outcome`): a
+  policy behind a running service reports it to the service as the front would.
 
 Nothing here changes the generative story: the replay calls the simulator's functions.
 """
@@ -43,7 +45,13 @@ from recsys.simulation import diffusion
 from recsys.simulation.applications import NO_APPLY, Applications
 from recsys.simulation.config import GENERATOR_VERSION, SimulationConfig
 from recsys.simulation.diffusion import WEEK, Interactions
-from recsys.simulation.simulator import World, _events, build_world, read_manifest
+from recsys.simulation.simulator import (
+    World,
+    _events,
+    _withdraw_filled,
+    build_world,
+    read_manifest,
+)
 from recsys.simulation.truth import utility
 
 logger = logging.getLogger(__name__)
@@ -90,11 +98,36 @@ class Requests:
         return np.where(lists >= 0, self.columns[np.maximum(lists, 0)], PAD)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the visitors did with a week's policy lists: one row per print of the page each
+    served session saw, in the order of the week's `Requests`.
+
+    Times are epoch seconds; `click_time` and `apply_time` are -1 where there was no click or
+    no application, `status` is `applications.NO_APPLY` there, else the index of the
+    application's status in `taxonomy.APPLY_STATUSES` (what the applications state settled).
+    """
+
+    request: np.ndarray  # int64 row of the week's `Requests`
+    offer: np.ndarray  # int64 row of the world's offers
+    position: np.ndarray  # int64 position in the ranking (pages continue it)
+    time: np.ndarray  # int64 when the list was shown (the session's time)
+    click_time: np.ndarray  # int64, -1: not clicked
+    apply_time: np.ndarray  # int64, -1: no application
+    status: np.ndarray  # int64 status code, NO_APPLY: no application
+
+    def __len__(self) -> int:
+        return len(self.request)
+
+
 class ReplayPolicy(Protocol):
     """What a replay needs from a policy: make the lists for these visitors at this instant.
 
     `learns` says whether `refit` should be called every `retrain_weeks`; `refit` receives
     the events recorded before `now` (history and replay), in the canonical events table.
+    `observe` receives, after each week, what the visitors did with the policy's lists: a
+    policy behind a service reports it as the front would (events), one in process learns
+    it through `refit` and ignores it.
     """
 
     name: str
@@ -107,6 +140,10 @@ class ReplayPolicy(Protocol):
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
         """Train again on `events` (everything recorded before `now`)."""
+        ...
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """What the visitors did with the lists made for `requests`."""
         ...
 
 
@@ -147,6 +184,9 @@ class OraclePolicy:
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
         raise NotImplementedError("the oracle does not learn")
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """Nothing to do: the oracle knows the truth."""
 
 
 @dataclass
@@ -255,6 +295,17 @@ class Replay:
             self._history = events[events["createdAt"] < start].reset_index(drop=True)
         return self._history
 
+    def offers_at_start(self) -> pd.DataFrame:
+        """The offers table as it stands at the replay's start: the world's offers, those
+        the history filled withdrawn (`deletedAt`, as the simulator records withdrawals).
+
+        What a service behind the replay ranks; the withdrawals of the replayed weeks depend
+        on the policy and are the replay's alone.
+        """
+        frame = self.world.offers.frame.copy()
+        _withdraw_filled(frame, self._applications.filled_at, self.world.t_end)
+        return frame
+
     def run(
         self,
         policy: ReplayPolicy,
@@ -325,6 +376,22 @@ class Replay:
             )
             applied = status != NO_APPLY
             log.add(session, offer, position, clicked, click_time, attempt, apply_time, status)
+            if len(served):
+                policy.observe(
+                    requests,
+                    _outcome(
+                        requests,
+                        session,
+                        offer,
+                        position,
+                        clicked,
+                        click_time,
+                        attempt,
+                        apply_time,
+                        status,
+                        first=len(s_other) + len(s_seo),
+                    ),
+                )
 
             on_policy = self._served[session]
             applied_session = session[clicked][attempt][applied]
@@ -444,6 +511,43 @@ class Replay:
         )
         replayed = replayed[replayed["createdAt"] < pd.Timestamp(now, unit="s", tz="UTC")]
         return pd.concat([history, replayed], ignore_index=True)
+
+
+def _outcome(
+    requests: Requests,
+    session: np.ndarray,
+    offer: np.ndarray,
+    position: np.ndarray,
+    clicked: np.ndarray,
+    click_time: np.ndarray,
+    attempt: np.ndarray,
+    apply_time: np.ndarray,
+    status: np.ndarray,
+    first: int,
+) -> Outcome:
+    """The `Outcome` of the prints from `first` on (the policy's, last of the week's prints),
+    from the draws over every print: `clicked` over the prints, `click_time` over the clicks,
+    `attempt` (rows among the clicks), `apply_time` and `status` over the attempts."""
+    n = len(session)
+    clicks = np.flatnonzero(clicked)
+    click_at = np.full(n, -1, dtype=np.int64)
+    click_at[clicks] = click_time
+    apply_at = np.full(n, -1, dtype=np.int64)
+    settled = np.full(n, NO_APPLY, dtype=np.int64)
+    done = status != NO_APPLY
+    apply_at[clicks[attempt][done]] = apply_time[done]
+    settled[clicks[attempt][done]] = status[done]
+    mine = slice(first, n)
+    request = np.searchsorted(requests.session, session[mine]).astype(np.int64)
+    return Outcome(
+        request=request,
+        offer=offer[mine].astype(np.int64),
+        position=position[mine].astype(np.int64),
+        time=requests.time[request].astype(np.int64),
+        click_time=click_at[mine],
+        apply_time=apply_at[mine],
+        status=settled[mine],
+    )
 
 
 class _Log:
