@@ -122,6 +122,13 @@ def evaluate(
             "over the evaluated window: the offers open then, as the service offers them."
         ),
     ] = None,
+    estimate_applications: Annotated[
+        bool,
+        typer.Option(
+            help="Also estimate each model's applications from the window's logged lists "
+            "(IPS and self-normalised IPS under a position-based model)."
+        ),
+    ] = True,
 ) -> None:
     """Fit every model on the same split and print one comparison table."""
     import pandas as pd
@@ -171,6 +178,7 @@ def evaluate(
         report=typer.echo,
         policy=None if policy == RAW else ListPolicy(),
         at=instant,
+        estimate_applications=estimate_applications,
     )
     if split == "random":
         typer.echo(

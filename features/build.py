@@ -36,6 +36,7 @@ from features.interactions import (
     EventLog,
     event_log,
     exposures,
+    logged_prints,
     pair_matrix,
     read_events,
     recode,
@@ -44,12 +45,14 @@ from features.interactions import (
     to_ms,
 )
 from recsys import config as paths
+from recsys import taxonomy
 from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.featureset import (
     ENCODERS_DIR,
     EXPOSURES_FILE,
     FORMAT_VERSION,
     INTERACTIONS_FILE,
+    LOGGED_FILE,
     MANIFEST_FILE,
     OFFERS_FILE,
     TARGETS_FILE,
@@ -126,8 +129,11 @@ def is_reusable(
     config: FeatureConfig,
     until: pd.Timestamp | None = None,
 ) -> bool:
-    """True when both windows exist, complete, built from the same data, config and `until`."""
+    """True when both windows exist, complete, built from the same data, config and `until`
+    (a set from before `LOGGED_FILE` existed is incomplete: it is rebuilt)."""
     for window in WINDOWS:
+        if not (Path(out_dir) / window / LOGGED_FILE).is_file():
+            return False
         try:
             manifest = read_manifest(Path(out_dir) / window)
         except (OSError, ValueError):
@@ -394,6 +400,8 @@ def _write_window(
     window_targets.to_parquet(folder / TARGETS_FILE, index=False)
     shown = exposures(log.table, reference_ms)
     pq.write_table(shown, folder / EXPOSURES_FILE)
+    logged = logged_prints(log.table, start_ms, end_ms, taxonomy.SERVED_SOURCES)
+    pq.write_table(logged, folder / LOGGED_FILE)
 
     history = np.diff(interactions.indptr) > 0
     return {
@@ -417,6 +425,7 @@ def _write_window(
         "target_users": int(window_targets["user_key"].nunique()),
         "targets_dropped_unknown_offer": dropped,
         "exposures": shown.num_rows,
+        "logged_prints": logged.num_rows,
     }
 
 

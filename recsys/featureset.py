@@ -13,6 +13,9 @@ test window. Each subfolder holds:
     targets.parquet     the window's non-bot applies: user_key, offer_id, createdAt, status
     exposures.parquet   train prints without a click: user_key, offer_id, position,
                         requestId, createdAt
+    logged.parquet      the window's prints on the platform's surfaces with their outcome:
+                        user_key, offer_id, requestId, position, source, clicked, applied,
+                        createdAt (what counterfactual estimates replay)
 
 The canonical tables are not copied: the manifest records `data_dir`, and the reader takes
 offers and profiles from there, aligned with the stored ids. Nothing is re-encoded on load.
@@ -51,6 +54,7 @@ INTERACTIONS_FILE = "interactions.npz"
 ENCODERS_DIR = "encoders"
 TARGETS_FILE = "targets.parquet"
 EXPOSURES_FILE = "exposures.parquet"
+LOGGED_FILE = "logged.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
 _EMPTY_LIST = np.array([], dtype=object)
@@ -171,6 +175,12 @@ class FeatureSet:
     def exposures(self) -> pd.DataFrame:
         """Train-window prints without a click (read on demand: it can be large)."""
         return pd.read_parquet(self.path / EXPOSURES_FILE)
+
+    def logged(self) -> pd.DataFrame | None:
+        """The window's logged prints with their outcome (`LOGGED_FILE`); None for a set
+        built before the file existed (rebuild it with `recsys features --force`)."""
+        path = self.path / LOGGED_FILE
+        return pd.read_parquet(path) if path.is_file() else None
 
     def offer_batch(self, offer_ids: np.ndarray | list[str] | None = None) -> OfferBatch:
         """The given offers (all by default) as a batch; an id outside the set is an error."""
