@@ -97,6 +97,7 @@ def compare(
         estimate_applications=estimate_applications,
     )
     result.data["fit_seconds"] = fit_seconds
+    result.data["params"] = {name: model.config.to_dict() for name, model in models.items()}
     result.data["evaluation_seconds"] = time.perf_counter() - started
     return result
 
