@@ -30,7 +30,7 @@ from training.report_cli import app as report_app
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows) without it
 
-ALL_MODELS = "popularity,itemknn,incumbent,incumbent_local,content,als,bpr,lightfm,hybrid"
+ALL_MODELS = "popularity,itemknn,incumbent,incumbent_local,content,ease,als,bpr,lightfm,hybrid"
 
 app = typer.Typer(
     help="Engagement offer recommendations: simulate or ingest, build features, train, serve.",
@@ -122,6 +122,21 @@ def evaluate(
             "over the evaluated window: the offers open then, as the service offers them."
         ),
     ] = None,
+    experiments: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--experiment",
+            help="Experiment file whose model is evaluated with its params (e.g. a tuned "
+            "one); repeat for several. Its model joins --models.",
+        ),
+    ] = None,
+    estimate_applications: Annotated[
+        bool,
+        typer.Option(
+            help="Also estimate each model's applications from the window's logged lists "
+            "(IPS and self-normalised IPS under a position-based model)."
+        ),
+    ] = True,
 ) -> None:
     """Fit every model on the same split and print one comparison table."""
     import pandas as pd
@@ -132,8 +147,18 @@ def evaluate(
     from recsys.models import MODEL_CLASSES
     from recsys.policy import POLICIES, RAW, ListPolicy
     from training.compare import compare, format_tables
+    from training.experiment import ExperimentError, load_experiment
 
     names = [name.strip() for name in models.split(",") if name.strip()]
+    params: dict[str, dict[str, object]] = {}
+    for path in experiments or []:
+        try:
+            spec = load_experiment(path)
+        except ExperimentError as error:
+            raise _fail(f"--experiment: {error}") from None
+        params[spec.model] = spec.model_params()
+        if spec.model not in names:
+            names.append(spec.model)
     unknown = [name for name in names if name not in MODEL_CLASSES]
     if not names or unknown:
         raise _fail(f"--models: unknown {unknown or 'empty list'}; known: {sorted(MODEL_CLASSES)}")
@@ -167,10 +192,12 @@ def evaluate(
     result = compare(
         feature_set,
         names,
+        params=params,
         truth_dir=truth_dir if oracle and truth_dir.is_dir() else None,
         report=typer.echo,
         policy=None if policy == RAW else ListPolicy(),
         at=instant,
+        estimate_applications=estimate_applications,
     )
     if split == "random":
         typer.echo(

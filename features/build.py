@@ -37,6 +37,7 @@ from features.interactions import (
     applies_between,
     event_log,
     exposures,
+    logged_prints,
     pair_matrix,
     read_events,
     recode,
@@ -44,6 +45,7 @@ from features.interactions import (
     to_ms,
 )
 from recsys import config as paths
+from recsys import taxonomy
 from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.featureset import (
     ENCODERS_DIR,
@@ -51,6 +53,7 @@ from recsys.featureset import (
     FORMAT_VERSION,
     HISTORY_FILE,
     INTERACTIONS_FILE,
+    LOGGED_FILE,
     MANIFEST_FILE,
     OFFERS_FILE,
     TARGETS_FILE,
@@ -127,8 +130,11 @@ def is_reusable(
     config: FeatureConfig,
     until: pd.Timestamp | None = None,
 ) -> bool:
-    """True when both windows exist, complete, built from the same data, config and `until`."""
+    """True when both windows exist, complete, built from the same data, config and `until`
+    (a set from before `LOGGED_FILE` existed is incomplete: it is rebuilt)."""
     for window in WINDOWS:
+        if not (Path(out_dir) / window / LOGGED_FILE).is_file():
+            return False
         try:
             manifest = read_manifest(Path(out_dir) / window)
         except (OSError, ValueError):
@@ -397,6 +403,8 @@ def _write_window(
     past.to_parquet(folder / HISTORY_FILE, index=False)
     shown = exposures(log.table, reference_ms)
     pq.write_table(shown, folder / EXPOSURES_FILE)
+    logged = logged_prints(log.table, start_ms, end_ms, taxonomy.SERVED_SOURCES)
+    pq.write_table(logged, folder / LOGGED_FILE)
 
     history = np.diff(interactions.indptr) > 0
     return {
@@ -421,6 +429,7 @@ def _write_window(
         "targets_dropped_unknown_offer": dropped,
         "history_applies": len(past),
         "exposures": shown.num_rows,
+        "logged_prints": logged.num_rows,
     }
 
 

@@ -1,4 +1,5 @@
-"""Events → user keys, weighted training signal, applies (targets, history) and exposures.
+"""Events → user keys, weighted training signal, applies (targets, history), exposures and
+logged lists.
 
 Millions of prints are handled in Arrow (filters, string concatenation, hash joins: vectorised
 C++), and only the clicks and applies, a small share of the events, become a pandas frame
@@ -37,6 +38,7 @@ EVENT_COLUMNS = (
     "status",
     "position",
     "candidateAge",
+    "source",
 )
 
 
@@ -110,8 +112,8 @@ class EventLog:
 
     Attributes:
         table: Arrow columns kind (int8, PRINT/CLICK/APPLY), ms (int64 createdAt), createdAt,
-            missionId, user_key, requestId, status, position, candidateAge. `user_key` is
-            `userId` when
+            missionId, user_key, requestId, status, position, candidateAge, source. `user_key`
+            is `userId` when
             present, else "anon:" + the `user` hash: a hash-only visitor is a short-history
             user without a profile, and the prefix keeps the two id spaces apart.
         signal: the rows that can carry training signal (clicks, applies, and prints when
@@ -175,6 +177,7 @@ def event_log(table: pa.Table, config: FeatureConfig) -> EventLog:
             "status": table["status"],
             "position": table["position"],
             "candidateAge": table["candidateAge"],
+            "source": table["source"],
         }
     ).filter(pa.array(keep))
     kind = table["kind"].to_numpy()
@@ -282,6 +285,51 @@ def exposures(table: pa.Table, cutoff_ms: int) -> pa.Table:
             "offer_id": prints["missionId"],
             "position": prints["position"],
             "requestId": prints["requestId"],
+            "createdAt": prints["createdAt"],
+        }
+    )
+
+
+def logged_prints(
+    table: pa.Table, start_ms: int, end_ms: int, sources: tuple[str, ...]
+) -> pa.Table:
+    """The window's prints of lists served by `sources`, each with its outcome: user_key,
+    offer_id, requestId, position, source, clicked, applied, createdAt, in the log's order.
+
+    What counterfactual estimators replay (`recsys.counterfactual`). A print is clicked
+    (applied) when a click (an apply) of the window by the same user on the same offer
+    carries its `requestId`: the chain print → click → apply of DOMAIN §6. Prints without a
+    `requestId`, a position or a user key cannot be tied to a list and are left out.
+    """
+    window = table.filter(
+        pc.and_(pc.greater_equal(table["ms"], start_ms), pc.less(table["ms"], end_ms))
+    )
+    window = window.filter(
+        pc.and_(pc.is_valid(window["user_key"]), pc.is_valid(window["requestId"]))
+    )
+    keys = ["user_key", "missionId", "requestId"]
+    prints = window.filter(
+        pc.and_(
+            pc.and_(pc.equal(window["kind"], PRINT), pc.is_valid(window["position"])),
+            pc.is_in(window["source"], value_set=pa.array(sources, pa.string())),
+        )
+    ).select([*keys, "position", "source", "createdAt"])
+    prints = prints.append_column("row", pa.array(np.arange(prints.num_rows)))
+    for kind, name in ((CLICK, "clicked"), (APPLY, "applied")):
+        chained = window.filter(pc.equal(window["kind"], kind)).select(keys).group_by(keys)
+        chained = chained.aggregate([])
+        chained = chained.append_column(name, pa.array(np.ones(chained.num_rows, dtype=bool)))
+        prints = prints.join(chained, keys=keys, join_type="left outer")
+    prints = prints.sort_by("row")  # joins do not keep row order
+    return pa.table(
+        {
+            "user_key": prints["user_key"],
+            "offer_id": prints["missionId"],
+            "requestId": prints["requestId"],
+            "position": prints["position"],
+            "source": prints["source"],
+            "clicked": pc.fill_null(prints["clicked"], False),
+            "applied": pc.fill_null(prints["applied"], False),
             "createdAt": prints["createdAt"],
         }
     )

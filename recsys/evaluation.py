@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import metrics, rules, schema, taxonomy
+from recsys import counterfactual, metrics, rules, schema, taxonomy
 from recsys.arrays import OfferArrays, ProfileArrays
 from recsys.candidates import candidate_mask, open_during
 from recsys.dataset import OfferBatch, UserBatch
@@ -339,6 +339,66 @@ def _redirect_lists(
                 out[variant][name][k].append(_slots(recommended, served, rules, people, offers))
 
 
+def _with_logged_visitors(
+    feature_set: FeatureSet, user_ids: np.ndarray, logged: pd.DataFrame
+) -> tuple[UserBatch, np.ndarray, np.ndarray]:
+    """`_evaluation_users`' users followed by the logs' other visitors (batch, feature-set
+    rows, ids)."""
+    visitors = pd.unique(logged["user_key"].astype(str))
+    extra = visitors[~np.isin(visitors, user_ids)]
+    ids = np.concatenate([np.asarray(user_ids, dtype=object), extra.astype(object)])
+    rows = pd.Index(feature_set.user_ids).get_indexer(ids)
+    return feature_set.user_batch(ids), rows, ids
+
+
+COUNTERFACTUAL_POSITIONS = 20  # θ reported in the JSON, positions 1..20
+
+
+def _estimated_applications(
+    logged: pd.DataFrame,
+    slots: dict[str, dict[int, _Slots]],
+    user_ids: np.ndarray,
+    offer_row: pd.Series,
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """IPS and SNIPS applications per 1,000 logged lists of each model's lists at each k
+    ({model: {metric@k: value}}), and what they were estimated from (for `data`)."""
+    list_id = pd.factorize(logged["requestId"].astype(str))[0]
+    n_lists = int(list_id.max()) + 1 if len(list_id) else 0
+    offer = offer_row.reindex(logged["offer_id"].astype(str)).fillna(-1).to_numpy(np.int64)
+    position = logged["position"].to_numpy(np.int64)
+    clicked = logged["clicked"].to_numpy(bool)
+    prints = counterfactual.LoggedLists(
+        list_id=list_id.astype(np.int64),
+        user=pd.Index(user_ids.astype(str)).get_indexer(logged["user_key"].astype(str)),
+        offer=offer,
+        position=position,
+        applied=logged["applied"].to_numpy(bool),
+        n_lists=n_lists,
+    )
+    theta = counterfactual.position_propensities(
+        pd.factorize(logged["offer_id"].astype(str))[0], position, clicked
+    )
+    values: dict[str, dict[str, float]] = {}
+    for name, by_k in slots.items():
+        values[name] = {}
+        for k, at_k in by_k.items():
+            found = counterfactual.estimate(prints, at_k.recommended, theta)
+            for key in ("ips", "ips_se", "snips", "snips_se"):
+                values[name][f"{key}@{k}"] = 1000.0 * found[key]
+            values[name][f"ips_coverage@{k}"] = found["coverage"]
+    summary = {
+        "model": "position-based: P(apply | shown at r) = theta_r * gamma(visitor, offer)",
+        "lists": n_lists,
+        "prints": len(logged),
+        "visitors": int(logged["user_key"].nunique()),
+        "clicks": int(clicked.sum()),
+        "applications": int(prints.applied.sum()),
+        "logged_applications_per_1000": 1000.0 * float(prints.applied.sum()) / max(n_lists, 1),
+        "propensities": [float(t) for t in theta[1 : COUNTERFACTUAL_POSITIONS + 1]],
+    }
+    return values, summary
+
+
 def evaluate(
     feature_set: FeatureSet,
     models: dict[str, Recommender],
@@ -348,6 +408,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     policy: ListPolicy | None = ListPolicy(),  # noqa: B008 (frozen: shared safely)
     at: int | None = None,
+    estimate_applications: bool = False,
 ) -> EvaluationResult:
     """Score every model on the feature set's evaluated window and compute all metrics.
 
@@ -362,11 +423,27 @@ def evaluate(
             model's own order.
         at: epoch seconds: rank everyone at this one instant (the offers open then, as a
             service ranking at that instant offers them) instead of over the window.
+        estimate_applications: also make the lists of every visitor the window's logs
+            served and estimate, from those logs, the applications each model's lists would
+            have generated (`recsys.counterfactual`: `ips@k`, `snips@k` and their standard
+            errors, applications per 1,000 logged lists; `ips_coverage@k`). Needs the feature
+            set's logged prints; the accuracy metrics stay over the users with an apply.
     """
     if not models and truth_dir is None:
         raise ValueError("models: give at least one model to evaluate")
     ks = tuple(sorted(set(ks)))
     users, history_rows, user_ids = _evaluation_users(feature_set)
+    n_evaluated = len(users)
+    logged = feature_set.logged() if estimate_applications else None
+    if estimate_applications and logged is None:
+        raise ValueError(
+            f"feature set {feature_set.path}: no logged prints to estimate applications "
+            "from; rebuild it with `recsys features --force`"
+        )
+    if logged is not None and not logged["clicked"].any():
+        logged = None  # no list led to a click (no prints, as on public benchmark data)
+    if logged is not None:  # the logs' visitors without an apply are listed after the others
+        users, history_rows, user_ids = _with_logged_visitors(feature_set, user_ids, logged)
     offer_batch = OfferBatch(
         np.asarray(feature_set.offer_ids, dtype=object),
         feature_set.offer_features,
@@ -462,9 +539,28 @@ def evaluate(
         if progress is not None:
             progress(int(index[-1]) + 1, len(users))
 
-    merged = {
+    every = {
         name: {k: _Slots.concat(parts) for k, parts in by_k.items()} for name, by_k in slots.items()
     }
+    estimated = (
+        _estimated_applications(logged, every, user_ids, offer_row)
+        if logged is not None
+        else ({}, {})
+    )
+    evaluated = slice(0, n_evaluated)
+    merged = {
+        name: {
+            k: _Slots(*(getattr(s, f)[evaluated] for f in _SLOT_FIELDS)) for k, s in by_k.items()
+        }
+        for name, by_k in every.items()
+    }
+    users, history_rows, user_ids = (
+        users.take(np.arange(n_evaluated)),
+        history_rows[evaluated],
+        user_ids[evaluated],
+    )
+    known, history_count = known[evaluated], history_count[evaluated]
+    relevant = relevant[evaluated]
     publisher_codes = pd.factorize(offer_batch.arrays.publisher_ids)[0]
     regions = feature_set.profiles["region"].to_numpy(dtype=object)
     user_regions = np.where(known, regions[np.where(known, history_rows, 0)], None)
@@ -477,6 +573,7 @@ def evaluate(
     for name, model_slots in merged.items():
         values = _accuracy(model_slots, relevant, slice(None))
         values.update(_beyond_accuracy(model_slots, offer_batch.arrays, is_new, publisher_codes))
+        values.update(estimated[0].get(name, {}))
         results[name] = values
         for segment, (user_mask, offer_mask) in segments.items():
             segment_relevant = [relevant[i] for i in np.flatnonzero(user_mask)]
@@ -512,6 +609,8 @@ def evaluate(
         "redirect": redirect.counts,
     }
     data["policy"] = "raw" if policy is None else {"served": policy.to_dict()}
+    if estimate_applications:
+        data["counterfactual"] = estimated[1] if logged is not None else {"lists": 0}
     longest = {name: by_k[ks[-1]] for name, by_k in merged.items()}
     return EvaluationResult(
         results,

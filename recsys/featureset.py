@@ -16,6 +16,9 @@ test window. Each subfolder holds:
                         what the evaluation's redirect segment reads (refusals, ages then)
     exposures.parquet   train prints without a click: user_key, offer_id, position,
                         requestId, createdAt
+    logged.parquet      the window's prints on the platform's surfaces with their outcome:
+                        user_key, offer_id, requestId, position, source, clicked, applied,
+                        createdAt (what counterfactual estimates replay)
 
 The canonical tables are not copied: the manifest records `data_dir`, and the reader takes
 offers and profiles from there, aligned with the stored ids. Nothing is re-encoded on load.
@@ -55,6 +58,7 @@ ENCODERS_DIR = "encoders"
 TARGETS_FILE = "targets.parquet"
 HISTORY_FILE = "history.parquet"
 EXPOSURES_FILE = "exposures.parquet"
+LOGGED_FILE = "logged.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
 _EMPTY_LIST = np.array([], dtype=object)
@@ -180,6 +184,12 @@ class FeatureSet:
         """The applies learned from, with their status and the candidate's age then (read on
         demand, like the exposures)."""
         return pd.read_parquet(self.path / HISTORY_FILE)
+
+    def logged(self) -> pd.DataFrame | None:
+        """The window's logged prints with their outcome (`LOGGED_FILE`); None for a set
+        built before the file existed (rebuild it with `recsys features --force`)."""
+        path = self.path / LOGGED_FILE
+        return pd.read_parquet(path) if path.is_file() else None
 
     def offer_batch(self, offer_ids: np.ndarray | list[str] | None = None) -> OfferBatch:
         """The given offers (all by default) as a batch; an id outside the set is an error."""

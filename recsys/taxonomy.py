@@ -260,6 +260,10 @@ EVENT_SOURCES: Final[tuple[str, ...]] = (
     "publisher",
     "email",
 )
+# The platform's own recommendation surfaces: its search, partner widgets, the newsletter.
+# The lists of these sources are the ones a policy serves (the replay, counterfactual
+# estimates); campaigns, search-engine landings and publishers' own sites are not ours.
+SERVED_SOURCES: Final[tuple[str, ...]] = ("api", "widget", "email")
 APPLY_STATUSES: Final[tuple[str, ...]] = (
     "PENDING",
     "VALIDATED",

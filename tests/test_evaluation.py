@@ -156,3 +156,23 @@ def test_lists_frame_names_person_rank_offer_score_model(served) -> None:
     first = frame[(frame["model"] == "popularity") & (frame["rank"] == 1)]
     assert len(first) == int((served.recommendations["popularity"][:, 0] >= 0).sum())
     assert set(frame["model"]) == {"popularity", "silent", "incumbent_local", ORACLE}
+
+
+def test_estimated_applications_sit_beside_unchanged_accuracy(feature_set: FeatureSet) -> None:
+    """The logs' other visitors get lists for the estimates, never a place in the accuracy."""
+    models = _models(feature_set, "silent")
+    plain = evaluate(feature_set, models, batch_size=7, policy=None)
+    both = evaluate(feature_set, models, batch_size=7, policy=None, estimate_applications=True)
+    assert both.data["users_evaluated"] == plain.data["users_evaluated"]
+    for name, values in plain.models.items():
+        assert {key: both.models[name][key] for key in values} == pytest.approx(values, nan_ok=True)
+    logged = feature_set.logged()
+    summary = both.data["counterfactual"]
+    assert summary["lists"] == logged["requestId"].nunique()
+    assert summary["logged_applications_per_1000"] == pytest.approx(
+        1000 * logged["applied"].sum() / logged["requestId"].nunique()
+    )
+    assert both.models["silent"]["ips@10"] == 0.0  # lists nothing
+    assert both.models["silent"]["ips_coverage@10"] == 0.0
+    assert 0.0 < both.models["popularity"]["ips_coverage@10"] <= 1.0
+    assert both.models["popularity"]["snips@10"] >= both.models["popularity"]["ips@10"]

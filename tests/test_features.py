@@ -118,6 +118,7 @@ def _event(
     status: str | None = None,
     position: int | None = None,
     bot: bool = False,
+    source: str | None = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in schema.EVENT_SCHEMA.names}
     row.update(
@@ -132,6 +133,7 @@ def _event(
         isBot=bot,
         status=status,
         position=position,
+        source=source,
     )
     return row
 
@@ -542,3 +544,34 @@ def test_simulated_offer_encoder_is_fitted_before_the_cutoff(
         assert feature_set.is_new_offer.sum() == (
             offers["postedAt"].between(feature_set.cutoff, feature_set.window_end, "left").sum()
         )
+
+
+def test_logged_prints_of_the_window_carry_their_outcome(tmp_path: Path) -> None:
+    """The window's prints on the platform's surfaces, tied to clicks and applies by request."""
+    api = {"user_id": "u1", "source": "api"}
+    window = [
+        _event("2024-03-12", "print", "o4", request_id="r9", position=1, **api),
+        _event("2024-03-12", "print", "o3", request_id="r9", position=2, **api),
+        _event("2024-03-12", "click", "o4", request_id="r9", click_id="k9", **api),
+        _event("2024-03-12T01:00", "apply", "o4", request_id="r9", click_id="k9", **api),
+        # Clicked under another list: not this print's outcome.
+        _event("2024-03-13", "print", "o3", request_id="r10", position=1, **api),
+        _event("2024-03-13", "click", "o3", request_id="r9", click_id="k10", **api),
+        _event(
+            "2024-03-13", "print", "o1", user="h7", request_id="r11", position=4, source="widget"
+        ),
+        # Not the platform's lists, a bot's, without a request, before the window: left out.
+        _event("2024-03-14", "print", "o1", user="h8", request_id="r12", position=1, source="seo"),
+        _event("2024-03-14", "print", "o2", user="h6", request_id="r13", position=1, bot=True),
+        _event("2024-03-14", "print", "o2", user="h6", position=2, source="api"),
+        _event("2024-03-08", "print", "o2", user="h6", request_id="r14", position=1, source="api"),
+    ]
+    data = _write_dataset(tmp_path / "data", _events() + window)
+    logged = load_feature_set(build_feature_set(data, tmp_path / "out", CONFIG)).logged()
+    columns = ["user_key", "offer_id", "requestId", "position", "source", "clicked", "applied"]
+    assert logged[columns].values.tolist() == [
+        ["u1", "o4", "r9", 1, "api", True, True],
+        ["u1", "o3", "r9", 2, "api", True, False],
+        ["u1", "o3", "r10", 1, "api", False, False],
+        ["anon:h7", "o1", "r11", 4, "widget", False, False],
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,22 @@ def test_bad_split_options_are_refused(dataset: Path) -> None:
     assert "--split" in result.output
     with pytest.raises(ValueError, match="test_frac"):
         FeatureConfig(split="random", test_frac=1.5)
+
+
+def test_evaluate_takes_a_models_params_from_an_experiment_file(
+    dataset: Path, tmp_path: Path
+) -> None:
+    experiment = tmp_path / "ease-tuned.yaml"
+    experiment.write_text("name: ease-tuned\nmodel: ease\nparams: {regularization: 7.5}\n")
+    out = tmp_path / "result.json"
+    args = ["evaluate", "--data", str(dataset), "--features", str(tmp_path / "features")]
+    args += ["--models", "popularity", "--split", "random", "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--experiment", str(experiment)])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(out.read_text())
+    assert list(evaluated["models"]) == ["popularity", "ease"]
+    assert evaluated["data"]["params"]["ease"]["regularization"] == 7.5
+    assert evaluated["data"]["counterfactual"] == {"lists": 0}  # no prints in such data
+    missing = CliRunner().invoke(app, [*args, "--experiment", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 1
+    assert "--experiment" in missing.output

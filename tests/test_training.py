@@ -31,7 +31,11 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # --- Experiment files --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted([*EXPERIMENTS.glob("*.yaml"), *EXPERIMENTS.glob("movielens100k/*.yaml")]),
+    ids=lambda p: str(p.relative_to(EXPERIMENTS).with_suffix("")),
+)
 def test_shipped_experiment_files_are_valid(path: Path) -> None:
     experiment = load_experiment(path)
     assert experiment.evaluation.ks == (5, 10, 20)

@@ -41,6 +41,9 @@ HEADLINE_METRICS: tuple[str, ...] = (
     "gini_programme@10",
     "top_publisher_share@10",
     "ineligible_rate@10",
+    "ips@10",
+    "snips@10",
+    "ips_coverage@10",
 )
 SEGMENT_METRIC = "ndcg@10"
 
@@ -75,15 +78,26 @@ def compare(
     report: Callable[[str], None] | None = None,
     policy: ListPolicy | None = ListPolicy(),  # noqa: B008 (frozen: shared safely)
     at: int | None = None,
+    estimate_applications: bool = True,
 ) -> EvaluationResult:
     """Fit and evaluate every model on the same split; fit and scoring times go in `data`.
 
-    `policy` and `at` are `recsys.evaluation.evaluate`'s: the served lists by default.
+    `policy`, `at` and `estimate_applications` are `recsys.evaluation.evaluate`'s: the
+    served lists by default, with the counterfactual estimates of applications.
     """
     models, fit_seconds = fit_models(feature_set, model_names, params, report)
     started = time.perf_counter()
-    result = evaluate(feature_set, models, ks=ks, truth_dir=truth_dir, policy=policy, at=at)
+    result = evaluate(
+        feature_set,
+        models,
+        ks=ks,
+        truth_dir=truth_dir,
+        policy=policy,
+        at=at,
+        estimate_applications=estimate_applications,
+    )
     result.data["fit_seconds"] = fit_seconds
+    result.data["params"] = {name: model.config.to_dict() for name, model in models.items()}
     result.data["evaluation_seconds"] = time.perf_counter() - started
     return result
 
@@ -94,9 +108,18 @@ def format_tables(result: EvaluationResult) -> str:
     pd.set_option("display.width", 200)
     overall = result.table(HEADLINE_METRICS).round(4)
     segments = result.segment_table(SEGMENT_METRIC).round(4)
+    logged = result.data.get("counterfactual") or {}
+    estimates = (
+        f"\n\nips@10, snips@10: applications per 1,000 logged lists estimated for each "
+        f"model's lists from the {logged['lists']:,} lists the window's logs served "
+        f"({logged['logged_applications_per_1000']:.1f} per 1,000 as logged); "
+        "ips_coverage@10: share of the lists' examination the logs cover"
+        if logged.get("lists")
+        else ""
+    )
     text = (
-        f"{overall.to_string()}\n\n{SEGMENT_METRIC} by segment (users = users with a relevant "
-        f"apply in the segment):\n{segments.to_string()}"
+        f"{overall.to_string()}{estimates}\n\n{SEGMENT_METRIC} by segment (users = users with "
+        f"a relevant apply in the segment):\n{segments.to_string()}"
     )
     redirect = result.data.get("redirect")
     if redirect and redirect["people"]:

@@ -17,6 +17,7 @@ MODEL_CLASSES: dict[str, str] = {
     "incumbent": "recsys.models.incumbent:IncumbentModel",
     "incumbent_local": "recsys.models.incumbent:IncumbentLocalModel",
     "itemknn": "recsys.models.itemknn:ItemKNNModel",
+    "ease": "recsys.models.ease:EASEModel",
     "content": "recsys.models.content:ContentModel",
     "als": "recsys.models.factorization:ALSModel",
     "bpr": "recsys.models.factorization:BPRModel",

@@ -56,7 +56,7 @@ from recsys.simulation.truth import utility
 
 logger = logging.getLogger(__name__)
 
-SERVED_SOURCES = (diffusion.API, diffusion.WIDGET, diffusion.EMAIL)
+SERVED_SOURCES = tuple(diffusion.SOURCES.index(name) for name in taxonomy.SERVED_SOURCES)
 _PROGRAMMES = len(taxonomy.PROGRAMMES)
 
 
