@@ -36,6 +36,7 @@ from features.interactions import (
     EventLog,
     event_log,
     exposures,
+    impressions,
     pair_matrix,
     read_events,
     recode,
@@ -49,6 +50,7 @@ from recsys.featureset import (
     ENCODERS_DIR,
     EXPOSURES_FILE,
     FORMAT_VERSION,
+    IMPRESSIONS_FILE,
     INTERACTIONS_FILE,
     MANIFEST_FILE,
     OFFERS_FILE,
@@ -392,8 +394,10 @@ def _write_window(
     evaluated = log.signal if held_out is None else log.signal[held_out[1]]
     window_targets, dropped = targets(evaluated, start_ms, end_ms, offer_index)
     window_targets.to_parquet(folder / TARGETS_FILE, index=False)
-    shown = exposures(log.table, reference_ms)
+    printed = impressions(log.table, reference_ms)
+    shown = exposures(printed)
     pq.write_table(shown, folder / EXPOSURES_FILE)
+    pq.write_table(printed, folder / IMPRESSIONS_FILE)
 
     history = np.diff(interactions.indptr) > 0
     return {
@@ -417,6 +421,7 @@ def _write_window(
         "target_users": int(window_targets["user_key"].nunique()),
         "targets_dropped_unknown_offer": dropped,
         "exposures": shown.num_rows,
+        "impressions": printed.num_rows,
     }
 
 

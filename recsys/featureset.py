@@ -13,6 +13,7 @@ test window. Each subfolder holds:
     targets.parquet     the window's non-bot applies: user_key, offer_id, createdAt, status
     exposures.parquet   train prints without a click: user_key, offer_id, position,
                         requestId, createdAt
+    impressions.parquet every train print: the columns of exposures, plus clicked and applied
 
 The canonical tables are not copied: the manifest records `data_dir`, and the reader takes
 offers and profiles from there, aligned with the stored ids. Nothing is re-encoded on load.
@@ -34,7 +35,7 @@ import scipy.sparse as sp
 
 from recsys import config, schema
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
-from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.dataset import Impressions, OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates
@@ -51,6 +52,7 @@ INTERACTIONS_FILE = "interactions.npz"
 ENCODERS_DIR = "encoders"
 TARGETS_FILE = "targets.parquet"
 EXPOSURES_FILE = "exposures.parquet"
+IMPRESSIONS_FILE = "impressions.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
 _EMPTY_LIST = np.array([], dtype=object)
@@ -172,6 +174,28 @@ class FeatureSet:
         """Train-window prints without a click (read on demand: it can be large)."""
         return pd.read_parquet(self.path / EXPOSURES_FILE)
 
+    def impressions(self) -> Impressions:
+        """Every train print with its position and outcomes, as rows of the set's users and
+        offers (prints of users or offers outside the set are left out). A set written before
+        the print log was kept has none: an empty log."""
+        path = self.path / IMPRESSIONS_FILE
+        columns = ["user_key", "offer_id", "position", "clicked", "applied"]
+        if not path.is_file():
+            empty = np.zeros(0, dtype=np.int64)
+            return Impressions(empty, empty, empty, empty.astype(bool), empty.astype(bool))
+        frame = pd.read_parquet(path, columns=columns)
+        user = self._user_row.get_indexer(frame["user_key"].to_numpy(dtype=object))
+        offer = self._offer_row.get_indexer(frame["offer_id"].to_numpy(dtype=object))
+        position = frame["position"].to_numpy(dtype=float)
+        keep = (user >= 0) & (offer >= 0) & np.isfinite(position) & (position >= 1)
+        return Impressions(
+            user=user[keep].astype(np.int64),
+            offer=offer[keep].astype(np.int64),
+            position=position[keep].astype(np.int64),
+            clicked=frame["clicked"].to_numpy(dtype=bool)[keep],
+            applied=frame["applied"].to_numpy(dtype=bool)[keep],
+        )
+
     def offer_batch(self, offer_ids: np.ndarray | list[str] | None = None) -> OfferBatch:
         """The given offers (all by default) as a batch; an id outside the set is an error."""
         full = OfferBatch(self.offer_ids, self.offer_features, self.offer_arrays)
@@ -214,6 +238,7 @@ class FeatureSet:
             interactions=self.interactions,
             applies=self.applies,
             cutoff=self.window_start,
+            impressions=self.impressions,
         )
 
 
