@@ -36,6 +36,7 @@ EVENT_COLUMNS = (
     "isBot",
     "status",
     "position",
+    "source",
 )
 
 
@@ -109,7 +110,7 @@ class EventLog:
 
     Attributes:
         table: Arrow columns kind (int8, PRINT/CLICK/APPLY), ms (int64 createdAt), createdAt,
-            missionId, user_key, requestId, status, position. `user_key` is `userId` when
+            missionId, user_key, requestId, status, position, source. `user_key` is `userId` when
             present, else "anon:" + the `user` hash: a hash-only visitor is a short-history
             user without a profile, and the prefix keeps the two id spaces apart.
         signal: the rows that can carry training signal (clicks, applies, and prints when
@@ -172,6 +173,7 @@ def event_log(table: pa.Table, config: FeatureConfig) -> EventLog:
             "requestId": table["requestId"],
             "status": table["status"],
             "position": table["position"],
+            "source": table["source"],
         }
     ).filter(pa.array(keep))
     kind = table["kind"].to_numpy()
@@ -249,7 +251,7 @@ def targets(
 
 def impressions(table: pa.Table, cutoff_ms: int) -> pa.Table:
     """Prints before `cutoff_ms` and what followed them: user_key, offer_id, position,
-    requestId, createdAt, clicked, applied, in the log's order (what a response model learns
+    requestId, createdAt, source, clicked, applied, in the log's order (what a response model learns
     from: each print is an exposure at a position, clicks and applies its outcomes).
 
     A print counts as clicked when a click (before the cutoff) by the same user on the same
@@ -261,7 +263,7 @@ def impressions(table: pa.Table, cutoff_ms: int) -> pa.Table:
     kind = train["kind"]
     keys = ["user_key", "missionId"]
     prints = train.filter(pc.equal(kind, PRINT)).select(
-        [*keys, "position", "requestId", "createdAt"]
+        [*keys, "position", "requestId", "createdAt", "source"]
     )
     prints = prints.append_column("row", pa.array(np.arange(prints.num_rows)))
     prints = prints.filter(pc.is_valid(prints["user_key"]))
@@ -285,6 +287,7 @@ def impressions(table: pa.Table, cutoff_ms: int) -> pa.Table:
             "position": prints["position"],
             "requestId": prints["requestId"],
             "createdAt": prints["createdAt"],
+            "source": prints["source"],
             "clicked": clicked,
             "applied": pc.and_(clicked, pc.fill_null(prints["apply"], False)),
         }

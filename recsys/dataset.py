@@ -146,6 +146,7 @@ class Impressions:
     user: np.ndarray  # int64 row in TrainingData.users
     offer: np.ndarray  # int64 row in TrainingData.offers
     position: np.ndarray  # int64, 1 = top of the list
+    landing: np.ndarray  # bool: a search-engine landing on the offer's page, not a list
     clicked: np.ndarray  # bool
     applied: np.ndarray  # bool (implies clicked)
 

@@ -179,10 +179,11 @@ class FeatureSet:
         offers (prints of users or offers outside the set are left out). A set written before
         the print log was kept has none: an empty log."""
         path = self.path / IMPRESSIONS_FILE
-        columns = ["user_key", "offer_id", "position", "clicked", "applied"]
+        columns = ["user_key", "offer_id", "position", "source", "clicked", "applied"]
         if not path.is_file():
             empty = np.zeros(0, dtype=np.int64)
-            return Impressions(empty, empty, empty, empty.astype(bool), empty.astype(bool))
+            none = empty.astype(bool)
+            return Impressions(empty, empty, empty, none, none, none)
         frame = pd.read_parquet(path, columns=columns)
         user = self._user_row.get_indexer(frame["user_key"].to_numpy(dtype=object))
         offer = self._offer_row.get_indexer(frame["offer_id"].to_numpy(dtype=object))
@@ -192,6 +193,7 @@ class FeatureSet:
             user=user[keep].astype(np.int64),
             offer=offer[keep].astype(np.int64),
             position=position[keep].astype(np.int64),
+            landing=(frame["source"] == "seo").to_numpy(dtype=bool)[keep],
             clicked=frame["clicked"].to_numpy(dtype=bool)[keep],
             applied=frame["applied"].to_numpy(dtype=bool)[keep],
         )

@@ -14,6 +14,8 @@ log ρ(u, o) + log α(u, o), learned from the print log (`TrainingData.impressio
    distance or by date, in lists of different sources and places), and a position-based
    model with one relevance per offer, fitted by alternating maximisation of its Poisson
    likelihood, attributes the change of its click rate with the position to e(r).
+   Search-engine landings (one offer's page, at "position 1" with its own click rate) are
+   no list prints and are left out of the whole fit.
 2. **Clicks, inverse-propensity weighted** (`ips_labels`): every print is an exposure, and its
    click is the outcome divided by the examination probability of its position (clipped at
    `min_propensity`). The expected label is then ρ(u, o) whatever the position the logging
@@ -391,6 +393,8 @@ class ResponseModel(Recommender):
         config = self.config
         rng = np.random.default_rng(config.seed)
         log = data.impressions() if data.impressions is not None else None
+        if log is not None:  # a landing is one offer's page, not a list: no position
+            log = _take(log, ~log.landing)
         if log is None or not log.clicked.any():
             log = _pseudo_impressions(data, config.pseudo_negatives, rng)
         publishers = np.unique(unicode_ids(data.offers.arrays.publisher_ids))
@@ -490,6 +494,14 @@ class ResponseModel(Recommender):
     def score_prepared(
         self, users: UserBatch, prepared: PreparedOffers, rows: np.ndarray | None = None
     ) -> np.ndarray:
+        """log P(click | examined) + log P(apply | click) against the prepared offers `rows`."""
+        click, apply = self.logits(users, prepared, rows)
+        return -np.logaddexp(0.0, -click) - np.logaddexp(0.0, -apply)
+
+    def logits(
+        self, users: UserBatch, prepared: PreparedOffers, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The click model's and the apply model's logits, each (len(users), len(rows))."""
         require_trained(self._state, self.name)
         state, history = self._state, self._history
         part = prepared if rows is None else prepared.take(np.asarray(rows, dtype=np.int64))
@@ -499,9 +511,10 @@ class ResponseModel(Recommender):
         features = user_features(profiles)
         user_rows = lookup(state.user_ids, users.ids)
         known = user_rows >= 0
-        out = np.empty((len(users), n_offers))
-        click_uw = features @ state.click_W @ arrays["features"].T
-        apply_uw = features @ state.apply_W @ arrays["features"].T
+        click = features @ state.click_W @ arrays["features"].T
+        apply = features @ state.apply_W @ arrays["features"].T
+        click += arrays["intercepts"][:, 0] + float(state.click_c)
+        apply += arrays["intercepts"][:, 1] + float(state.apply_c)
         for block in row_chunks(len(users), n_offers):
             index = np.arange(block.start, block.stop)
             u = np.repeat(index, n_offers)
@@ -519,21 +532,15 @@ class ResponseModel(Recommender):
             shares[mine, 2] = pub
             shares[mine, 3] = np.einsum("ij,ij->i", history.activity[h], arrays["activity"][om])
             pair = _pair_terms(profiles, part.offers.arrays, u, o, shares, mine)
-            click = (
-                click_uw[block].ravel()
-                + arrays["intercepts"][o, 0]
-                + pair @ state.click_v
-                + float(state.click_c)
-            )
-            apply = (
-                apply_uw[block].ravel()
-                + arrays["intercepts"][o, 1]
-                + pair @ state.apply_v
-                + float(state.apply_c)
-            )
-            value = -np.logaddexp(0.0, -click) - np.logaddexp(0.0, -apply)
-            out[block] = value.reshape(len(index), n_offers)
-        return out
+            click[block] += (pair @ state.click_v).reshape(len(index), n_offers)
+            apply[block] += (pair @ state.apply_v).reshape(len(index), n_offers)
+        return click, apply
+
+    def examination(self, position: np.ndarray) -> np.ndarray:
+        """The estimated probability that a print at each `position` is examined."""
+        require_trained(self._state, self.name)
+        propensity = self._state.propensity
+        return propensity[np.minimum(np.asarray(position, dtype=np.int64), len(propensity)) - 1]
 
     def knows(self, user_ids: np.ndarray) -> np.ndarray:
         require_trained(self._state, self.name)
@@ -575,8 +582,17 @@ def _samples(
     weight: np.ndarray,
 ) -> _Samples:
     """The prints `index` (positions or a mask) as training pairs, their history shares left
-    one out: the pair's own interaction weight is taken out of the person's shares."""
-    u, o = log.user[index], log.offer[index]
+    one out: the pair's own interaction weight is taken out of the person's shares.
+
+    Prints of the same person and offer have the same features: they become one pair, of
+    their summed weight and weighted mean label (the same loss, fewer rows).
+    """
+    n_offers = len(data.offers)
+    cell, inverse = np.unique(log.user[index] * n_offers + log.offer[index], return_inverse=True)
+    weight_sum = np.bincount(inverse, weights=weight, minlength=len(cell))
+    label = np.bincount(inverse, weights=weight * label, minlength=len(cell)) / weight_sum
+    weight = weight_sum
+    u, o = cell // n_offers, cell % n_offers
     total = np.asarray(weights.sum(axis=1)).ravel()[u]
     own = np.asarray(weights[u, o]).ravel()
     rest = total - own
@@ -603,6 +619,11 @@ def _samples(
     return _Samples(user=u, offer=o, label=label, weight=weight, pair=pair)
 
 
+def _take(log: Impressions, rows: np.ndarray) -> Impressions:
+    """The prints `rows` (a mask or positions) of the log."""
+    return Impressions(*(getattr(log, item.name)[rows] for item in fields(Impressions)))
+
+
 def _pseudo_impressions(
     data: TrainingData, negatives: int, rng: np.random.Generator
 ) -> Impressions:
@@ -622,6 +643,7 @@ def _pseudo_impressions(
         user=np.concatenate([u, nu]).astype(np.int64),
         offer=np.concatenate([o, no]).astype(np.int64),
         position=np.ones(len(u) + len(nu), dtype=np.int64),
+        landing=np.zeros(len(u) + len(nu), dtype=bool),
         clicked=np.concatenate([np.ones(len(u), bool), np.zeros(len(nu), bool)]),
         applied=np.concatenate([applied, np.zeros(len(nu), bool)]),
     )
