@@ -155,7 +155,11 @@ class Engine:
             worker_pid=os.getpid(),
         )
 
-    def _result(self, ok: bool, message: str, started: float, **counts: int) -> AdminResult:
+    def admin_result(
+        self, ok: bool, message: str, started: float | None = None, **counts: int
+    ) -> AdminResult:
+        """The answer to an admin call: its outcome and the state served after it, with the
+        seconds since `started` (a `time.perf_counter()` reading; None: an instant call)."""
         state = self.state
         return AdminResult(
             ok=ok,
@@ -163,7 +167,7 @@ class Engine:
             model_version=state.model_version,
             catalog_version=state.catalog.version if state.catalog else None,
             catalog_size=len(state.catalog) if state.catalog else 0,
-            seconds=round(time.perf_counter() - started, 3),
+            seconds=0.0 if started is None else round(time.perf_counter() - started, 3),
             **counts,
         )
 
@@ -182,18 +186,20 @@ class Engine:
             except (ModelLoadError, CatalogError) as error:
                 self.state = replace(state, model_error=f"reload failed: {error}")
                 logger.error("model reload failed, previous model kept: %s", error)
-                return self._result(False, f"reload failed, previous model kept: {error}", started)
+                return self.admin_result(
+                    False, f"reload failed, previous model kept: {error}", started
+                )
             except Exception as error:  # cannot prepare the catalog with this model
                 message = f"model {uri}: cannot prepare: {type(error).__name__}: {error}"
                 self.state = replace(state, model_error=f"reload failed: {message}")
                 logger.exception("model reload failed, previous model kept")
-                return self._result(
+                return self.admin_result(
                     False, f"reload failed, previous model kept: {message}", started
                 )
             self.profiles = _profiles(self.settings, loaded)
             self.state = ServingState(catalog, slot, uri, None, state.catalog_error, as_of)
         logger.info("model %s now served", loaded.version)
-        return self._result(True, f"serving {loaded.version}", started)
+        return self.admin_result(True, f"serving {loaded.version}", started)
 
     def update_catalog(self, path: str | None = None, mode: str = "merge") -> AdminResult:
         """Take in offers from a file: `merge` (add or replace by id) or `replace` (all).
@@ -230,14 +236,14 @@ class Engine:
                 message = f"{type(error).__name__}: {error}"
                 self.state = replace(state, catalog_error=f"update failed: {message}")
                 logger.error("catalog update failed, previous catalog kept: %s", message)
-                return self._result(
+                return self.admin_result(
                     False, f"update failed, previous catalog kept: {message}", started
                 )
             self.state = replace(
                 state, catalog=catalog, model=model, catalog_error=None, as_of=as_of
             )
         logger.info("catalog %s now served (%d offers)", catalog.version, len(catalog))
-        return self._result(
+        return self.admin_result(
             True,
             f"serving catalog {catalog.version}",
             started,

@@ -256,16 +256,8 @@ class RankingService:
 
     def _stop_experiment(self, arguments: dict[str, Any]) -> AdminResult:
         """Stop the experiment named in `arguments` (from `at`): every request unassigned."""
-        state = self.engine.state
         ok, message = stop_experiment(self.experiment, arguments)
-        return AdminResult(
-            ok=ok,
-            message=message,
-            model_version=state.model_version,
-            catalog_version=state.catalog.version if state.catalog else None,
-            catalog_size=len(state.catalog) if state.catalog else 0,
-            seconds=0.0,
-        )
+        return self.engine.admin_result(ok, message)
 
     def _apply_recorded(self, action: str, arguments: dict[str, Any]) -> None:
         """Carry out an admin call another worker recorded (`serving.admin_sync`)."""

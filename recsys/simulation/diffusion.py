@@ -425,7 +425,7 @@ def diffuse(
     n_weeks = int(week.max()) + 1 if len(week) else 0
     bounds = np.searchsorted(week, np.arange(n_weeks + 1))
     city_points = unit_vectors(cities["lat"].to_numpy(), cities["lon"].to_numpy())
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in _PART_KEYS}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in PART_KEYS}
     n_clicks = 0
     for w in range(n_weeks):
         rows = np.arange(bounds[w], bounds[w + 1])
@@ -433,22 +433,18 @@ def diffuse(
             continue
         week_start, week_end = t0 + w * WEEK, t0 + (w + 1) * WEEK
         open_now = (offers.active_from < week_end) & (offers.active_to > week_start)
-        pools = _Pools.build(offers, open_now, sessions.city[rows], city_points, config, rng)
-        session, offer, position = _lists(sessions, rows[~sessions.seo[rows]], pools, offers, rng)
+        pools = Pools.build(offers, open_now, sessions.city[rows], city_points, config, rng)
+        session, offer, position = incumbent_lists(
+            sessions, rows[~sessions.seo[rows]], pools, offers, rng
+        )
         seo_rows = rows[sessions.seo[rows]]
-        seo_session, seo_offer = _landings(sessions, seo_rows, pools, offers, truth, rng)
+        seo_session, seo_offer = landings(sessions, seo_rows, pools, offers, truth, rng)
         session = np.concatenate([session, seo_session])
         offer = np.concatenate([offer, seo_offer])
         position = np.concatenate([position, np.ones(len(seo_session), dtype=np.int64)])
 
-        clicked, click_time, attempt, apply_time = _react(
-            config, sessions, session, offer, position, truth, rng, t_end
-        )
-        status = applications.settle(
-            sessions.person[session[clicked][attempt]],
-            offer[clicked][attempt],
-            apply_time,
-            week_end,
+        clicked, click_time, attempt, apply_time, status = respond(
+            config, sessions, session, offer, position, truth, applications, rng, t_end, week_end
         )
         applied = status != NO_APPLY
 
@@ -465,7 +461,32 @@ def diffuse(
         n_clicks += int(clicked.sum())
         if progress is not None and (w % 13 == 12 or w == n_weeks - 1):
             progress(f"diffusion: week {w + 1}/{n_weeks}, {n_clicks:,} clicks so far")
-    return Interactions(**{k: _concat(v) for k, v in parts.items()})
+    return Interactions(**{k: concat(v) for k, v in parts.items()})
+
+
+def respond(
+    config: SimulationConfig,
+    sessions: Sessions,
+    session: np.ndarray,
+    offer: np.ndarray,
+    position: np.ndarray,
+    truth: Truth,
+    applications: Applications,
+    rng: np.random.Generator,
+    t_end: int,
+    week_end: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A week's prints answered: people react (`_react`), then the applications state
+    settles their attempts (places fill, offers close). Returns `_react`'s four arrays and
+    the settled status of each attempt (`NO_APPLY` where none was recorded). The diffusion
+    and the closed-loop replay draw every week through it."""
+    clicked, click_time, attempt, apply_time = _react(
+        config, sessions, session, offer, position, truth, rng, t_end
+    )
+    status = applications.settle(
+        sessions.person[session[clicked][attempt]], offer[clicked][attempt], apply_time, week_end
+    )
+    return clicked, click_time, attempt, apply_time, status
 
 
 def _react(
@@ -506,7 +527,7 @@ def _react(
     return clicked, click_time, np.flatnonzero(wants), apply_time
 
 
-_PART_KEYS = (
+PART_KEYS = (
     "print_session",
     "print_offer",
     "print_position",
@@ -520,7 +541,7 @@ _PART_KEYS = (
 )
 
 
-def _concat(parts: list[np.ndarray]) -> np.ndarray:
+def concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -529,7 +550,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Pools:
+class Pools:
     """One week's candidate pools: per requesting city, its nearest open offers (sorted by
     distance from the city centre, the incumbent's geolocation grain), plus a sample of fully
     remote offers every search may mix in."""
@@ -547,7 +568,7 @@ class _Pools:
         city_points: np.ndarray,
         config: SimulationConfig,
         rng: np.random.Generator,
-    ) -> _Pools:
+    ) -> Pools:
         lat, lon = offers.truth.lat, offers.truth.lon
         placed = np.flatnonzero(open_now & ~np.isnan(lat))
         used = np.unique(request_cities)
@@ -566,7 +587,7 @@ class _Pools:
         remote = np.flatnonzero(open_now & (offers.truth.remote == _FULL))
         if len(remote) > _REMOTE_PER_WEEK:
             remote = np.sort(rng.choice(remote, _REMOTE_PER_WEEK, replace=False))
-        return _Pools(used, offer, distance, remote)
+        return Pools(used, offer, distance, remote)
 
     def candidates(
         self, cities: np.ndarray, radius: np.ndarray, rng: np.random.Generator
@@ -587,10 +608,10 @@ class _Pools:
 _CHUNK = 2048  # sessions per vectorised block (a few (chunk, pool) matrices in memory)
 
 
-def _lists(
+def incumbent_lists(
     sessions: Sessions,
     rows: np.ndarray,
-    pools: _Pools,
+    pools: Pools,
     offers: SimulatedOffers,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -663,10 +684,10 @@ def _open_and_matching(
     return ok & (np.isnan(age) | admitted)
 
 
-def _landings(
+def landings(
     sessions: Sessions,
     rows: np.ndarray,
-    pools: _Pools,
+    pools: Pools,
     offers: SimulatedOffers,
     truth: Truth,
     rng: np.random.Generator,

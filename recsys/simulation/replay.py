@@ -11,7 +11,7 @@ draws the dataset holds), then plays the last `weeks` weeks once per policy:
 * every other session (campaigns, search-engine landings, publishers' own sites, bots)
   keeps the incumbent's list, drawn by the simulator's own functions;
 * prints, clicks (position bias) and applies are drawn from the simulator's true model
-  (`diffusion._react`) and settled by its applications state (places fill, offers close);
+  (`diffusion.respond`) and settled by its applications state (places fill, offers close);
 * a policy that learns is refitted every `retrain_weeks` on the history plus what the replay
   recorded so far, its own lists included, so feedback loops show.
 
@@ -317,11 +317,13 @@ class Replay:
             seo = rows[sessions.seo[rows]]
             other = rows[~self._served[rows] & ~sessions.seo[rows]]
             open_now = (offers.active_from < week_end) & (offers.active_to > week_start)
-            pools = diffusion._Pools.build(
+            pools = diffusion.Pools.build(
                 offers, open_now, sessions.city[rows], self._city_points, config, rng
             )
-            s_other, o_other, p_other = diffusion._lists(sessions, other, pools, offers, rng)
-            s_seo, o_seo = diffusion._landings(sessions, seo, pools, offers, world.truth, rng)
+            s_other, o_other, p_other = diffusion.incumbent_lists(
+                sessions, other, pools, offers, rng
+            )
+            s_seo, o_seo = diffusion.landings(sessions, seo, pools, offers, world.truth, rng)
             requests = self._requests(served, week_start, week_end, offers, applications)
             known_session[served] = requests.identified & with_history[requests.person]
             lists = requests.offers(policy.lists(requests)) if len(served) else None
@@ -329,13 +331,16 @@ class Replay:
             session = np.concatenate([s_other, s_seo, s_pol])
             offer = np.concatenate([o_other, o_seo, o_pol])
             position = np.concatenate([p_other, np.ones(len(s_seo), dtype=np.int64), p_pol])
-            clicked, click_time, attempt, apply_time = diffusion._react(
-                config, sessions, session, offer, position, world.truth, rng, world.t_end
-            )
-            status = applications.settle(
-                sessions.person[session[clicked][attempt]],
-                offer[clicked][attempt],
-                apply_time,
+            clicked, click_time, attempt, apply_time, status = diffusion.respond(
+                config,
+                sessions,
+                session,
+                offer,
+                position,
+                world.truth,
+                applications,
+                rng,
+                world.t_end,
                 week_end,
             )
             applied = status != NO_APPLY
@@ -470,7 +475,7 @@ class _Log:
     """The replay's interactions so far, as the simulator's `Interactions` index arrays."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in diffusion._PART_KEYS}
+        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in diffusion.PART_KEYS}
         self.n_clicks = 0
 
     @property
@@ -505,4 +510,4 @@ class _Log:
         self.n_clicks += int(clicked.sum())
 
     def interactions(self) -> Interactions:
-        return Interactions(**{k: diffusion._concat(v) for k, v in self._parts.items()})
+        return Interactions(**{k: diffusion.concat(v) for k, v in self._parts.items()})
