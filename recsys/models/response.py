@@ -101,8 +101,8 @@ class ResponseConfig(ModelConfig):
         max_iterations: L-BFGS iterations per model.
     """
 
-    l2: float = 1e-3
-    offer_l2: float = 1e-4
+    l2: float = 3e-3
+    offer_l2: float = 1e-5
     max_position: int = 30
     min_propensity: float = 0.1
     negative_share: float = 0.3
