@@ -37,6 +37,7 @@ from features.interactions import (
     applies_between,
     event_log,
     exposures,
+    impressions,
     logged_prints,
     pair_matrix,
     read_events,
@@ -52,6 +53,7 @@ from recsys.featureset import (
     EXPOSURES_FILE,
     FORMAT_VERSION,
     HISTORY_FILE,
+    IMPRESSIONS_FILE,
     INTERACTIONS_FILE,
     LOGGED_FILE,
     MANIFEST_FILE,
@@ -401,8 +403,10 @@ def _write_window(
     window_targets.to_parquet(folder / TARGETS_FILE, index=False)
     past, _ = applies_between(train, np.iinfo(np.int64).min, reference_ms, offer_index)
     past.to_parquet(folder / HISTORY_FILE, index=False)
-    shown = exposures(log.table, reference_ms)
+    printed = impressions(log.table, reference_ms)
+    shown = exposures(printed)
     pq.write_table(shown, folder / EXPOSURES_FILE)
+    pq.write_table(printed, folder / IMPRESSIONS_FILE)
     logged = logged_prints(log.table, start_ms, end_ms, taxonomy.SERVED_SOURCES)
     pq.write_table(logged, folder / LOGGED_FILE)
 
@@ -430,6 +434,7 @@ def _write_window(
         "history_applies": len(past),
         "exposures": shown.num_rows,
         "logged_prints": logged.num_rows,
+        "impressions": printed.num_rows,
     }
 
 

@@ -257,28 +257,37 @@ def applies_between(
     return frame.reset_index(drop=True), int((~known).sum())
 
 
-def exposures(table: pa.Table, cutoff_ms: int) -> pa.Table:
-    """Prints before `cutoff_ms` that no click followed: user_key, offer_id, position,
-    requestId, createdAt, in the log's order.
+def impressions(table: pa.Table, cutoff_ms: int) -> pa.Table:
+    """Prints before `cutoff_ms` and what followed them: user_key, offer_id, position,
+    requestId, createdAt, source, clicked, applied, in the log's order (what a response model learns
+    from: each print is an exposure at a position, clicks and applies its outcomes).
 
     A print counts as clicked when a click (before the cutoff) by the same user on the same
     offer carries its `requestId`; a click without a `requestId` covers every print of that
-    user and offer (it cannot be tied to one list, so none is claimed as non-converting).
+    user and offer (it cannot be tied to one list, so none is claimed as non-converting). A
+    clicked print counts as applied when the user applied to the offer before the cutoff.
     """
     train = table.filter(pc.less(table["ms"], cutoff_ms))
     kind = train["kind"]
     keys = ["user_key", "missionId"]
     prints = train.filter(pc.equal(kind, PRINT)).select(
-        [*keys, "position", "requestId", "createdAt"]
+        [*keys, "position", "requestId", "createdAt", "source"]
     )
     prints = prints.append_column("row", pa.array(np.arange(prints.num_rows)))
     prints = prints.filter(pc.is_valid(prints["user_key"]))
     clicks = train.filter(pc.equal(kind, CLICK)).select([*keys, "requestId"])
     tied = clicks.filter(pc.is_valid(clicks["requestId"])).group_by([*keys, "requestId"])
-    prints = prints.join(tied.aggregate([]), keys=[*keys, "requestId"], join_type="left anti")
+    tied = tied.aggregate([])
+    tied = tied.append_column("tied", pa.array(np.ones(tied.num_rows, dtype=bool)))
     blanket = clicks.filter(pc.is_null(clicks["requestId"])).group_by(keys).aggregate([])
-    prints = prints.join(blanket, keys=keys, join_type="left anti")
+    blanket = blanket.append_column("blanket", pa.array(np.ones(blanket.num_rows, dtype=bool)))
+    applies = train.filter(pc.equal(kind, APPLY)).select(keys).group_by(keys).aggregate([])
+    applies = applies.append_column("apply", pa.array(np.ones(applies.num_rows, dtype=bool)))
+    prints = prints.join(tied, keys=[*keys, "requestId"], join_type="left outer")
+    prints = prints.join(blanket, keys=keys, join_type="left outer")
+    prints = prints.join(applies, keys=keys, join_type="left outer")
     prints = prints.sort_by("row")  # joins do not keep row order
+    clicked = pc.or_(pc.fill_null(prints["tied"], False), pc.fill_null(prints["blanket"], False))
     return pa.table(
         {
             "user_key": prints["user_key"],
@@ -286,6 +295,9 @@ def exposures(table: pa.Table, cutoff_ms: int) -> pa.Table:
             "position": prints["position"],
             "requestId": prints["requestId"],
             "createdAt": prints["createdAt"],
+            "source": prints["source"],
+            "clicked": clicked,
+            "applied": pc.and_(clicked, pc.fill_null(prints["apply"], False)),
         }
     )
 
@@ -332,4 +344,12 @@ def logged_prints(
             "applied": pc.fill_null(prints["applied"], False),
             "createdAt": prints["createdAt"],
         }
+    )
+
+
+def exposures(shown: pa.Table) -> pa.Table:
+    """The prints of `impressions` that no click followed: user_key, offer_id, position,
+    requestId, createdAt, in the log's order."""
+    return shown.filter(pc.invert(shown["clicked"])).select(
+        ["user_key", "offer_id", "position", "requestId", "createdAt"]
     )

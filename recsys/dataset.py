@@ -8,6 +8,7 @@ and geography), so a model can score users or offers it never saw in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -137,12 +138,30 @@ class PreparedOffers:
 
 
 @dataclass(frozen=True)
+class Impressions:
+    """The print log: one row per offer shown to a user, at a position of a list, and what
+    followed (a click, an apply after the click). Rows of `user` and `offer` index the
+    training data's users and offers."""
+
+    user: np.ndarray  # int64 row in TrainingData.users
+    offer: np.ndarray  # int64 row in TrainingData.offers
+    position: np.ndarray  # int64, 1 = top of the list
+    landing: np.ndarray  # bool: a search-engine landing on the offer's page, not a list
+    clicked: np.ndarray  # bool
+    applied: np.ndarray  # bool (implies clicked)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclass(frozen=True)
 class TrainingData:
     """What a model learns from: everything strictly before `cutoff`.
 
     `interactions[u, o]` is the weighted, time-decayed signal of user u on offer o (applies
     weigh most); `applies[u, o]` is 1 where u applied to o. Rows align with `users`, columns
-    with `offers`.
+    with `offers`. `impressions`, when the data has a print log, reads it on demand (it can
+    be large, and most models never ask for it).
     """
 
     users: UserBatch
@@ -150,6 +169,7 @@ class TrainingData:
     interactions: sp.csr_matrix
     applies: sp.csr_matrix
     cutoff: pd.Timestamp
+    impressions: Callable[[], Impressions] | None = None
 
     def __post_init__(self) -> None:
         expected = (len(self.users), len(self.offers))

@@ -19,6 +19,7 @@ test window. Each subfolder holds:
     logged.parquet      the window's prints on the platform's surfaces with their outcome:
                         user_key, offer_id, requestId, position, source, clicked, applied,
                         createdAt (what counterfactual estimates replay)
+    impressions.parquet every train print: the columns of exposures, plus clicked and applied
 
 The canonical tables are not copied: the manifest records `data_dir`, and the reader takes
 offers and profiles from there, aligned with the stored ids. Nothing is re-encoded on load.
@@ -40,7 +41,7 @@ import scipy.sparse as sp
 
 from recsys import config, schema
 from recsys.arrays import OfferArrays, ProfileArrays, offer_arrays, profile_arrays
-from recsys.dataset import OfferBatch, TrainingData, UserBatch
+from recsys.dataset import Impressions, OfferBatch, TrainingData, UserBatch
 from recsys.encoding import OfferEncoder, UserEncoder
 from recsys.schema import PROFILE_SCHEMA
 from recsys.split import SplitDates
@@ -59,6 +60,7 @@ TARGETS_FILE = "targets.parquet"
 HISTORY_FILE = "history.parquet"
 EXPOSURES_FILE = "exposures.parquet"
 LOGGED_FILE = "logged.parquet"
+IMPRESSIONS_FILE = "impressions.parquet"
 
 # Filler of a no-profile user's row (an anonymous hash or an id without a profile).
 _EMPTY_LIST = np.array([], dtype=object)
@@ -191,6 +193,30 @@ class FeatureSet:
         path = self.path / LOGGED_FILE
         return pd.read_parquet(path) if path.is_file() else None
 
+    def impressions(self) -> Impressions:
+        """Every train print with its position and outcomes, as rows of the set's users and
+        offers (prints of users or offers outside the set are left out). A set written before
+        the print log was kept has none: an empty log."""
+        path = self.path / IMPRESSIONS_FILE
+        columns = ["user_key", "offer_id", "position", "source", "clicked", "applied"]
+        if not path.is_file():
+            empty = np.zeros(0, dtype=np.int64)
+            none = empty.astype(bool)
+            return Impressions(empty, empty, empty, none, none, none)
+        frame = pd.read_parquet(path, columns=columns)
+        user = self._user_row.get_indexer(frame["user_key"].to_numpy(dtype=object))
+        offer = self._offer_row.get_indexer(frame["offer_id"].to_numpy(dtype=object))
+        position = frame["position"].to_numpy(dtype=float)
+        keep = (user >= 0) & (offer >= 0) & np.isfinite(position) & (position >= 1)
+        return Impressions(
+            user=user[keep].astype(np.int64),
+            offer=offer[keep].astype(np.int64),
+            position=position[keep].astype(np.int64),
+            landing=(frame["source"] == "seo").to_numpy(dtype=bool)[keep],
+            clicked=frame["clicked"].to_numpy(dtype=bool)[keep],
+            applied=frame["applied"].to_numpy(dtype=bool)[keep],
+        )
+
     def offer_batch(self, offer_ids: np.ndarray | list[str] | None = None) -> OfferBatch:
         """The given offers (all by default) as a batch; an id outside the set is an error."""
         full = OfferBatch(self.offer_ids, self.offer_features, self.offer_arrays)
@@ -233,6 +259,7 @@ class FeatureSet:
             interactions=self.interactions,
             applies=self.applies,
             cutoff=self.window_start,
+            impressions=self.impressions,
         )
 
 

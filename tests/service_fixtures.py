@@ -246,7 +246,7 @@ def train(model_name: str, params: dict[str, Any]) -> tuple[Recommender, SimpleN
 def write_bundle(folder: Path, model_name: str = "hybrid", params: dict | None = None) -> Path:
     """Train and save a ranker bundle into `folder` (returned)."""
     if params is None:
-        params = HYBRID_PARAMS if model_name == "hybrid" else LIGHTFM_PARAMS
+        params = {"hybrid": HYBRID_PARAMS, "lightfm": LIGHTFM_PARAMS}.get(model_name, {})
     model, feature_set = train(model_name, params)
     return save_bundle(model, feature_set, folder)  # type: ignore[arg-type]
 

@@ -164,6 +164,8 @@ def _run(policy: str, repeat: int, weekly: list[int], lists: int, **extra: int) 
         prints=extra.get("prints", 100),
         clicks=extra.get("clicks", 10),
         new_offer_applications=extra.get("new", 0),
+        known_applications=extra.get("known", 0),
+        known_lists=extra.get("known_lists", 0),
         publisher_prints=np.array([1.0, 1.0]),
     )
 
@@ -200,6 +202,36 @@ def test_summary_projection_and_ratio_by_hand() -> None:
     assert projection(summary, weeks=2, traffic=None)["a"]["mean"] == pytest.approx(
         35.0 * 200 * 13 / 1000
     )
+
+
+def test_segment_ratios_by_hand() -> None:
+    """Applications split by people with a history and without, and their paired ratios."""
+    results = [
+        _run("a", 0, [2, 4], 200, known=4, known_lists=50),
+        _run("a", 1, [3, 5], 200, known=6, known_lists=50),
+        _run("b", 0, [1, 2], 200, known=1, known_lists=50),
+        _run("b", 1, [2, 2], 200, known=3, known_lists=50),
+    ]
+    figures = results[0].figures()
+    assert (figures["applications_known"], figures["applications_without_history"]) == (4.0, 2.0)
+    assert figures["lists_known"] == 50.0
+    # Known: 4 / 1 and 6 / 3, mean 3; without history: 2 / 2 and 2 / 1, mean 1.5.
+    assert ratio(results, "a", "b", figure="applications_known")["mean"] == pytest.approx(3.0)
+    assert ratio(results, "a", "b", figure="applications_without_history")["mean"] == pytest.approx(
+        1.5
+    )
+
+
+def test_the_segments_add_up(replay: Replay) -> None:
+    """Every served application is of someone with a history or without; people with a
+    history are a part of the served lists, the identified ones only."""
+    result = replay.run(OraclePolicy(replay.world), 0)
+    figures = result.figures()
+    assert figures["applications_known"] + figures["applications_without_history"] == (
+        result.applications
+    )
+    assert 0 < result.known_lists < result.lists
+    assert 0 < result.known_applications < result.applications
 
 
 def test_cli_writes_the_figures_and_the_plot(tiny_dir: Path, tmp_path: Path) -> None:

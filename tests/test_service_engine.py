@@ -412,10 +412,10 @@ def test_lists_hold_exactly_the_eligible_offers(
     assert [item.rank for item in response.items] == list(range(1, len(expected) + 1))
 
 
-@pytest.fixture(scope="module", params=["hybrid", "lightfm", "rules"])
+@pytest.fixture(scope="module", params=["hybrid", "lightfm", "response", "rules"])
 def any_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """An engine serving the hybrid, LightFM (its cold start blends the rules in the engine)
-    or, without a model, the rules."""
+    """An engine serving the hybrid, LightFM (its cold start blends the rules in the engine),
+    the response model or, without a model, the rules."""
     model = "hybrid" if request.param == "rules" else request.param
     paths = write_world(tmp_path_factory.mktemp(f"world-{request.param}"), model)
     uri = "/no/such/model" if request.param == "rules" else str(paths["bundle"])

@@ -247,6 +247,14 @@ def report(
         for b in names
         if a != b and any(r.policy == b and r.applications for r in results)
     }
+    # The same ratios within each segment: people with a history, and without one.
+    segments = {
+        f"{a}/{b} {segment}": ratio(results, a, b, figure=f"applications_{segment}")
+        for segment in ("known", "without_history")
+        for a in names
+        for b in names
+        if a != b and any(r.policy == b and r.figures()[f"applications_{segment}"] for r in results)
+    }
     return {
         "data": str(replay.data_dir),
         "seed": replay.seed,
@@ -256,6 +264,7 @@ def report(
         "seconds": seconds,
         "policies": summary,
         "ratios": ratios,
+        "segment_ratios": segments,
         "projection": projection(summary, replay.weeks, traffic),
     }
 

@@ -23,6 +23,7 @@ MODEL_CLASSES: dict[str, str] = {
     "bpr": "recsys.models.factorization:BPRModel",
     "lightfm": "recsys.models.lightfm_model:LightFMModel",
     "hybrid": "recsys.models.hybrid:HybridModel",
+    "response": "recsys.models.response:ResponseModel",
 }
 
 

@@ -203,6 +203,8 @@ class RunResult:
     prints: int = 0
     clicks: int = 0
     new_offer_applications: int = 0  # served applies on offers posted after the replay start
+    known_lists: int = 0  # served lists of people with a history (`Replay.run`)
+    known_applications: int = 0  # served applies of people with a history
     publisher_prints: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
@@ -218,6 +220,9 @@ class RunResult:
             "applications_per_1000_lists": 1000.0 * applications / self.lists
             if self.lists
             else 0.0,
+            "applications_known": float(self.known_applications),
+            "applications_without_history": float(applications - self.known_applications),
+            "lists_known": float(self.known_lists),
             "click_through": self.clicks / self.prints if self.prints else 0.0,
             "new_offer_share": self.new_offer_applications / applications if applications else 0.0,
             "gini_publisher": metrics.gini(self.publisher_prints)
@@ -286,6 +291,17 @@ class Replay:
         self._programme = world.offers.truth.programme.astype(np.int64)
         self._is_new = world.offers.posted_at >= self.t_start
         self._history: pd.DataFrame | None = None
+        self._with_history = self._people_with_history()
+
+    def _people_with_history(self) -> np.ndarray:
+        """Bool per simulated person: clicked or applied in a session carrying their userId
+        before the replay's start (what a model can know them by)."""
+        events = self.history()
+        acted = events[events["type"].isin(["click", "apply"]) & events["userId"].notna()]
+        rows = pd.Index(self.profiles["userId"]).get_indexer(acted["userId"].unique())
+        out = np.zeros(len(self.profiles), dtype=bool)
+        out[rows[rows >= 0]] = True
+        return out
 
     def history(self) -> pd.DataFrame:
         """The dataset's events before the replay's start (what every policy starts from)."""
@@ -336,6 +352,9 @@ class Replay:
             publisher_prints=np.zeros(len(world.offers.publisher_ids), dtype=np.float64),
         )
         log = _Log()
+        # People with a history: clicked or applied in an identified session before the week.
+        with_history = self._with_history.copy()
+        known_session = np.zeros(len(sessions.time), dtype=bool)
         week_of = (sessions.time - t0) // WEEK
         for i in range(self.weeks):
             w = self.first_week + i
@@ -357,6 +376,7 @@ class Replay:
             )
             s_seo, o_seo = diffusion.landings(sessions, seo, pools, offers, world.truth, rng)
             requests = self._requests(served, week_start, week_end, offers, applications)
+            known_session[served] = requests.identified & with_history[requests.person]
             lists = requests.offers(policy.lists(requests)) if len(served) else None
             s_pol, o_pol, p_pol = self._shown(requests, lists)
             session = np.concatenate([s_other, s_seo, s_pol])
@@ -403,6 +423,11 @@ class Replay:
                 self._programme[applied_offer[mine]], minlength=_PROGRAMMES
             )
             result.new_offer_applications += int(self._is_new[applied_offer[mine]].sum())
+            result.known_applications += int(known_session[applied_session[mine]].sum())
+            result.known_lists += int(known_session[served].sum())
+            acted = session[clicked]
+            acted = acted[sessions.identified[acted] & ~sessions.bot[acted]]
+            with_history[sessions.person[acted]] = True
             result.lists += len(served)
             result.prints += int(on_policy.sum())
             result.clicks += int((clicked & on_policy).sum())

@@ -61,12 +61,18 @@ def summarise(results: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
 
 
 def ratio(
-    results: Sequence[RunResult], policy: str, reference: str, level: float = LEVEL
+    results: Sequence[RunResult],
+    policy: str,
+    reference: str,
+    level: float = LEVEL,
+    figure: str = "applications",
 ) -> dict[str, float]:
-    """Applications of `policy` over `reference`, with the t interval of the per-repeat
-    ratios (repeats share their random seed across policies, so they pair)."""
-    mine = {r.repeat: r.applications for r in results if r.policy == policy}
-    theirs = {r.repeat: r.applications for r in results if r.policy == reference}
+    """`figure` (applications by default; `applications_known` or
+    `applications_without_history` for one segment) of `policy` over `reference`, with the t
+    interval of the per-repeat ratios (repeats share their random seed across policies, so
+    they pair)."""
+    mine = {r.repeat: r.figures()[figure] for r in results if r.policy == policy}
+    theirs = {r.repeat: r.figures()[figure] for r in results if r.policy == reference}
     common = sorted(set(mine) & set(theirs))
     values = [mine[r] / theirs[r] for r in common if theirs[r] > 0]
     if not values:
