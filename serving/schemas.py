@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -587,16 +588,25 @@ class AudienceRequest(_Strict):
     requester: str = Field(min_length=1, max_length=200, description="who asks (audited)")
     offer_id: str | None = Field(default=None, min_length=1, max_length=128)
     need: Need | None = None
-    k: int = Field(default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most")
+    # min_count before k: k's check reads it.
     min_count: int = Field(
         default=MIN_COUNT, ge=MIN_COUNT, description="refuse audiences smaller than this"
     )
+    k: int = Field(default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most")
 
     @model_validator(mode="after")
     def _one_target(self) -> AudienceRequest:
         if (self.offer_id is None) == (self.need is None):
             raise ValueError("give exactly one of offer_id or need")
         return self
+
+    @field_validator("k")
+    @classmethod
+    def _not_below_minimum(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_count", MIN_COUNT)
+        if value < minimum:
+            raise ValueError(f"{value} is below min_count {minimum}: such an audience is refused")
+        return value
 
 
 class AudienceRow(BaseModel):
