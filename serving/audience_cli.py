@@ -213,14 +213,20 @@ def log(
         typer.echo("no audience request recorded")
         return
     for row in frame.itertuples(index=False):
-        criteria = json.loads(row.criteria)
-        what = (
-            f"offer {criteria['offer_id']}"
-            if criteria.get("offer_id")
-            else f"need {criteria['need'].get('title')} {criteria['need'].get('domains')}"
-        )
         typer.echo(
             f"{row.createdAt:%Y-%m-%d %H:%M:%S} {row.requestId} {row.requester} ({row.channel}) "
-            f"{what} k={criteria['k']}: {row.status} {row.size}"
+            f"{_asked(json.loads(row.criteria))}: {row.status} {row.size}"
             + (f" — {row.reason}" if isinstance(row.reason, str) else "")
         )
+
+
+def _asked(criteria: dict[str, Any]) -> str:
+    """What an audited request asked for, in a few words."""
+    if "body" in criteria:  # refused before it could be read (`serving.audience.AudienceAudit`)
+        token = "" if criteria.get("authorized") else ", without the admin token"
+        return f"malformed request{token}"
+    if criteria.get("offer_id"):
+        what = f"offer {criteria['offer_id']}"
+    else:
+        what = f"need {criteria['need'].get('title')} {criteria['need'].get('domains')}"
+    return f"{what} k={criteria['k']}"

@@ -7,6 +7,7 @@ and the 12 training users (no consent either).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -149,6 +150,61 @@ def test_unknown_offers_and_bad_requests_are_4xx_naming_the_field(server) -> Non
         assert field in answer.text
 
 
+def test_malformed_requests_are_refused_naming_the_field_and_audited(server) -> None:
+    client, store = server
+    need = {
+        "domains": ["sport"],
+        "place": {"lat": 48.85, "lon": 2.35},
+        "start": "2026-01-01T00:00Z",
+    }
+    cases = (
+        (b'{"requester": "mallory", "offer_id": ', None, "unknown"),  # not JSON: nobody named
+        (
+            {"requester": "dana", "offer_id": "paris-sport-0", "colour": "red"},
+            "colour",
+            "dana",
+        ),
+        ({"requester": "erin", "need": {**need, "radius_km": -5}}, "need.radius_km", "erin"),
+        ({"requester": "frank", "offer_id": "paris-sport-0", "k": 5}, "k", "frank"),
+        ({"offer_id": "paris-sport-0", "k": 5}, "requester", "unknown"),
+    )
+    for body, field, requester in cases:
+        before = len(_audit(store))
+        if isinstance(body, bytes):
+            answer = client.post(
+                "/admin/audience",
+                content=body,
+                headers={**HEADERS, "content-type": "application/json"},
+            )
+        else:
+            answer = client.post("/admin/audience", json=body, headers=HEADERS)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_request"
+        if field is not None:
+            assert error["field"] == field, error
+        log = _audit(store)
+        assert len(log) == before + 1  # audited before the answer left
+        last = log.iloc[-1]
+        assert (last["requester"], last["channel"], last["status"], last["size"]) == (
+            requester,
+            "http",
+            "refused",
+            0,
+        )
+        assert last["reason"] == error["message"]
+        criteria = json.loads(last["criteria"])
+        assert criteria["authorized"] is True
+        sent = body.decode() if isinstance(body, bytes) else body
+        assert (
+            criteria["body"] if isinstance(body, bytes) else json.loads(criteria["body"])
+        ) == sent
+    # Without the admin token: refused and audited as not authorised.
+    answer = client.post("/admin/audience", json={"requester": "x", "k": 5, "offer_id": "o"})
+    assert answer.status_code == 400
+    assert json.loads(_audit(store).iloc[-1]["criteria"])["authorized"] is False
+
+
 def test_the_audit_is_listed_by_the_command_line(server, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -158,3 +214,4 @@ def test_the_audit_is_listed_by_the_command_line(server, tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["audience", "log", "--store", store.url])
     assert result.exit_code == 0, result.output
     assert "coordinator-75 (http) offer paris-sport-0 k=20: served 20" in result.output
+    assert "dana (http) malformed request: refused 0 — colour: " in result.output
