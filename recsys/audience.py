@@ -95,16 +95,16 @@ class AudienceConfig(DictConfig):
     the scales (`*_days`, `distance_scale_km`) are fixed, not fitted.
     """
 
-    model_weight: float = 0.121
-    rules_weight: float = 1.28
-    engagement_weight: float = 0.398
-    domain_weight: float = 0.626
-    distance_weight: float = 2.733
-    recency_weight: float = 3.941
-    tenure_weight: float = 0.0
-    visits_weight: float = 0.0
-    reach_weight: float = 0.0
-    fit_weight: float = 0.0
+    model_weight: float = 0.0582
+    rules_weight: float = 1.8332
+    engagement_weight: float = 0.0
+    domain_weight: float = 0.868
+    distance_weight: float = 1.4632
+    recency_weight: float = 3.0809
+    tenure_weight: float = 0.9099
+    visits_weight: float = 0.1969
+    reach_weight: float = 0.4815
+    fit_weight: float = 1.1294
     distance_scale_km: float = 21.684
     half_life_days: float = 30.0
     recency_days: float = 116.017
