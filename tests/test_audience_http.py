@@ -8,6 +8,7 @@ and the 12 training users (no consent either).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -99,6 +100,33 @@ def test_an_offer_audience_holds_consenting_people_only_and_is_audited(server) -
         "served",
         20,
     )
+
+
+def test_engagement_posted_to_the_service_counts_at_the_next_request(server) -> None:
+    client, _ = server
+    body = {"requester": "coordinator-75", "offer_id": "paris-sport-0", "k": 30}
+    person = pseudonym("yes-7", SALT)
+
+    def reasons() -> list[str]:
+        answer = client.post("/admin/audience", json=body, headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        rows = {row["person"]: row["reasons"] for row in answer.json()["people"]}
+        return rows[person]
+
+    assert not any(reason.startswith("active") for reason in reasons())  # never seen
+    now = pd.Timestamp.now(tz="UTC").isoformat()  # after the model's cutoff (the fixture's)
+    event = {
+        "id": "live-apply-1",
+        "type": "apply",
+        "mission_id": "paris-sport-0",
+        "user_id": "yes-7",
+        "request_id": "live-request-1",
+        "created_at": now,
+    }
+    answer = client.post("/events", json={"events": [event]})
+    assert answer.status_code == 200 and answer.json()["stored"] == 1, answer.text
+    time.sleep(1.1)  # the request's clock is in whole seconds; the event must be before it
+    assert "active today" in reasons()  # read from the store, not the model's data
 
 
 def test_a_need_by_department_and_a_refused_small_one(server) -> None:
