@@ -135,9 +135,13 @@ def test_the_audience_command_writes_rows_totals_and_audit(
     log = runner.invoke(app, ["audience", "log"])
     assert log.exit_code == 0
     lines = log.output.strip().splitlines()
-    assert len(lines) == 2  # the served and the refused request; bad input never reached it
-    assert "zoe (cli) need Collecte" in lines[1] and "served 12" in lines[1]
-    assert "refused 0" in lines[0]
+    # Newest first: the bad need, both targets, k below the minimum, too small, served.
+    assert len(lines) == 5
+    assert "zoe (cli) need Collecte" in lines[4] and "served 12" in lines[4]
+    assert "refused 0" in lines[3] and "fewer than the minimum of 20" in lines[3]
+    assert "(cli) malformed request: refused 0 — k: 12 is below min_count 20" in lines[2]
+    assert "malformed request: refused 0 — give exactly one of --offer" in lines[1]
+    assert "malformed request: refused 0 — --need" in lines[0] and "domains" in lines[0]
 
 
 @pytest.fixture(scope="module")
