@@ -39,6 +39,7 @@ def _prepare(work: Path) -> tuple[object, object, pd.DataFrame, pd.DataFrame]:
     """Demo data, its feature set and a hybrid trained on it (reused when present)."""
     from features.build import build_feature_set
     from features.config import FeatureConfig
+    from recsys.audience import ENGAGEMENT_COLUMNS
     from recsys.featureset import load_feature_set
     from recsys.models import create_model
     from recsys.models.hybrid import HybridModel
@@ -61,9 +62,7 @@ def _prepare(work: Path) -> tuple[object, object, pd.DataFrame, pd.DataFrame]:
         model.train(feature_set.training_data())
         model.save(model_dir)
     profiles = pd.read_parquet(data / "profiles.parquet")
-    events = pd.read_parquet(
-        data / "events.parquet", columns=["type", "createdAt", "missionId", "userId", "isBot"]
-    )
+    events = pd.read_parquet(data / "events.parquet", columns=ENGAGEMENT_COLUMNS)
     return feature_set, model, profiles, events
 
 
@@ -118,6 +117,7 @@ def main() -> None:
         engagement,
         learned_model,
         need_targets,
+        offer_facts,
         rank_audiences,
     )
     from recsys.audience_evaluation import nearest_scorer
@@ -127,7 +127,7 @@ def main() -> None:
     feature_set, model, profiles, events = _prepare(work)
     config = AudienceConfig()
     at = int(feature_set.window_start.timestamp())
-    domains = feature_set.offers.set_index(feature_set.offers["id"].astype(str))["domain"]
+    facts = offer_facts(feature_set.offers)
     catalog = feature_set.offer_batch()
 
     def build(n: int) -> People:
@@ -135,7 +135,7 @@ def main() -> None:
         return People.build(
             frame,
             feature_set.user_encoder,
-            lambda ids: engagement(events, domains, ids, at, config),
+            lambda ids: engagement(events, facts, ids, at, config),
             at,
         )
 

@@ -21,14 +21,27 @@ The propensity score of a person p for a target o (weights in `AudienceConfig`):
                 + engagement_weight · log(1 + e(p))     recency-weighted activity on the platform
                 + domain_weight · log(1 + e_d(p, o))    the same, in the target's domain(s)
                 + recency_weight · −log(1 + idle(p) / recency_days)
+                + tenure_weight · −log(1 + since(p) / tenure_days)
+                + visits_weight · log(1 + v(p))
                 + distance_weight · −log(1 + d(p, o) / distance_scale_km)
+                + reach_weight · −log(1 + d(p, o) / radius(p))
+                + fit_weight · fit(age band(p), programme(o))
 
 `model` is the learned part of the served model (`learned_model`). `e(p)` sums the person's
 events before the request (prints, clicks, applies, weighted by type), each decayed by
 `0.5 ** (age / half_life_days)`: someone who applied last week is likelier to answer than
 someone last seen a year ago. `idle(p)` is the number of days since their last event or their
-consent (a year when neither is known): people come to the platform in spells. A fully remote
-target has no distance term; an unknown distance counts as `distance_scale_km`.
+consent (a year when neither is known): people come to the platform in spells. `since(p)` is
+the number of days since their first event or consent (the same year when neither is known):
+a spell starts with the arrival and fades months later. `v(p)` counts their visits (distinct
+ranking requests they acted on, undecayed): how often they come at all. A fully remote target
+has no distance terms; an unknown distance counts as `distance_scale_km` (and as the person's
+radius). `radius(p)` is the person's own (`arrays.profile_arrays`: said, from mobility, or the
+default). `fit` is how much likelier people of an age band apply to a programme than people
+overall (`programme_fit`, from the panel's applies before the request: a log-lift, smoothed).
+
+The weights are fitted (`fit_weights`, `recsys audience tune`): a conditional logit of who
+applied to which offer among the people eligible for it, on a validation window.
 
 Rows name people by `recsys.privacy.pseudonym` of their id (the event store's form), with the
 score, a distance band and the reasons; totals count the audience by department and age band.
@@ -39,7 +52,7 @@ close to naming someone.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -77,19 +90,25 @@ class AudienceTooSmall(ValueError):
 class AudienceConfig(DictConfig):
     """Weights of the propensity score (module docstring) and of the engagement signal.
 
-    The weights' defaults are the best of `recsys audience tune --trials 40 --seed 0` on the
-    validation window of the simulator's demo preset (seed 42), the hybrid as model.
+    The weights' defaults are `recsys audience tune` (the conditional logit of `fit_weights`)
+    on the validation window of the simulator's demo preset (seed 42), the hybrid as model;
+    the scales (`*_days`, `distance_scale_km`) are fixed, not fitted.
     """
 
-    model_weight: float = 0.121
-    rules_weight: float = 1.28
-    engagement_weight: float = 0.398
-    domain_weight: float = 0.626
-    distance_weight: float = 2.733
-    recency_weight: float = 3.941
+    model_weight: float = 0.0582
+    rules_weight: float = 1.8332
+    engagement_weight: float = 0.0
+    domain_weight: float = 0.868
+    distance_weight: float = 1.4632
+    recency_weight: float = 3.0809
+    tenure_weight: float = 0.9099
+    visits_weight: float = 0.1969
+    reach_weight: float = 0.4815
+    fit_weight: float = 1.1294
     distance_scale_km: float = 21.684
     half_life_days: float = 30.0
     recency_days: float = 116.017
+    tenure_days: float = 60.0
     print_weight: float = 0.2
     click_weight: float = 1.0
     apply_weight: float = 3.0
@@ -103,13 +122,17 @@ class AudienceConfig(DictConfig):
             "domain_weight",
             "distance_weight",
             "recency_weight",
+            "tenure_weight",
+            "visits_weight",
+            "reach_weight",
+            "fit_weight",
             "print_weight",
             "click_weight",
             "apply_weight",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"AudienceConfig.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("distance_scale_km", "half_life_days", "recency_days"):
+        for name in ("distance_scale_km", "half_life_days", "recency_days", "tenure_days"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"AudienceConfig.{name}: must be > 0, got {getattr(self, name)}")
         if self.chunk_size < 1:
@@ -125,11 +148,14 @@ class AudienceConfig(DictConfig):
 
 @dataclass(frozen=True)
 class Engagement:
-    """Each person's recency-weighted activity before an instant, rows aligned with people."""
+    """Each person's activity before an instant, rows aligned with people."""
 
     total: np.ndarray  # float32 (n,): decayed, type-weighted event count
     by_domain: np.ndarray  # float32 (n, len(taxonomy.DOMAINS)): the same, per offer domain
     last_seen: np.ndarray  # int64 (n,): epoch seconds of the last event, -1 never
+    first_seen: np.ndarray  # int64 (n,): epoch seconds of the first event, -1 never
+    visits: np.ndarray  # float32 (n,): distinct ranking requests acted on, undecayed
+    applied: np.ndarray  # float32 (n, len(taxonomy.PROGRAMMES)): applies per programme
 
     @classmethod
     def none(cls, n: int) -> Engagement:
@@ -138,58 +164,126 @@ class Engagement:
             np.zeros(n, np.float32),
             np.zeros((n, len(taxonomy.DOMAINS)), np.float32),
             np.full(n, -1, np.int64),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.float32),
+            np.zeros((n, len(taxonomy.PROGRAMMES)), np.float32),
         )
 
     def take(self, rows: np.ndarray) -> Engagement:
-        return Engagement(self.total[rows], self.by_domain[rows], self.last_seen[rows])
+        return Engagement(
+            self.total[rows],
+            self.by_domain[rows],
+            self.last_seen[rows],
+            self.first_seen[rows],
+            self.visits[rows],
+            self.applied[rows],
+        )
+
+    def decayed(self, seconds: int, half_life_days: float) -> Engagement:
+        """The same activity measured `seconds` later: the decayed sums shrink by the half-life
+        (every event ages alike), the rest stays."""
+        factor = np.float32(np.exp2(-seconds / (half_life_days * DAY_SECONDS)))
+        return replace(self, total=self.total * factor, by_domain=self.by_domain * factor)
+
+    def merge(self, other: Engagement) -> Engagement:
+        """The activity of both sources (disjoint events): sums, earliest first, latest last."""
+        return Engagement(
+            self.total + other.total,
+            self.by_domain + other.by_domain,
+            np.maximum(self.last_seen, other.last_seen),
+            _earliest(self.first_seen, other.first_seen),
+            self.visits + other.visits,
+            self.applied + other.applied,
+        )
+
+
+def _earliest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise earliest of two epoch arrays where -1 means never."""
+    return np.where(a < 0, b, np.where(b < 0, a, np.minimum(a, b)))
+
+
+ENGAGEMENT_COLUMNS = ["type", "createdAt", "missionId", "userId", "isBot", "requestId"]
 
 
 def engagement(
     events: pd.DataFrame,
-    offer_domains: pd.Series,
+    offers: pd.DataFrame,
     person_ids: np.ndarray,
     at: int,
     config: AudienceConfig,
+    since: int | None = None,
 ) -> Engagement:
-    """The `Engagement` of `person_ids` from canonical events strictly before `at`.
+    """The `Engagement` of `person_ids` from canonical events in [`since`, `at`).
 
     Args:
-        events: canonical events (at least type, createdAt, missionId, userId, isBot); bots
-            and events of unknown people are ignored.
-        offer_domains: domain of each offer, indexed by offer id (an unknown offer counts in
-            the total only).
-        person_ids: the people, by `userId`.
+        events: canonical events (at least `ENGAGEMENT_COLUMNS`); bots and events of unknown
+            people are ignored. An event without `requestId` is a visit of its own.
+        offers: `offer_facts` of the catalog (an unknown offer counts in the total and the
+            visits only).
+        person_ids: the people, by `userId` as the events hold it.
         at: epoch seconds; later events are the future and are ignored.
         config: event weights and half-life.
+        since: epoch seconds; earlier events are ignored (another source holds them).
     """
     out = Engagement.none(len(person_ids))
     weights = config.event_weights()
     frame = events.loc[
-        events["userId"].notna() & events["type"].isin(list(weights)),
-        ["type", "createdAt", "missionId", "userId", "isBot"],
+        events["userId"].notna() & events["type"].isin(list(weights)), ENGAGEMENT_COLUMNS
     ]
     frame = frame.loc[~frame["isBot"].fillna(False).astype(bool)]
     rows = pd.Index(np.asarray(person_ids, dtype=object).astype(str)).get_indexer(
         frame["userId"].astype(str)
     )
     seconds = to_epoch_seconds(frame["createdAt"], -1)
-    keep = (rows >= 0) & (seconds >= 0) & (seconds < at)
+    keep = (rows >= 0) & (seconds >= (since or 0)) & (seconds < at)
     if not keep.any():
         return out
     rows, seconds = rows[keep], seconds[keep]
     kinds = frame["type"].astype(str).to_numpy()[keep]
     weight = pd.Series(kinds).map(weights).to_numpy(dtype=float)
     weight = weight * np.exp2(-(at - seconds) / (config.half_life_days * DAY_SECONDS))
-    domain_index = {name: i for i, name in enumerate(taxonomy.DOMAINS)}
-    domains = offer_domains.map(domain_index)
-    domain = (
-        domains.reindex(frame["missionId"].astype(str).to_numpy()[keep]).fillna(-1).astype(int)
-    ).to_numpy()
+    offer_ids = frame["missionId"].astype(str).to_numpy()[keep]
+    domain = _codes(offers["domain"], taxonomy.DOMAINS, offer_ids)
+    programme = _codes(offers["type"], taxonomy.PROGRAMMES, offer_ids)
     np.add.at(out.total, rows, weight.astype(np.float32))
     known = domain >= 0
     np.add.at(out.by_domain, (rows[known], domain[known]), weight[known].astype(np.float32))
     np.maximum.at(out.last_seen, rows, seconds)
+    first = np.full(len(person_ids), np.iinfo(np.int64).max)
+    np.minimum.at(first, rows, seconds)
+    out.first_seen[:] = np.where(first == np.iinfo(np.int64).max, -1, first)
+    request = frame["requestId"].to_numpy(dtype=object)[keep]
+    visit = pd.DataFrame({"row": rows, "request": request})
+    alone = visit["request"].isna().to_numpy()
+    distinct = visit.loc[~alone].drop_duplicates()["row"].to_numpy()
+    out.visits[:] = np.bincount(np.concatenate([distinct, rows[alone]]), minlength=len(person_ids))
+    applied = (kinds == "apply") & (programme >= 0)
+    np.add.at(out.applied, (rows[applied], programme[applied]), np.float32(1))
     return out
+
+
+def _codes(values: pd.Series, names: tuple[str, ...], ids: np.ndarray) -> np.ndarray:
+    """Index in `names` of `values` (indexed by offer id) for each of `ids`; -1 unknown."""
+    index = {name: i for i, name in enumerate(names)}
+    return values.map(index).reindex(ids).fillna(-1).astype(int).to_numpy()
+
+
+def offer_facts(offers: pd.DataFrame) -> pd.DataFrame:
+    """What `engagement` reads of a catalog: domain and programme, indexed by offer id."""
+    facts = offers[["domain", "type"]].copy()
+    facts.index = offers["id"].astype(str)
+    return facts
+
+
+def programme_fit(band: np.ndarray, applied: np.ndarray) -> np.ndarray:
+    """(bands + 1, programmes) log-lift: log P(programme | age band) − log P(programme) over
+    the applies counted in `applied` (rows aligned with `band`, the index in
+    `schema.CANDIDATE_AGE_BANDS`, its length for unknown), each cell counted one more."""
+    counts = np.ones((len(schema.CANDIDATE_AGE_BANDS) + 1, applied.shape[1]))
+    np.add.at(counts, band, applied.astype(float))
+    within = counts / counts.sum(axis=1, keepdims=True)
+    overall = counts.sum(axis=0) / counts.sum()
+    return np.log(within) - np.log(overall)[None, :]
 
 
 @dataclass(frozen=True)
@@ -204,6 +298,7 @@ class People:
     department: np.ndarray  # object (str or None)
     age_band: np.ndarray  # object: one of schema.CANDIDATE_AGE_BANDS, or UNKNOWN
     engagement: Engagement
+    fit: np.ndarray  # float64 (bands + 1, programmes): `programme_fit` of the panel
 
     def __len__(self) -> int:
         return len(self.users)
@@ -236,16 +331,37 @@ class People:
         ids = users.ids.astype(str)
         activity = engagement_of(ids) if engagement_of is not None else Engagement.none(len(ids))
         # Consenting is engaging too: the consent's time counts as a sign of life.
-        consented = to_epoch_seconds(kept["consentAt"], -1) if "consentAt" in kept else -1
+        consented = (
+            to_epoch_seconds(kept["consentAt"], -1)
+            if "consentAt" in kept
+            else np.full(len(kept), -1, np.int64)
+        )
         if at is not None:
             consented = np.where(consented <= at, consented, -1)
-        activity = replace(activity, last_seen=np.maximum(activity.last_seen, consented))
+        activity = replace(
+            activity,
+            last_seen=np.maximum(activity.last_seen, consented),
+            first_seen=_earliest(activity.first_seen, consented),
+        )
         return cls(
             users=users,
             department=kept["departmentCode"].to_numpy(dtype=object),
             age_band=bands,
             engagement=activity,
+            fit=programme_fit(band_index(bands), activity.applied),
         )
+
+    def bands(self, rows: np.ndarray) -> np.ndarray:
+        """Index of each person's age band in `schema.CANDIDATE_AGE_BANDS` (its length when
+        unknown)."""
+        return band_index(self.age_band[rows])
+
+
+def band_index(bands: np.ndarray) -> np.ndarray:
+    """Index of each age band label in `schema.CANDIDATE_AGE_BANDS`, its length for UNKNOWN."""
+    index = {name: i for i, name in enumerate(schema.CANDIDATE_AGE_BANDS)}
+    unknown = len(schema.CANDIDATE_AGE_BANDS)
+    return np.array([index.get(b, unknown) for b in bands], dtype=np.int64)
 
 
 def consenting(profiles: pd.DataFrame, at: int | None = None) -> np.ndarray:
@@ -481,16 +597,32 @@ def engagement_terms(
     return total, by_domain
 
 
+def days_since(seconds: np.ndarray, at: int) -> np.ndarray:
+    """Days from each epoch time to `at`; never (-1) counts as a year."""
+    return np.where(seconds >= 0, np.maximum(at - seconds, 0), 365 * DAY_SECONDS) / DAY_SECONDS
+
+
 def recency_term(people: People, rows: np.ndarray, at: int, days: float) -> np.ndarray:
     """−log(1 + days since last seen / `days`), (m, 1); never seen counts as a year ago."""
-    last = people.engagement.last_seen[rows]
-    idle = np.where(last >= 0, np.maximum(at - last, 0), 365 * DAY_SECONDS) / DAY_SECONDS
-    return -np.log1p(idle / days)[:, None]
+    return -np.log1p(days_since(people.engagement.last_seen[rows], at) / days)[:, None]
+
+
+def tenure_term(people: People, rows: np.ndarray, at: int, days: float) -> np.ndarray:
+    """−log(1 + days since first seen / `days`), (m, 1); never seen counts as a year ago."""
+    return -np.log1p(days_since(people.engagement.first_seen[rows], at) / days)[:, None]
 
 
 def distance_term(distances: np.ndarray, targets: Targets, scale_km: float) -> np.ndarray:
     """−log(1 + d / scale), an unknown distance at the scale, 0 for fully remote targets."""
     term = -np.log1p(np.where(np.isnan(distances), scale_km, distances) / scale_km)
+    return np.where((targets.offers.arrays.remote == _FULL)[None, :], 0.0, term)
+
+
+def reach_term(distances: np.ndarray, targets: Targets, radius_km: np.ndarray) -> np.ndarray:
+    """−log(1 + d / the person's radius), an unknown distance at the radius, 0 for fully
+    remote targets."""
+    radius = radius_km[:, None]
+    term = -np.log1p(np.where(np.isnan(distances), radius, distances) / radius)
     return np.where((targets.offers.arrays.remote == _FULL)[None, :], 0.0, term)
 
 
@@ -504,6 +636,21 @@ def learned_model(model: Recommender | None) -> Recommender | None:
     from recsys.models.hybrid import HybridModel
 
     return model.learned if isinstance(model, HybridModel) else model
+
+
+# Each term of the propensity score and the `AudienceConfig` weight it is multiplied by.
+TERM_WEIGHTS: dict[str, str] = {
+    "model": "model_weight",
+    "rules": "rules_weight",
+    "engagement": "engagement_weight",
+    "domain": "domain_weight",
+    "recency": "recency_weight",
+    "tenure": "tenure_weight",
+    "visits": "visits_weight",
+    "distance": "distance_weight",
+    "reach": "reach_weight",
+    "fit": "fit_weight",
+}
 
 
 @dataclass(frozen=True)
@@ -539,9 +686,15 @@ class PropensityScorer:
         terms["engagement"] = c.engagement_weight * total
         terms["domain"] = c.domain_weight * by_domain
         terms["recency"] = c.recency_weight * recency_term(people, rows, targets.at, c.recency_days)
+        terms["tenure"] = c.tenure_weight * tenure_term(people, rows, targets.at, c.tenure_days)
+        visits = np.log1p(people.engagement.visits[rows].astype(float))[:, None]
+        terms["visits"] = c.visits_weight * visits
         terms["distance"] = c.distance_weight * distance_term(
             distances, targets, c.distance_scale_km
         )
+        terms["reach"] = c.reach_weight * reach_term(distances, targets, users.arrays.radius_km)
+        programmes = targets.offers.arrays.programme
+        terms["fit"] = c.fit_weight * people.fit[people.bands(rows)[:, None], programmes[None, :]]
         return terms
 
     def __call__(
@@ -572,6 +725,26 @@ def eligible_people(people: ProfileArrays, targets: Targets) -> np.ndarray:
     return eligible_matrix(anywhere, people, targets.at)
 
 
+def eligible_chunks(
+    people: People, targets: Targets, chunk_size: int = 32_768
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, mask (m, n), distances (m, n) km) per chunk of people: the rows eligible for at
+    least one target (and inside a need's area), who may answer each target, and how far."""
+    offers = targets.offers.arrays
+    for start in range(0, len(people), chunk_size):
+        rows = np.arange(start, min(start + chunk_size, len(people)))
+        arrays = people.users.arrays.take(rows)
+        mask = eligible_people(arrays, targets)
+        if targets.area is not None:
+            mask &= targets.area.mask(arrays, people.department[rows])[:, None]
+        useful = np.flatnonzero(mask.any(axis=1))
+        if len(useful) == 0:
+            continue
+        located = arrays.take(useful)
+        distances = offer_distances_km(offers, located.lat[:, None], located.lon[:, None])
+        yield rows[useful], mask[useful], distances
+
+
 def rank_audiences(
     people: People,
     targets: Targets,
@@ -581,9 +754,9 @@ def rank_audiences(
 ) -> list[Ranked]:
     """The k best eligible people for each target, streamed over chunks of people.
 
-    Per chunk: eligibility (and a need's area) first, then `scorer` on the people eligible
-    for at least one target only, then a merge into each target's running top k. Ties break
-    towards the earlier row, so the result does not depend on the chunk size.
+    Per chunk (`eligible_chunks`): eligibility (and a need's area) first, then `scorer` on
+    the people eligible for at least one target only, then a merge into each target's running
+    top k. Ties break towards the earlier row, so the result does not depend on the chunk size.
     """
     if k < 1:
         raise ValueError(f"k: expected a positive audience size, got {k}")
@@ -591,20 +764,8 @@ def rank_audiences(
     best_rows = [np.zeros(0, np.int64) for _ in range(n)]
     best_scores = [np.zeros(0) for _ in range(n)]
     counts = np.zeros(n, np.int64)
-    offers = targets.offers.arrays
-    for start in range(0, len(people), chunk_size):
-        rows = np.arange(start, min(start + chunk_size, len(people)))
-        arrays = people.users.arrays.take(rows)
-        mask = eligible_people(arrays, targets)
-        if targets.area is not None:
-            mask &= targets.area.mask(arrays, people.department[rows])[:, None]
+    for rows, mask, distances in eligible_chunks(people, targets, chunk_size):
         counts += mask.sum(axis=0)
-        useful = np.flatnonzero(mask.any(axis=1))
-        if len(useful) == 0:
-            continue
-        rows, mask = rows[useful], mask[useful]
-        located = arrays.take(useful)
-        distances = offer_distances_km(offers, located.lat[:, None], located.lon[:, None])
         scores = np.asarray(scorer(people, rows, targets, distances), dtype=float)
         for j in range(n):
             admitted = np.flatnonzero(mask[:, j])

@@ -9,25 +9,37 @@ returned (`AuditUnavailable`): no list of people leaves without a trace.
 
 The panel of people (`recsys.audience.People`: consenting profiles, encoded, with their
 engagement) is built on first use from the profiles the ranking engine loaded and the events
-next to them (the model's data folder), and rebuilt when the model or the profiles change:
-a withdrawn consent takes effect at the next profile load.
+next to them (the model's data folder, before the model's cutoff), and rebuilt when the model
+or the profiles change: a withdrawn consent takes effect at the next profile load. Each
+request then adds what the live event store received since the cutoff (`live_engagement`):
+someone who came yesterday counts as active yesterday, not as of the last training data.
+The store holds visitor ids as their salted hashes, so its events are matched to the
+people through `pseudonym`.
+
+A request too malformed to reach `draw` (not JSON, an unknown field, an invalid radius, `k`
+below `min_count`...) is audited too, by `AudienceAudit` around `POST /admin/audience`.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
+import numpy as np
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from recsys import config as paths
 from recsys.audience import (
+    ENGAGEMENT_COLUMNS,
     MIN_COUNT,
     Audience,
     AudienceConfig,
@@ -40,14 +52,17 @@ from recsys.audience import (
     engagement,
     learned_model,
     need_targets,
+    offer_facts,
 )
 from recsys.bundle import RankerBundle
 from recsys.dataset import OfferBatch
+from recsys.privacy import pseudonym
 from serving.events import AudienceRecord, EventStore
+from serving.web import error_body
 
 logger = logging.getLogger(__name__)
 
-EVENT_COLUMNS = ["type", "createdAt", "missionId", "userId", "isBot"]
+ADMIN_HEADER = b"x-admin-token"
 
 
 class UnknownTarget(LookupError):
@@ -76,8 +91,10 @@ class AudienceQuery:
             raise ValueError("requester: say who asks (it is audited)")
         if self.min_count < MIN_COUNT:
             raise ValueError(f"min_count: at least {MIN_COUNT}, got {self.min_count}")
-        if self.k < 1:
-            raise ValueError(f"k: expected a positive audience size, got {self.k}")
+        if self.k < self.min_count:
+            raise ValueError(
+                f"k: {self.k} is below min_count {self.min_count}: such an audience is refused"
+            )
 
     def criteria(self, at: int) -> dict[str, Any]:
         """What was asked, as audited (JSON-able)."""
@@ -102,30 +119,60 @@ class AudienceDesk:
         self.store = store
         self.salt = salt
         self.config = config or AudienceConfig()
-        self._people: tuple[tuple[Any, ...], People] | None = None
+        # (model version, profiles) -> panel, the time its engagement is measured at, pseudonyms
+        self._people: tuple[tuple[Any, ...], People, int, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def people(self, bundle: RankerBundle, version: str, profiles: pd.DataFrame, at: int) -> People:
-        """The panel for this model and these profiles, built once (see the module docstring).
+        """The panel for this model and these profiles, with the live engagement at `at`.
 
-        Built at the time of its first request: consents and engagement are read as of
-        then, and later requests reuse it until the model or the profiles change.
+        The panel and the data folder's engagement (events before the model's cutoff) are
+        built once, at the first request, and reused until the model or the profiles change;
+        the store's events since the cutoff are read at every request (`live_engagement`).
         """
         key = (version, id(profiles))
+        cutoff = int(bundle.cutoff.timestamp())
         with self._lock:
             if self._people is None or self._people[0] != key:
                 events = _events_near(bundle)
-                domains = bundle.catalog.set_index(bundle.catalog["id"].astype(str))["domain"]
+                facts = offer_facts(bundle.catalog)
+                built_at = min(at, cutoff)
 
                 def engagement_of(ids: Any) -> Engagement:
                     if events is None:
                         return Engagement.none(len(ids))
-                    return engagement(events, domains, ids, at, self.config)
+                    return engagement(events, facts, ids, built_at, self.config)
 
                 panel = People.build(profiles, bundle.user_encoder, engagement_of, at)
-                self._people = (key, panel)
+                hashed = np.array([pseudonym(str(i), self.salt) for i in panel.users.ids])
+                self._people = (key, panel, built_at, hashed)
                 logger.info("audience panel: %d consenting people", len(panel))
-            return self._people[1]
+            _, panel, built_at, hashed = self._people
+        return self.live_engagement(panel, hashed, bundle, built_at, at)
+
+    def live_engagement(
+        self, panel: People, hashed: np.ndarray, bundle: RankerBundle, built_at: int, at: int
+    ) -> People:
+        """`panel` with its engagement brought to `at`: the folder's, decayed from `built_at`,
+        plus the store's events in [cutoff, at) (matched by `hashed`, the people's pseudonyms).
+        """
+        cutoff = int(bundle.cutoff.timestamp())
+        activity = panel.engagement.decayed(at - built_at, self.config.half_life_days)
+        if self.store is not None and at > cutoff:
+            since = datetime.fromtimestamp(cutoff, tz=UTC)
+            try:
+                events = self.store.engagement_events(since)
+            except SQLAlchemyError as error:
+                logger.error(
+                    "audience: live events not read, engagement as of %s: %s", since, error
+                )
+                events = None
+            if events is not None and len(events):
+                live = engagement(
+                    events, offer_facts(bundle.catalog), hashed, at, self.config, since=cutoff
+                )
+                activity = activity.merge(live)
+        return replace(panel, engagement=activity)
 
     def draw(
         self,
@@ -197,7 +244,7 @@ def _events_near(bundle: RankerBundle) -> pd.DataFrame | None:
     if path is None or not path.is_file():
         logger.warning("audience: no events next to the model's data; engagement unknown")
         return None
-    return pd.read_parquet(path, columns=EVENT_COLUMNS)
+    return pd.read_parquet(path, columns=ENGAGEMENT_COLUMNS)
 
 
 def audience_rows(audience: Audience) -> pd.DataFrame:
@@ -205,3 +252,109 @@ def audience_rows(audience: Audience) -> pd.DataFrame:
     frame = audience.rows.copy()
     frame["reasons"] = frame["reasons"].map("; ".join)
     return frame
+
+
+MALFORMED_BODY_CHARS = 2_000  # of a malformed request's body kept in its audit row
+
+
+def malformed_record(body: bytes, reason: str, authorized: bool) -> AudienceRecord:
+    """The audit row of a request refused before it could be read as an audience request.
+
+    `requester` is the body's, when it is JSON naming one (else "unknown"); the criteria are
+    what was sent (the body, cut to `MALFORMED_BODY_CHARS`) and whether the admin token was
+    right.
+    """
+    text = body.decode("utf-8", "replace")
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    named = values.get("requester") if isinstance(values, dict) else None
+    requester = named.strip()[:200] if isinstance(named, str) and named.strip() else "unknown"
+    return AudienceRecord(
+        request_id=uuid.uuid4().hex,
+        created_at=datetime.now(UTC),
+        requester=requester,
+        channel="http",
+        criteria={"body": text[:MALFORMED_BODY_CHARS], "authorized": authorized},
+        status="refused",
+        size=0,
+        reason=reason,
+    )
+
+
+class AudienceAudit:
+    """ASGI middleware around `POST path`: a request refused before the endpoint runs (400:
+    not JSON, an unknown field, an invalid value) is audited as refused, with the message
+    naming the field, before the answer leaves; the endpoint audits everything else.
+
+    The event store and the admin token (to record whether the caller had it) are the
+    service's (`serving.settings`), read on first need.
+    """
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app = app
+        self.path = path
+        self._store: EventStore | None = None
+        self._token: str | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        held: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def reply(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held["start"] = message
+                return
+            if message["type"] != "http.response.body" or "start" not in held:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            answer = b"".join(chunks)
+            await anyio.to_thread.run_sync(self._audit, scope, body, answer)
+            await send(held.pop("start"))
+            await send({"type": "http.response.body", "body": answer})
+
+        await self.app(scope, replay, reply)
+
+    def _audit(self, scope: dict, body: bytes, answer: bytes) -> None:
+        shaped = json.loads(error_body(400, answer) or answer)
+        reason = shaped["error"]["message"] if isinstance(shaped.get("error"), dict) else None
+        try:
+            if self._store is None:
+                self._open()
+            given = dict(scope.get("headers") or []).get(ADMIN_HEADER, b"")
+            token = self._token
+            authorized = token is not None and hmac.compare_digest(given, token.encode())
+            record = malformed_record(body, reason or "invalid request", authorized)
+            self._store.record_audience(record)
+        except SQLAlchemyError as error:
+            logger.error("audience audit of a malformed request not written: %s", error)
+
+    def _open(self) -> None:
+        from serving.settings import Settings
+
+        settings = Settings.from_env()
+        self._token = settings.admin_token
+        self._store = EventStore(
+            settings.event_store_url,
+            db_schema=settings.event_schema,
+            prefix=settings.event_table_prefix,
+            id_salt=settings.id_salt or "",
+        )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,20 +84,26 @@ def audience(
     """Draw the audience of an offer (--offer) or a need (--need) and write it as CSV."""
     if ctx.invoked_subcommand is not None:
         return
-    if (offer is None) == (need is None):
-        raise _fail("give exactly one of --offer ID or --need FILE.yaml", 2)
     from recsys.audience import AudienceTooSmall
     from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
 
+    who = requester or getpass.getuser()
+    asked = {"offer": offer, "need": str(need) if need else None, "k": k, "min_count": min_count}
     try:
+        if (offer is None) == (need is None):
+            raise ValueError("give exactly one of --offer ID or --need FILE.yaml")
         query = AudienceQuery(
-            requester=requester or getpass.getuser(),
+            requester=who,
             channel="cli",
             offer_id=offer,
             need=read_need(need) if need is not None else None,
             k=k,
             min_count=min_count,
         )
+    except ValueError as error:
+        _audit_malformed(who, asked, str(error))
+        raise _fail(str(error), 2) from None
+    try:
         context = _context(model_uri, profiles, at)
     except ValueError as error:
         raise _fail(str(error), 2) from None
@@ -119,6 +126,34 @@ def audience(
     )
     for name, counts in drawn.totals.items():
         typer.echo(f"  by {name}: " + ", ".join(f"{key} {value}" for key, value in counts.items()))
+
+
+def _audit_malformed(requester: str, asked: dict[str, Any], reason: str) -> None:
+    """Audit a command refused before it could be read as an audience request (its
+    arguments as criteria), in the service's event store; a store that cannot be opened or
+    written is reported, the refusal stands."""
+    import sqlalchemy
+
+    from serving.audience import malformed_record
+    from serving.events import EventStore
+    from serving.settings import Settings
+
+    body = json.dumps(asked, ensure_ascii=False).encode()
+    record = malformed_record(body, reason, authorized=True)
+    try:
+        settings = Settings.from_env()
+        store = EventStore(
+            settings.event_store_url,
+            db_schema=settings.event_schema,
+            prefix=settings.event_table_prefix,
+            id_salt=settings.id_salt or "",
+        )
+        try:
+            store.record_audience(replace(record, requester=requester, channel="cli"))
+        finally:
+            store.close()
+    except (ValueError, sqlalchemy.exc.SQLAlchemyError) as error:
+        typer.echo(f"warning: the refusal could not be audited: {error}", err=True)
 
 
 def _context(model_uri: str | None, profiles: Path | None, at: str | None) -> dict[str, Any]:
@@ -213,14 +248,20 @@ def log(
         typer.echo("no audience request recorded")
         return
     for row in frame.itertuples(index=False):
-        criteria = json.loads(row.criteria)
-        what = (
-            f"offer {criteria['offer_id']}"
-            if criteria.get("offer_id")
-            else f"need {criteria['need'].get('title')} {criteria['need'].get('domains')}"
-        )
         typer.echo(
             f"{row.createdAt:%Y-%m-%d %H:%M:%S} {row.requestId} {row.requester} ({row.channel}) "
-            f"{what} k={criteria['k']}: {row.status} {row.size}"
+            f"{_asked(json.loads(row.criteria))}: {row.status} {row.size}"
             + (f" — {row.reason}" if isinstance(row.reason, str) else "")
         )
+
+
+def _asked(criteria: dict[str, Any]) -> str:
+    """What an audited request asked for, in a few words."""
+    if "body" in criteria:  # refused before it could be read (`serving.audience.AudienceAudit`)
+        token = "" if criteria.get("authorized") else ", without the admin token"
+        return f"malformed request{token}"
+    if criteria.get("offer_id"):
+        what = f"offer {criteria['offer_id']}"
+    else:
+        what = f"need {criteria['need'].get('title')} {criteria['need'].get('domains')}"
+    return f"{what} k={criteria['k']}"

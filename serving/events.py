@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from recsys import schema
+from recsys.audience import ENGAGEMENT_COLUMNS
 from recsys.privacy import pseudonym
 
 logger = logging.getLogger(__name__)
@@ -484,6 +485,23 @@ class EventStore:
         frame[EXACT_AGE] = pd.array([None] * len(frame), dtype="Int16")
         frame["isBot"] = frame["isBot"].astype("boolean")
         return frame[list(EVENT_COLUMNS)]
+
+    def engagement_events(self, since: datetime) -> pd.DataFrame:
+        """The non-bot prints, clicks and applies of known visitors created at or after
+        `since` (`recsys.audience.ENGAGEMENT_COLUMNS`, UTC): what audiences read of the
+        people's recent activity. `userId` is as stored: its salted hash."""
+        e = self.events
+        statement = sa.select(*[e.c[name] for name in ENGAGEMENT_COLUMNS]).where(
+            e.c.createdAt >= since,
+            e.c.userId.is_not(None),
+            e.c.type.in_(("print", "click", "apply")),
+            sa.or_(e.c.isBot.is_(None), e.c.isBot.is_(False)),
+        )
+        with self.engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(statement).all(), columns=ENGAGEMENT_COLUMNS)
+        frame["createdAt"] = _utc(frame["createdAt"])
+        frame["isBot"] = frame["isBot"].astype("boolean")
+        return frame
 
     def applies_since(
         self, after: datetime | None

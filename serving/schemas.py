@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -855,14 +856,15 @@ class AudienceRequest(_Strict):
     )
     offer_id: str | None = Field(default=None, min_length=1, max_length=128, examples=["m-981"])
     need: Need | None = Field(default=None, examples=[None])
-    k: int = Field(
-        default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most", examples=[100]
-    )
+    # min_count before k: k's check reads it.
     min_count: int = Field(
         default=MIN_COUNT,
         ge=MIN_COUNT,
         description="refuse audiences smaller than this",
         examples=[20],
+    )
+    k: int = Field(
+        default=100, ge=1, le=MAX_AUDIENCE, description="people to return at most", examples=[100]
     )
 
     @model_validator(mode="after")
@@ -870,6 +872,14 @@ class AudienceRequest(_Strict):
         if (self.offer_id is None) == (self.need is None):
             raise ValueError("give exactly one of offer_id or need")
         return self
+
+    @field_validator("k")
+    @classmethod
+    def _not_below_minimum(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_count", MIN_COUNT)
+        if value < minimum:
+            raise ValueError(f"{value} is below min_count {minimum}: such an audience is refused")
+        return value
 
 
 class AudienceRow(BaseModel):

@@ -63,7 +63,13 @@ from recsys.audience import AudienceTooSmall
 from recsys.bundle import BUNDLE_FILE
 from recsys.paths import NoPath, programme_answers
 from serving.admin_sync import AdminSync
-from serving.audience import AudienceDesk, AudienceQuery, AuditUnavailable, UnknownTarget
+from serving.audience import (
+    AudienceAudit,
+    AudienceDesk,
+    AudienceQuery,
+    AuditUnavailable,
+    UnknownTarget,
+)
 from serving.batching import Batcher
 from serving.bento import BAKED_MODEL_ARGUMENT
 from serving.engine import Engine, NotReady, UnknownOffer
@@ -633,11 +639,13 @@ def _routine(request: str, response: str) -> bool:
 
 
 # Outermost first: CORS headers on every answer (errors too), then the error shape and
-# X-Request-Id (`serving.web`), the public page (`serving.public_page`), the body limit.
+# X-Request-Id (`serving.web`), the public page (`serving.public_page`), the body limit, the
+# audit of malformed audience requests (`serving.audience.AudienceAudit`).
 RankingService.add_asgi_middleware(PublicCors, origins=cors_origins())
 RankingService.add_asgi_middleware(WebConventions)
 RankingService.add_asgi_middleware(PublicPage)
 RankingService.add_asgi_middleware(BodyLimit, max_bytes=max_body_bytes())
+RankingService.add_asgi_middleware(AudienceAudit, path="/admin/audience")
 logging.getLogger("bentoml.access").addFilter(AccessLogFilter(access_log_all()))
 logs.configure(default_level="INFO")
 # Arrow's default allocator (mimalloc) keeps what the start-up's Parquet reads freed, about

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from recsys import taxonomy
+from recsys import schema, taxonomy
 from recsys.arrays import to_epoch_seconds
 from recsys.audience import (
     Area,
@@ -29,6 +29,8 @@ from recsys.audience import (
     eligible_people,
     engagement,
     need_targets,
+    offer_facts,
+    programme_fit,
     rank_audiences,
 )
 from recsys.audience_evaluation import nearest_scorer, random_scorer
@@ -204,26 +206,54 @@ def test_engagement_is_decayed_and_by_domain() -> None:
     day = 86_400
     events = pd.DataFrame(
         {
-            "type": ["apply", "click", "print", "apply", "apply"],
+            "type": ["apply", "click", "print", "apply", "apply", "print"],
             "createdAt": pd.to_datetime(
-                [AT - 30 * day, AT - 1, AT - 60 * day, AT + 5, AT], unit="s", utc=True
+                [AT - 30 * day, AT - 1, AT - 60 * day, AT + 5, AT, AT - 40 * day],
+                unit="s",
+                utc=True,
             ),
-            "missionId": ["paris", "unknown", "lyon-adults", "paris", "paris"],
-            "userId": ["a", "a", "b", "a", "b"],
-            "isBot": [False, False, False, False, True],
+            "missionId": ["paris", "unknown", "lyon-adults", "paris", "paris", "paris"],
+            "userId": ["a", "a", "b", "a", "b", "a"],
+            "isBot": [False, False, False, False, True, False],
+            "requestId": ["r1", "r2", "r3", "r4", "r5", "r1"],
         }
     )
-    domains = _offers().set_index("id")["domain"]
+    facts = offer_facts(_offers())
     config = AudienceConfig(half_life_days=30, apply_weight=3, click_weight=1, print_weight=0.2)
-    got = engagement(events, domains, np.array(["a", "b", "c"]), AT, config)
-    # a: an apply 30 days ago (3 · 0.5) and a click a second ago (1 · 2^(-1/(30 days))).
+    got = engagement(events, facts, np.array(["a", "b", "c"]), AT, config)
+    # a: an apply 30 days ago (3 · 0.5), a click a second ago (1 · 2^(-1/(30 days))) and a
+    # print 40 days ago (0.2 · 2^(-4/3)), the print and the apply of one request (r1).
     click = 2 ** (-1 / (30 * day))
-    np.testing.assert_allclose(got.total, [1.5 + click, 0.2 * 0.25, 0.0], rtol=1e-6)
+    printed = 0.2 * 2 ** (-4 / 3)
+    np.testing.assert_allclose(got.total, [1.5 + click + printed, 0.2 * 0.25, 0.0], rtol=1e-6)
     sport = taxonomy.DOMAINS.index("sport")
     culture = taxonomy.DOMAINS.index("culture-loisirs")
-    np.testing.assert_allclose(got.by_domain[0, sport], 1.5, rtol=1e-6)
+    np.testing.assert_allclose(got.by_domain[0, sport], 1.5 + printed, rtol=1e-6)
     np.testing.assert_allclose(got.by_domain[1, culture], 0.05, rtol=1e-6)
     np.testing.assert_array_equal(got.last_seen, [AT - 1, AT - 60 * day, -1])
+    np.testing.assert_array_equal(got.first_seen, [AT - 40 * day, AT - 60 * day, -1])
+    np.testing.assert_array_equal(got.visits, [2, 1, 0])  # a: r1 (print, apply) and r2
+    benevolat = taxonomy.PROGRAMMES.index(_offers().set_index("id").loc["paris", "type"])
+    assert got.applied[0, benevolat] == 1 and got.applied.sum() == 1
+    later = engagement(events, facts, np.array(["a", "b", "c"]), AT, config, since=AT - 35 * day)
+    np.testing.assert_array_equal(later.visits, [2, 0, 0])  # the print 40 days ago is before
+    np.testing.assert_allclose(
+        got.decayed(30 * day, 30).total, got.total / 2, rtol=1e-6
+    )  # a month later, every event weighs half
+
+
+def test_programme_fit_is_a_smoothed_log_lift() -> None:
+    # Two people of band 0 applied to programme 0 three times, one of band 1 to programme 1.
+    applied = np.zeros((3, len(taxonomy.PROGRAMMES)))
+    applied[0, 0], applied[1, 0], applied[2, 1] = 2, 1, 1
+    fit = programme_fit(np.array([0, 0, 1]), applied)
+    bands, programmes = len(schema.CANDIDATE_AGE_BANDS) + 1, len(taxonomy.PROGRAMMES)
+    total = bands * programmes + 4  # one per cell, plus the four applies
+    # band 0, programme 0: 4 of the band's 3 + 4 counts, against 4 + 6 of all.
+    expected = np.log(4 / (3 + programmes)) - np.log((4 + bands - 1) / total)
+    assert fit.shape == (bands, programmes)
+    np.testing.assert_allclose(fit[0, 0], expected, rtol=1e-12)
+    assert fit[1, 1] > 0 > fit[1, 0]
 
 
 def test_small_audiences_are_refused(encoders) -> None:
@@ -270,6 +300,46 @@ def test_withdrawal_takes_effect_at_the_next_profile_load(encoders, tmp_path: Pa
     _, second = desk.draw(query, bundle, "v1", _offers(), withdrawn, AT)
     assert pseudonym(someone, "salt") not in set(second.rows["person"])
     assert len(second.rows) == len(first.rows) - 1
+
+
+def test_engagement_is_read_from_the_live_store(encoders, tmp_path: Path) -> None:
+    from serving.events import event_rows
+    from serving.schemas import Event
+
+    day = 86_400
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}", id_salt="salt")
+    desk = AudienceDesk(store, "salt")
+    bundle = _Bundle(encoders)
+    profiles = _profiles()
+    someone = profiles.loc[profiles["contactConsent"], "userId"].iloc[0]
+    consented = int(pd.Timestamp("2024-01-01", tz="UTC").timestamp())
+    row = list(desk.people(bundle, "v1", profiles, AT).users.ids).index(someone)
+    before = desk.people(bundle, "v1", profiles, AT).engagement
+    assert (before.last_seen[row], before.visits[row]) == (consented, 0)  # the consent only
+
+    def event(name: str, kind: str, seconds: int) -> Event:
+        when = pd.Timestamp(seconds, unit="s", tz="UTC").to_pydatetime()
+        return Event(
+            id=name,
+            type=kind,
+            mission_id="paris",
+            request_id="r-" + name,
+            user_id=someone,
+            created_at=when,
+        )
+
+    # An apply two days ago (after the model's cutoff), a print before the cutoff (the
+    # model's data folder holds those: not read from the store).
+    store.add_events(
+        event_rows([event("e1", "apply", AT - 2 * day), event("e2", "print", AT - 40 * day)])
+    )
+    after = desk.people(bundle, "v1", profiles, AT).engagement
+    assert after.last_seen[row] == AT - 2 * day
+    assert after.visits[row] == 1
+    np.testing.assert_allclose(after.total[row], 3 * 2 ** (-2 / 30), rtol=1e-6)
+    assert after.applied[row].sum() == 1
+    assert after.visits.sum() == 1  # nobody else
+    store.close()
 
 
 def test_every_request_is_audited_served_or_refused(encoders, tmp_path: Path) -> None:
@@ -403,6 +473,7 @@ class _Bundle:
         self.model = None
         self.manifest: dict = {}
         self.catalog = _offers()
+        self.cutoff = pd.Timestamp(AT - 30 * 86_400, unit="s", tz="UTC")
 
 
 def test_engagement_none_is_empty() -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from engagement.cli import app
 from recsys import metrics, taxonomy
+from recsys.audience import TERM_WEIGHTS
 from recsys.geo import haversine_km
 from recsys.simulation.config import get_preset
 from recsys.simulation.crisis import add_crisis
@@ -120,8 +122,11 @@ def test_the_audience_command_writes_rows_totals_and_audit(
     assert len(rows) == 12 and list(rows.columns) == ["person", "score", "distanceBand", "reasons"]
     totals = json.loads(out.with_suffix(".totals.json").read_text())
     assert totals["eligible"] == 15 and totals["department"] == {"75": 12}
-    small = runner.invoke(app, [*args, "--profiles", str(world["profiles"]), "--min-count", "20"])
+    profiles = ["--profiles", str(world["profiles"])]
+    small = runner.invoke(app, [*args, "--k", "30", *profiles, "--min-count", "20"])
     assert small.exit_code == 1 and "fewer than the minimum of 20" in small.output
+    below = runner.invoke(app, [*args, *profiles, "--min-count", "20"])  # k 12 < 20
+    assert below.exit_code == 2 and "k: 12 is below min_count 20" in below.output
     bad = runner.invoke(app, ["audience", "--offer", "x", "--need", str(need)])
     assert bad.exit_code == 2 and "exactly one" in bad.output
     need.write_text("domains: [nope]\ndepartments: ['75']\nstart: 2026-01-01T00:00:00Z\n")
@@ -130,9 +135,13 @@ def test_the_audience_command_writes_rows_totals_and_audit(
     log = runner.invoke(app, ["audience", "log"])
     assert log.exit_code == 0
     lines = log.output.strip().splitlines()
-    assert len(lines) == 2  # the served and the refused request; bad input never reached it
-    assert "zoe (cli) need Collecte" in lines[1] and "served 12" in lines[1]
-    assert "refused 0" in lines[0]
+    # Newest first: the bad need, both targets, k below the minimum, too small, served.
+    assert len(lines) == 5
+    assert "zoe (cli) need Collecte" in lines[4] and "served 12" in lines[4]
+    assert "refused 0" in lines[3] and "fewer than the minimum of 20" in lines[3]
+    assert "(cli) malformed request: refused 0 — k: 12 is below min_count 20" in lines[2]
+    assert "malformed request: refused 0 — give exactly one of --offer" in lines[1]
+    assert "malformed request: refused 0 — --need" in lines[0] and "domains" in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +160,14 @@ def test_evaluation_on_the_crisis_world(crisis_world: Path, crisis_features: Pat
     result = evaluate_audiences(
         feature_set, None, AudienceConfig(), truth_dir=crisis_world / "truth", ks=(10, 100)
     )
-    assert set(result.methods) == {"audience", "nearest", "recent_domain", "random", "oracle"}
+    assert set(result.methods) == {
+        "audience",
+        "nearest",
+        "recent_domain",
+        "random",
+        "oracle",
+        "oracle_utility",
+    }
     offers = result.data["offers"]
     assert offers > 0
     for values in result.methods.values():
@@ -172,19 +188,42 @@ def test_tune_then_evaluate_from_the_command_line(crisis_features: Path, tmp_pat
     experiment = ["--experiment", "experiments/popularity.yaml"]
     tuned = tmp_path / "tuned.yaml"
     tune = ["audience", "tune", "--features", str(crisis_features), *experiment]
-    result = runner.invoke(app, [*tune, "--trials", "2", "--out", str(tuned)])
+    result = runner.invoke(app, [*tune, "--out", str(tuned)])
     assert result.exit_code == 0, result.output
-    assert "recency_weight" in tuned.read_text()
+    weights = yaml.safe_load(tuned.read_text())
+    assert set(weights) == set(TERM_WEIGHTS.values()) and min(weights.values()) >= 0
     figures = tmp_path / "figures.json"
     args = ["audience", "evaluate", "--features", str(crisis_features), *experiment]
     result = runner.invoke(app, [*args, "--config", str(tuned), "--json", str(figures)])
     assert result.exit_code == 0, result.output
     assert "audience / best baseline recall@100" in result.output
     payload = json.loads(figures.read_text())
-    assert set(payload["methods"]) >= {"audience", "nearest", "recent_domain", "random", "oracle"}
+    assert set(payload["methods"]) >= {"audience", "nearest", "random", "oracle", "oracle_utility"}
     crisis = runner.invoke(app, [*args, "--offers", "crisis"])
     assert crisis.exit_code == 0, crisis.output
     assert "4 offers" in crisis.output
     tuned.write_text("nope_weight: 1\n")
     bad = runner.invoke(app, [*args, "--config", str(tuned)])
     assert bad.exit_code == 2 and "nope_weight" in bad.output
+
+
+def test_expected_sessions_match_the_session_process() -> None:
+    from recsys.simulation.diffusion import DAY, _gap_mean, expected_sessions
+
+    start, end = 100 * DAY, 142 * DAY
+    # Level 0: one session, at the arrival: inside the window or not.
+    got = expected_sessions(np.array([110 * DAY, 90 * DAY, 150 * DAY]), np.zeros(3), start, end)
+    np.testing.assert_allclose(got, [1.0, 0.0, 0.0], atol=1e-12)
+    # Level 3, arrived 30 days before the window: the drawn process, 200,000 times.
+    rng = np.random.default_rng(0)
+    draws = 200_000
+    count = 1 + rng.poisson(3.0, draws)
+    gap = _gap_mean(count)
+    inside = np.zeros(draws)
+    arrival = 70 * DAY
+    for i in range(int(count.max())):
+        times = arrival + rng.gamma(np.maximum(i, 1), 1.0, draws) * gap * (i > 0)
+        inside += (i < count) & (times >= start) & (times < end)
+    expected = expected_sessions(np.array([arrival]), np.array([3.0]), start, end)[0]
+    error = inside.std() / np.sqrt(draws)
+    assert abs(expected - inside.mean()) < 4 * error

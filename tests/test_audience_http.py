@@ -7,6 +7,8 @@ and the 12 training users (no consent either).
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -100,6 +102,33 @@ def test_an_offer_audience_holds_consenting_people_only_and_is_audited(server) -
     )
 
 
+def test_engagement_posted_to_the_service_counts_at_the_next_request(server) -> None:
+    client, _ = server
+    body = {"requester": "coordinator-75", "offer_id": "paris-sport-0", "k": 30}
+    person = pseudonym("yes-7", SALT)
+
+    def reasons() -> list[str]:
+        answer = client.post("/admin/audience", json=body, headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        rows = {row["person"]: row["reasons"] for row in answer.json()["people"]}
+        return rows[person]
+
+    assert not any(reason.startswith("active") for reason in reasons())  # never seen
+    now = pd.Timestamp.now(tz="UTC").isoformat()  # after the model's cutoff (the fixture's)
+    event = {
+        "id": "live-apply-1",
+        "type": "apply",
+        "mission_id": "paris-sport-0",
+        "user_id": "yes-7",
+        "request_id": "live-request-1",
+        "created_at": now,
+    }
+    answer = client.post("/events", json={"events": [event]})
+    assert answer.status_code == 200 and answer.json()["stored"] == 1, answer.text
+    time.sleep(1.1)  # the request's clock is in whole seconds; the event must be before it
+    assert "active today" in reasons()  # read from the store, not the model's data
+
+
 def test_a_need_by_department_and_a_refused_small_one(server) -> None:
     client, store = server
     need = {
@@ -149,6 +178,61 @@ def test_unknown_offers_and_bad_requests_are_4xx_naming_the_field(server) -> Non
         assert field in answer.text
 
 
+def test_malformed_requests_are_refused_naming_the_field_and_audited(server) -> None:
+    client, store = server
+    need = {
+        "domains": ["sport"],
+        "place": {"lat": 48.85, "lon": 2.35},
+        "start": "2026-01-01T00:00Z",
+    }
+    cases = (
+        (b'{"requester": "mallory", "offer_id": ', None, "unknown"),  # not JSON: nobody named
+        (
+            {"requester": "dana", "offer_id": "paris-sport-0", "colour": "red"},
+            "colour",
+            "dana",
+        ),
+        ({"requester": "erin", "need": {**need, "radius_km": -5}}, "need.radius_km", "erin"),
+        ({"requester": "frank", "offer_id": "paris-sport-0", "k": 5}, "k", "frank"),
+        ({"offer_id": "paris-sport-0", "k": 5}, "requester", "unknown"),
+    )
+    for body, field, requester in cases:
+        before = len(_audit(store))
+        if isinstance(body, bytes):
+            answer = client.post(
+                "/admin/audience",
+                content=body,
+                headers={**HEADERS, "content-type": "application/json"},
+            )
+        else:
+            answer = client.post("/admin/audience", json=body, headers=HEADERS)
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_request"
+        if field is not None:
+            assert error["field"] == field, error
+        log = _audit(store)
+        assert len(log) == before + 1  # audited before the answer left
+        last = log.iloc[-1]
+        assert (last["requester"], last["channel"], last["status"], last["size"]) == (
+            requester,
+            "http",
+            "refused",
+            0,
+        )
+        assert last["reason"] == error["message"]
+        criteria = json.loads(last["criteria"])
+        assert criteria["authorized"] is True
+        sent = body.decode() if isinstance(body, bytes) else body
+        assert (
+            criteria["body"] if isinstance(body, bytes) else json.loads(criteria["body"])
+        ) == sent
+    # Without the admin token: refused and audited as not authorised.
+    answer = client.post("/admin/audience", json={"requester": "x", "k": 5, "offer_id": "o"})
+    assert answer.status_code == 400
+    assert json.loads(_audit(store).iloc[-1]["criteria"])["authorized"] is False
+
+
 def test_the_audit_is_listed_by_the_command_line(server, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -158,3 +242,4 @@ def test_the_audit_is_listed_by_the_command_line(server, tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["audience", "log", "--store", store.url])
     assert result.exit_code == 0, result.output
     assert "coordinator-75 (http) offer paris-sport-0 k=20: served 20" in result.output
+    assert "dana (http) malformed request: refused 0 — colour: " in result.output

@@ -7,8 +7,9 @@ baselines (and the oracle on simulated data). `--offers crisis` evaluates the cr
 scenario's offers only, drawn as the coordinator's need would be: inside the crisis area.
 `--config` reads `AudienceConfig` weights from a YAML file (default: the code's defaults).
 
-`tune` searches the weights on the validation window only (Optuna, seeded TPE), maximising
-recall@100 + NDCG@100 of the audience alone, and writes the best as a YAML for `--config`.
+`tune` fits the weights on the validation window only (`recsys.audience_evaluation.fit_weights`:
+a conditional logit of who applied to which offer among the eligible people) and writes them
+as a YAML for `--config`.
 """
 
 from __future__ import annotations
@@ -91,36 +92,23 @@ def evaluate(
         json_out.write_text(json.dumps(payload, indent=1, default=str) + "\n")
 
 
-# The weights `tune` searches, with their ranges.
-SEARCH_SPACE: dict[str, tuple[float, float]] = {
-    "model_weight": (0.0, 1.0),
-    "rules_weight": (0.0, 3.0),
-    "engagement_weight": (0.0, 2.0),
-    "domain_weight": (0.0, 2.0),
-    "distance_weight": (0.0, 3.0),
-    "recency_weight": (0.0, 4.0),
-    "distance_scale_km": (2.0, 50.0),
-    "recency_days": (5.0, 120.0),
-}
-
-
 def tune(
     features: Annotated[Path, typer.Option(help="Feature set folder (recsys features --out).")],
     experiment: Annotated[Path, typer.Option(help="Experiment whose model scores people.")] = Path(
         "experiments/hybrid.yaml"
     ),
-    trials: Annotated[int, typer.Option(min=1, help="Weight sets to try.")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
-    out: Annotated[Path, typer.Option(help="YAML of the best weights.")] = Path(
+    l2: Annotated[
+        float, typer.Option(min=0.0, help="Ridge penalty on the standardised terms.")
+    ] = 1.0,
+    out: Annotated[Path, typer.Option(help="YAML of the fitted weights.")] = Path(
         "experiments/audience-tuned.yaml"
     ),
 ) -> None:
-    """Search the audience weights on the validation window; write the best as YAML."""
-    import optuna
+    """Fit the audience weights on the validation window (conditional logit); write a YAML."""
     import yaml
 
-    from recsys.audience import AudienceConfig
-    from recsys.audience_evaluation import evaluate_audiences, panel
+    from recsys.audience import TERM_WEIGHTS, AudienceConfig
+    from recsys.audience_evaluation import evaluate_audiences, fit_weights, panel
     from recsys.featureset import VALIDATION_WINDOW, load_feature_set
     from recsys.models import create_model
     from training.experiment import ExperimentError, load_experiment
@@ -132,24 +120,21 @@ def tune(
         raise _fail(str(error), 2) from None
     model = create_model(spec.model, spec.params)
     model.train(feature_set.training_data())
-    people = panel(feature_set, AudienceConfig())  # the searched weights do not change it
-
-    def objective(trial: optuna.Trial) -> float:
-        values = {name: trial.suggest_float(name, *bounds) for name, bounds in SEARCH_SPACE.items()}
-        result = evaluate_audiences(
-            feature_set, model, AudienceConfig.from_dict(values), people=people, baselines=False
-        )
-        metrics = result.methods["audience"]
-        return metrics["recall@100"] + metrics["ndcg@100"]
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials)
-    best = {name: round(value, 3) for name, value in study.best_params.items()}
+    people = panel(feature_set, AudienceConfig())  # the weights do not change it
+    try:
+        fitted = fit_weights(feature_set, model, AudienceConfig(), people=people, l2=l2)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    result = evaluate_audiences(feature_set, model, fitted, people=people, baselines=False)
+    weights = {name: getattr(fitted, name) for name in TERM_WEIGHTS.values()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(best, sort_keys=False))
-    typer.echo(f"best recall@100 + NDCG@100 on validation: {study.best_value:.4f} -> {out}")
-    typer.echo(yaml.safe_dump(best, sort_keys=False).rstrip())
+    out.write_text(yaml.safe_dump(weights, sort_keys=False))
+    metrics = result.methods["audience"]
+    typer.echo(
+        f"validation window: recall@100 {metrics['recall@100']:.4f}, "
+        f"NDCG@100 {metrics['ndcg@100']:.4f} -> {out}"
+    )
+    typer.echo(yaml.safe_dump(weights, sort_keys=False).rstrip())
 
 
 def _weights(path: Path | None) -> Any:

@@ -254,6 +254,41 @@ def _answers(
     return _Answers(near[answers], crisis[choice[answers]], time[answers])
 
 
+def answer_probability(
+    truth: Any, record: dict[str, Any], people: np.ndarray, offers: np.ndarray
+) -> np.ndarray:
+    """P(person answers crisis offer) for rows `people` × crisis rows `offers` of the truth, in
+    expectation over `_answers`' draws: the choice's Gumbel gives the softmax of the
+    utilities, then sigmoid(b + utility + log activity level); b is solved, as there, so that
+    `responder_share` of the adults within reach answer (on average over the choice). Zero
+    for a minor or a person out of reach.
+
+    Args:
+        truth: the dataset's truth (with the crisis offers).
+        record: the manifest's `crisis` record (place, offer ids, knobs).
+    """
+    config = CrisisConfig(**{**asdict(CrisisConfig()), **record["config"]})
+    crisis = truth.offer_index(np.asarray(record["offers"]))
+    everyone = truth.people
+    distance = geo.haversine_km(everyone.lat, everyone.lon, record["lat"], record["lon"])
+    reached = (distance <= config.reach_km) & (everyone.age >= taxonomy.ADULT_AGE)
+
+    def parts(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value = utility(truth, rows[:, None], crisis[None, :])
+        choice = np.exp(value - value.max(axis=1, keepdims=True))
+        choice /= choice.sum(axis=1, keepdims=True)
+        return choice, value + np.log(everyone.activity_level[rows])[:, None]
+
+    near = np.flatnonzero(reached)
+    choice, drive = parts(near)
+    target = config.responder_share * len(near)
+    intercept = brentq(lambda b: (choice * expit(b + drive)).sum() - target, -60.0, 60.0)
+    choice, drive = parts(np.asarray(people))
+    column = np.array([list(crisis).index(row) for row in offers], dtype=np.int64)
+    answer = choice[:, column] * expit(intercept + drive[:, column])
+    return np.where(reached[np.asarray(people)][:, None], answer, 0.0)
+
+
 def _events(
     answers: _Answers,
     truth: Any,

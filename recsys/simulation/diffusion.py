@@ -50,6 +50,7 @@ _SOURCE_LATER = np.array([0.32, 0.25, 0.08, 0.10, 0.07, 0.06, 0.12])
 _IDENTIFIED = np.array([0.85, 0.45, 0.6, 0.5, 0.6, 0.6, 1.0])  # sessions carrying userId
 _SORT_DISTANCE, _SORT_RECENT = 0, 1
 _WIDGET_REACH_KM = 30.0  # visitors of a partner site live this close to it
+SPELL_DAYS = 120.0  # a person's sessions spread over about this many days from their arrival
 _REMOTE_PER_WEEK = 30  # fully remote offers a search may mix into its list
 _CAMPAIGN_PROGRAMMES = (1, 0, 1, 2, 0, 3, 1, 0, 1, 0, 2, 1)  # by month from the start
 _FULL = taxonomy.REMOTE_VALUES.index("full")
@@ -306,7 +307,7 @@ def _session_times(
     count = 1 + rng.poisson(people.truth.activity_level)
     person = np.repeat(np.arange(len(count)), count)
     first = np.concatenate([[0], np.cumsum(count)[:-1]])
-    gap_mean = np.clip(120 * DAY / count, DAY / 2, 45 * DAY)
+    gap_mean = _gap_mean(count)
     gaps = rng.exponential(1.0, len(person)) * gap_mean[person]
     gaps[first] = 0.0
     cumulative = np.cumsum(gaps)
@@ -315,6 +316,39 @@ def _session_times(
     ordinal = np.arange(len(person)) - np.repeat(first, count)
     keep = time < t_end
     return person[keep], time[keep], ordinal[keep]
+
+
+def _gap_mean(count: np.ndarray) -> np.ndarray:
+    """Mean seconds between the sessions of a person who has `count` of them: the spell
+    lasts about `SPELL_DAYS`, gaps from half a day to 45 days."""
+    return np.clip(SPELL_DAYS * DAY / count, DAY / 2, 45 * DAY)
+
+
+def expected_sessions(arrival: np.ndarray, level: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Expected number of sessions of each person in [start, end) (epoch seconds), given their
+    arrival and activity level: `_session_times` in expectation, not drawn.
+
+    With N = 1 + Poisson(level) sessions, the first at the arrival and the others after
+    exponential gaps of mean g(N) (`_gap_mean`), the later ones up to a time x after the
+    arrival are min(Poisson(x / g), N - 1) in number; E[min(P, m)] = μ F(m - 1) + m (1 - F(m)).
+    """
+    from scipy.stats import poisson
+
+    arrival = np.asarray(arrival, dtype=float)
+    level = np.asarray(level, dtype=float)
+    top = float(level.max(initial=0.0))
+    count = np.arange(1, int(np.ceil(top + 10 * np.sqrt(top) + 10)) + 1)[None, :]
+    weight = poisson.pmf(count - 1, level[:, None])
+    gap = _gap_mean(count)
+    early = np.maximum(start - arrival, 0)[:, None] / gap
+    late = np.maximum(end - arrival, 0)[:, None] / gap
+
+    def capped(mu: np.ndarray, cap: np.ndarray) -> np.ndarray:
+        return mu * poisson.cdf(cap - 1, mu) + cap * poisson.sf(cap, mu)
+
+    later = capped(late, count - 1) - capped(early, count - 1)
+    first = ((arrival >= start) & (arrival < end)).astype(float)[:, None]
+    return ((first + later) * weight).sum(axis=1)
 
 
 def _campaign_ids(start: pd.Timestamp) -> list[str]:
