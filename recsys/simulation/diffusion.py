@@ -459,8 +459,7 @@ def diffuse(
     n_weeks = int(week.max()) + 1 if len(week) else 0
     bounds = np.searchsorted(week, np.arange(n_weeks + 1))
     city_points = unit_vectors(cities["lat"].to_numpy(), cities["lon"].to_numpy())
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in PART_KEYS}
-    n_clicks = 0
+    log = InteractionLog()
     for w in range(n_weeks):
         rows = np.arange(bounds[w], bounds[w + 1])
         if len(rows) == 0:
@@ -477,25 +476,35 @@ def diffuse(
         offer = np.concatenate([offer, seo_offer])
         position = np.concatenate([position, np.ones(len(seo_session), dtype=np.int64)])
 
-        clicked, click_time, attempt, apply_time, status = respond(
+        reactions = respond(
             config, sessions, session, offer, position, truth, applications, rng, t_end, week_end
         )
-        applied = status != NO_APPLY
-
-        parts["print_session"].append(session)
-        parts["print_offer"].append(offer)
-        parts["print_position"].append(position)
-        parts["click_session"].append(session[clicked])
-        parts["click_offer"].append(offer[clicked])
-        parts["click_position"].append(position[clicked])
-        parts["click_time"].append(click_time)
-        parts["apply_click"].append(n_clicks + attempt[applied])
-        parts["apply_time"].append(apply_time[applied])
-        parts["apply_status"].append(status[applied])
-        n_clicks += int(clicked.sum())
+        log.add(session, offer, position, reactions)
         if progress is not None and (w % 13 == 12 or w == n_weeks - 1):
-            progress(f"diffusion: week {w + 1}/{n_weeks}, {n_clicks:,} clicks so far")
-    return Interactions(**{k: concat(v) for k, v in parts.items()})
+            progress(f"diffusion: week {w + 1}/{n_weeks}, {log.n_clicks:,} clicks so far")
+    return log.interactions()
+
+
+@dataclass(frozen=True)
+class Reactions:
+    """What people did with a week's prints: `clicked` (bool over the prints), `click_time`
+    (over the clicks), `attempt` (rows among the clicks that attempt an apply), `apply_time`
+    and the settled `status` (over the attempts; `NO_APPLY` where none was recorded)."""
+
+    clicked: np.ndarray
+    click_time: np.ndarray
+    attempt: np.ndarray
+    apply_time: np.ndarray
+    status: np.ndarray
+
+    @property
+    def applied(self) -> np.ndarray:
+        """bool over the attempts: those recorded as applications."""
+        return self.status != NO_APPLY
+
+    def applied_prints(self) -> np.ndarray:
+        """Rows of the prints that led to a recorded application."""
+        return np.flatnonzero(self.clicked)[self.attempt][self.applied]
 
 
 def respond(
@@ -509,18 +518,54 @@ def respond(
     rng: np.random.Generator,
     t_end: int,
     week_end: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> Reactions:
     """A week's prints answered: people react (`_react`), then the applications state
-    settles their attempts (places fill, offers close). Returns `_react`'s four arrays and
-    the settled status of each attempt (`NO_APPLY` where none was recorded). The diffusion
-    and the closed-loop replay draw every week through it."""
+    settles their attempts (places fill, offers close). The diffusion and the closed-loop
+    replay draw every week through it."""
     clicked, click_time, attempt, apply_time = _react(
         config, sessions, session, offer, position, truth, rng, t_end
     )
     status = applications.settle(
         sessions.person[session[clicked][attempt]], offer[clicked][attempt], apply_time, week_end
     )
-    return clicked, click_time, attempt, apply_time, status
+    return Reactions(clicked, click_time, attempt, apply_time, status)
+
+
+class InteractionLog:
+    """Prints and their reactions, week after week, as the simulator's `Interactions` index
+    arrays (applies point at their click's row): what the diffusion returns and what the
+    replay retrains on."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in _PART_KEYS}
+        self.n_clicks = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self._parts["print_session"]
+
+    def add(
+        self, session: np.ndarray, offer: np.ndarray, position: np.ndarray, reactions: Reactions
+    ) -> None:
+        clicked, attempt, status = reactions.clicked, reactions.attempt, reactions.status
+        applied = reactions.applied
+        for key, value in (
+            ("print_session", session),
+            ("print_offer", offer),
+            ("print_position", position),
+            ("click_session", session[clicked]),
+            ("click_offer", offer[clicked]),
+            ("click_position", position[clicked]),
+            ("click_time", reactions.click_time),
+            ("apply_click", self.n_clicks + attempt[applied]),
+            ("apply_time", reactions.apply_time[applied]),
+            ("apply_status", status[applied]),
+        ):
+            self._parts[key].append(value)
+        self.n_clicks += int(clicked.sum())
+
+    def interactions(self) -> Interactions:
+        return Interactions(**{k: _concat(v) for k, v in self._parts.items()})
 
 
 def _react(
@@ -561,7 +606,7 @@ def _react(
     return clicked, click_time, np.flatnonzero(wants), apply_time
 
 
-PART_KEYS = (
+_PART_KEYS = (
     "print_session",
     "print_offer",
     "print_position",
@@ -575,7 +620,7 @@ PART_KEYS = (
 )
 
 
-def concat(parts: list[np.ndarray]) -> np.ndarray:
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 

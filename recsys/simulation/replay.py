@@ -44,7 +44,7 @@ from recsys.schema import read_table
 from recsys.simulation import diffusion
 from recsys.simulation.applications import NO_APPLY, Applications
 from recsys.simulation.config import GENERATOR_VERSION, SimulationConfig
-from recsys.simulation.diffusion import WEEK, Interactions
+from recsys.simulation.diffusion import WEEK
 from recsys.simulation.simulator import (
     World,
     _events,
@@ -351,7 +351,7 @@ class Replay:
             programme_applications=np.zeros(_PROGRAMMES, dtype=np.int64),
             publisher_prints=np.zeros(len(world.offers.publisher_ids), dtype=np.float64),
         )
-        log = _Log()
+        log = diffusion.InteractionLog()
         # People with a history: clicked or applied in an identified session before the week.
         with_history = self._with_history.copy()
         known_session = np.zeros(len(sessions.time), dtype=bool)
@@ -382,7 +382,7 @@ class Replay:
             session = np.concatenate([s_other, s_seo, s_pol])
             offer = np.concatenate([o_other, o_seo, o_pol])
             position = np.concatenate([p_other, np.ones(len(s_seo), dtype=np.int64), p_pol])
-            clicked, click_time, attempt, apply_time, status = diffusion.respond(
+            reactions = diffusion.respond(
                 config,
                 sessions,
                 session,
@@ -394,43 +394,33 @@ class Replay:
                 world.t_end,
                 week_end,
             )
-            applied = status != NO_APPLY
-            log.add(session, offer, position, clicked, click_time, attempt, apply_time, status)
+            log.add(session, offer, position, reactions)
             if len(served):
                 policy.observe(
                     requests,
                     _outcome(
-                        requests,
-                        session,
-                        offer,
-                        position,
-                        clicked,
-                        click_time,
-                        attempt,
-                        apply_time,
-                        status,
-                        first=len(s_other) + len(s_seo),
+                        requests, session, offer, position, reactions, len(s_other) + len(s_seo)
                     ),
                 )
 
             on_policy = self._served[session]
-            applied_session = session[clicked][attempt][applied]
-            applied_offer = offer[clicked][attempt][applied]
+            applying = reactions.applied_prints()
+            applied_session, applied_offer = session[applying], offer[applying]
             mine = self._served[applied_session]
             result.weekly_applications[i] = int(mine.sum())
-            result.weekly_applications_all[i] = int(applied.sum())
+            result.weekly_applications_all[i] = len(applying)
             result.programme_applications += np.bincount(
                 self._programme[applied_offer[mine]], minlength=_PROGRAMMES
             )
             result.new_offer_applications += int(self._is_new[applied_offer[mine]].sum())
             result.known_applications += int(known_session[applied_session[mine]].sum())
             result.known_lists += int(known_session[served].sum())
-            acted = session[clicked]
+            acted = session[reactions.clicked]
             acted = acted[sessions.identified[acted] & ~sessions.bot[acted]]
             with_history[sessions.person[acted]] = True
             result.lists += len(served)
             result.prints += int(on_policy.sum())
-            result.clicks += int((clicked & on_policy).sum())
+            result.clicks += int((reactions.clicked & on_policy).sum())
             result.publisher_prints += np.bincount(
                 self._publisher_codes[offer[on_policy]], minlength=len(result.publisher_prints)
             )
@@ -517,7 +507,11 @@ class Replay:
         return requests.session[r], lists[r, c], (c + 1).astype(np.int64)
 
     def _events(
-        self, log: _Log, offers: diffusion.SimulatedOffers, repeat: int, now: int
+        self,
+        log: diffusion.InteractionLog,
+        offers: diffusion.SimulatedOffers,
+        repeat: int,
+        now: int,
     ) -> pd.DataFrame:
         """History plus the replay's events before `now`, as one canonical events table."""
         history = self.history()
@@ -543,24 +537,20 @@ def _outcome(
     session: np.ndarray,
     offer: np.ndarray,
     position: np.ndarray,
-    clicked: np.ndarray,
-    click_time: np.ndarray,
-    attempt: np.ndarray,
-    apply_time: np.ndarray,
-    status: np.ndarray,
+    reactions: diffusion.Reactions,
     first: int,
 ) -> Outcome:
     """The `Outcome` of the prints from `first` on (the policy's, last of the week's prints),
-    from the draws over every print: `clicked` over the prints, `click_time` over the clicks,
-    `attempt` (rows among the clicks), `apply_time` and `status` over the attempts."""
+    from the reactions to every print of the week."""
+    clicked, attempt, status = reactions.clicked, reactions.attempt, reactions.status
     n = len(session)
     clicks = np.flatnonzero(clicked)
     click_at = np.full(n, -1, dtype=np.int64)
-    click_at[clicks] = click_time
+    click_at[clicks] = reactions.click_time
     apply_at = np.full(n, -1, dtype=np.int64)
     settled = np.full(n, NO_APPLY, dtype=np.int64)
-    done = status != NO_APPLY
-    apply_at[clicks[attempt][done]] = apply_time[done]
+    done = reactions.applied
+    apply_at[clicks[attempt][done]] = reactions.apply_time[done]
     settled[clicks[attempt][done]] = status[done]
     mine = slice(first, n)
     request = np.searchsorted(requests.session, session[mine]).astype(np.int64)
@@ -573,45 +563,3 @@ def _outcome(
         apply_time=apply_at[mine],
         status=settled[mine],
     )
-
-
-class _Log:
-    """The replay's interactions so far, as the simulator's `Interactions` index arrays."""
-
-    def __init__(self) -> None:
-        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in diffusion.PART_KEYS}
-        self.n_clicks = 0
-
-    @property
-    def empty(self) -> bool:
-        return not self._parts["print_session"]
-
-    def add(
-        self,
-        session: np.ndarray,
-        offer: np.ndarray,
-        position: np.ndarray,
-        clicked: np.ndarray,
-        click_time: np.ndarray,
-        attempt: np.ndarray,
-        apply_time: np.ndarray,
-        status: np.ndarray,
-    ) -> None:
-        applied = status != NO_APPLY
-        for key, value in (
-            ("print_session", session),
-            ("print_offer", offer),
-            ("print_position", position),
-            ("click_session", session[clicked]),
-            ("click_offer", offer[clicked]),
-            ("click_position", position[clicked]),
-            ("click_time", click_time),
-            ("apply_click", self.n_clicks + attempt[applied]),
-            ("apply_time", apply_time[applied]),
-            ("apply_status", status[applied]),
-        ):
-            self._parts[key].append(value)
-        self.n_clicks += int(clicked.sum())
-
-    def interactions(self) -> Interactions:
-        return Interactions(**{k: diffusion.concat(v) for k, v in self._parts.items()})
