@@ -519,12 +519,33 @@ def respond(
     t_end: int,
     week_end: int,
 ) -> Reactions:
-    """A week's prints answered: people react (`_react`), then the applications state
-    settles their attempts (places fill, offers close). The diffusion and the closed-loop
-    replay draw every week through it."""
-    clicked, click_time, attempt, apply_time = _react(
-        config, sessions, session, offer, position, truth, rng, t_end
+    """A week's prints answered, drawn by the true reaction model, then settled by the
+    applications state (places fill, offers close). The diffusion and the closed-loop replay
+    draw every week through it.
+
+    A print is examined with probability 1/log2(1 + position), then clicked with probability
+    sigmoid(intercept + taste), taste being the utility plus the persistent pair noise; a
+    click leads to an apply attempt with probability sigmoid(a + b · taste). Bots click at a
+    flat rate and never apply. Clicks and applies are dated before `t_end`.
+    """
+    rates = config.rates
+    human = ~sessions.bot[session]
+    person = np.where(human, sessions.person[session], 0)
+    taste = utility(truth, person, offer) + config.weights.noise * pair_normal(
+        person, offer, len(truth.offers), truth.noise_salt
     )
+    examined = 1.0 / np.log2(1.0 + position)
+    intercept = np.where(sessions.seo[session], rates.seo_click_intercept, rates.click_intercept)
+    p_click = np.where(human, examined * _sigmoid(intercept + taste), rates.bot_click_rate)
+    clicked = rng.random(len(session)) < p_click
+    n_clicks = int(clicked.sum())
+    seconds = rng.exponential(20.0, n_clicks).astype(np.int64) * position[clicked]
+    click_time = np.minimum(sessions.time[session[clicked]] + 3 + seconds, t_end - 1)
+    p_apply = _sigmoid(rates.apply_intercept + rates.apply_slope * taste[clicked])
+    wants = human[clicked] & (rng.random(n_clicks) < p_apply)
+    delay = rng.lognormal(np.log(600.0), 1.2, int(wants.sum())).astype(np.int64) + 30
+    apply_time = np.minimum(click_time[wants] + delay, t_end - 1)
+    attempt = np.flatnonzero(wants)
     status = applications.settle(
         sessions.person[session[clicked][attempt]], offer[clicked][attempt], apply_time, week_end
     )
@@ -566,44 +587,6 @@ class InteractionLog:
 
     def interactions(self) -> Interactions:
         return Interactions(**{k: _concat(v) for k, v in self._parts.items()})
-
-
-def _react(
-    config: SimulationConfig,
-    sessions: Sessions,
-    session: np.ndarray,
-    offer: np.ndarray,
-    position: np.ndarray,
-    truth: Truth,
-    rng: np.random.Generator,
-    t_end: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What people do with what they were shown: (clicked mask over the prints, click times,
-    rows among the clicks that attempt an apply, apply times).
-
-    A print is examined with probability 1/log2(1 + position), then clicked with probability
-    sigmoid(intercept + taste), taste being the utility plus the persistent pair noise; a
-    click leads to an apply attempt with probability sigmoid(a + b · taste). Bots click at a
-    flat rate and never apply.
-    """
-    rates = config.rates
-    human = ~sessions.bot[session]
-    person = np.where(human, sessions.person[session], 0)
-    taste = utility(truth, person, offer) + config.weights.noise * pair_normal(
-        person, offer, len(truth.offers), truth.noise_salt
-    )
-    examined = 1.0 / np.log2(1.0 + position)
-    intercept = np.where(sessions.seo[session], rates.seo_click_intercept, rates.click_intercept)
-    p_click = np.where(human, examined * _sigmoid(intercept + taste), rates.bot_click_rate)
-    clicked = rng.random(len(session)) < p_click
-    n_clicks = int(clicked.sum())
-    seconds = rng.exponential(20.0, n_clicks).astype(np.int64) * position[clicked]
-    click_time = np.minimum(sessions.time[session[clicked]] + 3 + seconds, t_end - 1)
-    p_apply = _sigmoid(rates.apply_intercept + rates.apply_slope * taste[clicked])
-    wants = human[clicked] & (rng.random(n_clicks) < p_apply)
-    delay = rng.lognormal(np.log(600.0), 1.2, int(wants.sum())).astype(np.int64) + 30
-    apply_time = np.minimum(click_time[wants] + delay, t_end - 1)
-    return clicked, click_time, np.flatnonzero(wants), apply_time
 
 
 _PART_KEYS = (
