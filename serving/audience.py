@@ -58,7 +58,7 @@ from recsys.bundle import RankerBundle
 from recsys.dataset import OfferBatch
 from recsys.privacy import pseudonym
 from serving.events import AudienceRecord, EventStore
-from serving.web import error_body
+from serving.web import error_body, holding
 
 logger = logging.getLogger(__name__)
 
@@ -313,24 +313,11 @@ class AudienceAudit:
         async def replay() -> dict:
             return messages.pop(0) if messages else await receive()
 
-        held: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def reply(message: dict) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                held["start"] = message
-                return
-            if message["type"] != "http.response.body" or "start" not in held:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            answer = b"".join(chunks)
+        async def audit(start: dict, answer: bytes) -> tuple[dict, bytes]:
             await anyio.to_thread.run_sync(self._audit, scope, body, answer)
-            await send(held.pop("start"))
-            await send({"type": "http.response.body", "body": answer})
+            return start, answer
 
+        reply = holding(send, lambda start: start["status"] == 400, audit)
         await self.app(scope, replay, reply)
 
     def _audit(self, scope: dict, body: bytes, answer: bytes) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -100,6 +101,37 @@ def documented(body: bytes) -> bytes:
     return json.dumps(spec, ensure_ascii=False).encode()
 
 
+Send = Callable[[dict], Awaitable[None]]
+
+
+def holding(
+    send: Send,
+    hold: Callable[[dict], bool],
+    finish: Callable[[dict, bytes], Awaitable[tuple[dict, bytes]]],
+) -> Send:
+    """An ASGI `send` that passes messages on, except a response whose start message `hold`
+    selects: that one is held until its whole body has come, then `finish(start, body)` gives
+    the start message and the body sent in its place (one body message)."""
+    held: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def reply(message: dict) -> None:
+        if message["type"] == "http.response.start" and hold(message):
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or "start" not in held:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        start, body = await finish(held.pop("start"), b"".join(chunks))
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    return reply
+
+
 class WebConventions:
     """ASGI middleware: X-Request-Id in and out, and error answers in the one shape."""
 
@@ -113,8 +145,27 @@ class WebConventions:
         given = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER, b"")
         openapi = scope.get("path") == OPENAPI_PATH
         request_id = given if _TOKEN.match(given) else uuid.uuid4().hex.encode()
-        held: dict[str, Any] = {}
-        chunks: list[bytes] = []
+
+        async def shape(start: dict, body: bytes) -> tuple[dict, bytes]:
+            if start["status"] < 400:  # the OpenAPI document
+                shaped = documented(body)
+            else:
+                shaped = error_body(start["status"], body)
+            if shaped is None:
+                return start, body
+            headers = [
+                (name, value)
+                for name, value in start["headers"]
+                if name.lower() not in (b"content-length", b"content-type")
+            ]
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(shaped)).encode()),
+            ]
+            return {**start, "headers": headers}, shaped
+
+        # Errors and the OpenAPI document are held, to be sent with their rewritten body.
+        held = holding(send, lambda start: start["status"] >= 400 or openapi, shape)
 
         async def reply(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -125,34 +176,7 @@ class WebConventions:
                 ]
                 headers.append((REQUEST_ID_HEADER, request_id))
                 message = {**message, "headers": headers}
-                if message["status"] >= 400 or openapi:
-                    held["start"] = message  # sent with the rewritten body
-                    return
-                await send(message)
-                return
-            if message["type"] != "http.response.body" or "start" not in held:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            start, body = held.pop("start"), b"".join(chunks)
-            if start["status"] < 400:  # the OpenAPI document
-                shaped = documented(body)
-            else:
-                shaped = error_body(start["status"], body)
-            if shaped is not None:
-                body = shaped
-                start["headers"] = [
-                    (name, value)
-                    for name, value in start["headers"]
-                    if name.lower() not in (b"content-length", b"content-type")
-                ] + [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ]
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
+            await held(message)
 
         await self.app(scope, receive, reply)
 
