@@ -141,7 +141,9 @@ def test_two_arms_served_logged_reported_and_stopped(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["stored"] == len(events)
 
         store = EventStore(url, create=False, id_salt=SALT)
-        wanted = {listed["request_id"] for listed in lists.values()}
+        # every list the report counts, the sticky second one too: the rank log is written
+        # by a background flush, so the test waits for all of them before reporting
+        wanted = {listed["request_id"] for listed in lists.values()} | {again["request_id"]}
         deadline = time.monotonic() + 30
         while not wanted <= set(store.read_rankings()["requestId"]):
             assert time.monotonic() < deadline, "lists not logged"
