@@ -83,9 +83,9 @@ def _timed(call: Callable[[], object], n: int) -> dict[str, tuple[float, float]]
 
 def in_process(engine: Engine, batch: list[RankRequest]) -> dict[str, tuple[float, float]]:
     for request in batch[:20]:  # warm the mask cache and the allocator
-        engine.rank(request)
+        engine.rank(request).json()
     pending = iter(batch)
-    return _timed(lambda: engine.rank(next(pending)), len(batch))
+    return _timed(lambda: engine.rank(next(pending)).json(), len(batch))
 
 
 def numpy_floor(

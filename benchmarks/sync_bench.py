@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             result = engine.update_catalog(str(store / config.OFFERS_FILE), "replace")
             swapped = time.perf_counter()
             person = RankRequest(profile=Profile(age=20, postal_code="13200", radius_km=1), k=50)
-            listed = {item.offer_id for item in engine.rank(person)[0].items}
+            listed = {item.offer_id for item in engine.rank(person).response.items}
             print(
                 f"freshness: created -> ranked in {swapped - created:.1f}s "
                 f"(sync {synced - created:.1f}s for {third.added} new, swap "

@@ -20,16 +20,15 @@ from pathlib import Path
 
 from serving import ranking
 from serving.catalog import Catalog, CatalogError, read_offers
-from serving.events import Ranking
 from serving.filtering import filter_columns
 from serving.history import AppliedOffers
 from serving.loading import LoadedModel, ModelLoadError, load_model
 from serving.payload import display_columns
 from serving.profiles import ProfileStore
+from serving.ranking import Answer
 from serving.schemas import (
     AdminResult,
     RankRequest,
-    RankResponse,
     SimilarRequest,
     SimilarResponse,
     Status,
@@ -90,7 +89,7 @@ class Engine:
 
     # --- Ranking -----------------------------------------------------------------------------
 
-    def rank(self, request: RankRequest, at: int | None = None) -> tuple[RankResponse, Ranking]:
+    def rank(self, request: RankRequest, at: int | None = None) -> Answer:
         """A ranked list for the request, and its log entry: `rank_batch` of one.
 
         Raises:
@@ -98,9 +97,7 @@ class Engine:
         """
         return self.rank_batch([request], at)[0]
 
-    def rank_batch(
-        self, requests: Sequence[RankRequest], at: int | None = None
-    ) -> list[tuple[RankResponse, Ranking]]:
+    def rank_batch(self, requests: Sequence[RankRequest], at: int | None = None) -> list[Answer]:
         """Ranked lists for requests that arrived together (`serving.ranking.rank_batch`).
 
         Raises:

@@ -42,8 +42,9 @@ from serving.schemas import ExperimentStatus
 
 if TYPE_CHECKING:
     from serving.engine import Engine
-    from serving.events import EventStore, Ranking
-    from serving.schemas import RankRequest, RankResponse
+    from serving.events import EventStore
+    from serving.ranking import Answer
+    from serving.schemas import RankRequest
     from serving.settings import Settings
 
 VARIABLE = "RECSYS_EXPERIMENT"
@@ -287,9 +288,7 @@ class Experiment:
                 self.stop(datetime.fromisoformat(arguments["at"]))
                 return
 
-    def rank_batch(
-        self, requests: Sequence[RankRequest], main: Engine
-    ) -> list[tuple[RankResponse, Ranking]]:
+    def rank_batch(self, requests: Sequence[RankRequest], main: Engine) -> list[Answer]:
         """`Engine.rank_batch` of the requests, each by its arm's engine (the unassigned by
         `main`), the lists and their log entries tagged with the experiment and the arm.
 
@@ -304,11 +303,8 @@ class Experiment:
         for arm, indexes in groups.items():
             engine = main if arm is None else self.engines[arm]
             ranked = engine.rank_batch([requests[i] for i in indexes])
-            for index, (response, ranking) in zip(indexes, ranked, strict=True):
-                if arm is not None:
-                    response.experiment, response.arm = self.name, arm
-                    ranking = replace(ranking, experiment=self.name, arm=arm)
-                out[index] = (response, ranking)
+            for index, answer in zip(indexes, ranked, strict=True):
+                out[index] = answer if arm is None else answer.tagged(self.name, arm)
         return out
 
     def status(self) -> ExperimentStatus:

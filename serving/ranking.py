@@ -16,18 +16,28 @@ requests that arrived together (one or many, `serving.batching`):
 4. the policy's pool and caps (`ListPolicy.order_pool`), k offers kept;
 5. distances and reasons for those k only (`serving.explanations`).
 
+Each list comes out as an `Answer`: the answer's fields as plain JSON values, which the
+service writes out as they are (`Answer.json`), and its log entry. Building the pydantic
+models of a ten-item answer and serialising them cost more CPU than the answer's reasons
+(docs/benchmarks.md); `Answer.response` is the same answer as a validated `RankResponse`
+for in-process callers, and a test holds the two equal over every kind of request.
+
 Offline evaluation makes its lists with the same policy (`recsys.evaluation`), so a person's
 list here is the list evaluated for them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from recsys import places
 from recsys.arrays import ProfileArrays, concat_rows, profile_row_arrays, row_placement
@@ -54,6 +64,31 @@ from serving.schemas import (
 )
 from serving.settings import Settings
 from serving.state import ServingState, UnknownOffer
+
+_JSON = TypeAdapter(dict[str, Any])  # JSON values out as pydantic's models write them
+
+
+@dataclass
+class Answer:
+    """A ranked list as /rank answers it (`fields`: `RankResponse`'s fields, as JSON
+    values), and its log entry."""
+
+    fields: dict[str, Any]
+    ranking: Ranking
+
+    def json(self) -> bytes:
+        """The answer's JSON body, as `RankResponse` serialises it."""
+        return _JSON.dump_json(self.fields)
+
+    @functools.cached_property
+    def response(self) -> RankResponse:
+        """The answer as a validated `RankResponse` (in-process callers, tests)."""
+        return RankResponse.model_validate(self.fields)
+
+    def tagged(self, experiment: str, arm: str) -> Answer:
+        """The same answer made by `arm` of `experiment`: said in the answer and logged."""
+        fields = {**self.fields, "experiment": experiment, "arm": arm}
+        return Answer(fields, replace(self.ranking, experiment=experiment, arm=arm))
 
 
 def _excluded_rows(
@@ -237,7 +272,7 @@ def rank_batch(
     applied: AppliedOffers,
     requests: Sequence[RankRequest],
     at: int | None = None,
-) -> list[tuple[RankResponse, Ranking]]:
+) -> list[Answer]:
     """Ranked lists for requests that arrived together, each as it would be ranked alone.
 
     Eligibility and scoring run once for the whole batch, over the offers any of its people
@@ -313,16 +348,16 @@ def rank_batch(
         listed = items[end - length : end]
         bridged(request, listed)
         request_id = uuid.uuid4().hex
-        response = RankResponse.model_validate(  # one pass in pydantic's core
-            {
-                "request_id": request_id,
-                "model_version": state.model_version,
-                "catalog_version": catalog.version,
-                "strategy": strategy,
-                "location": _location(where),
-                "items": listed,
-            }
-        )
+        fields = {
+            "request_id": request_id,
+            "model_version": state.model_version,
+            "catalog_version": catalog.version,
+            "strategy": strategy,
+            "location": _location(where),
+            "items": listed,
+            "experiment": None,
+            "arm": None,
+        }
         ranking = Ranking(
             request_id=request_id,
             created_at=created_at,
@@ -335,7 +370,7 @@ def rank_batch(
             offset=request.offset,
             context=None if request.context is None else request.context.model_dump(),
         )
-        out.append((response, ranking))
+        out.append(Answer(fields, ranking))
     return out
 
 
@@ -346,12 +381,12 @@ def _by_instant(
     applied: AppliedOffers,
     requests: Sequence[RankRequest],
     instants: list[int],
-) -> list[tuple[RankResponse, Ranking]]:
+) -> list[Answer]:
     """`rank_batch` of the requests of each instant apart, answers in the requests' order."""
     groups: dict[int, list[int]] = {}
     for index, instant in enumerate(instants):
         groups.setdefault(instant, []).append(index)
-    out: list[tuple[RankResponse, Ranking] | None] = [None] * len(requests)
+    out: list[Answer | None] = [None] * len(requests)
     for instant, indexes in groups.items():
         ranked = rank_batch(
             state, settings, profiles, applied, [requests[i] for i in indexes], instant

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    MISSING,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,7 +20,6 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -295,7 +295,8 @@ class RankedItem(BaseModel):
 
     The display fields (title to application_url) are all present by default, null when the
     offer does not say; a request's `fields` keeps only those it names (the others are left
-    out of the answer). Partner texts are returned as they are and may hold HTML: escape them.
+    out of the answer: their default is pydantic's `MISSING`, which serialisation skips).
+    Partner texts are returned as they are and may hold HTML: escape them.
     """
 
     offer_id: str = Field(examples=["m-981"])
@@ -319,40 +320,33 @@ class RankedItem(BaseModel):
             ]
         ],
     )
-    title: str | None = Field(default=None, examples=["Nettoyage des berges du Furan"])
-    organisation: str | None = Field(default=None, examples=["Les Amis du Furan"])
-    publisher: str | None = Field(default=None, examples=["JeVeuxAider.gouv.fr"])
-    city: str | None = Field(default=None, examples=["Saint-Étienne"])
-    postal_code: str | None = Field(default=None, examples=["42000"])
-    department: str | None = Field(default=None, description="code", examples=["42"])
-    start_at: str | None = Field(default=None, examples=["2026-01-10T09:00:00+00:00"])
-    end_at: str | None = Field(
-        default=None, description="null: open-ended", examples=["2026-01-10T12:00:00+00:00"]
+    title: str | MISSING | None = Field(default=MISSING, examples=["Nettoyage des berges du Furan"])
+    organisation: str | MISSING | None = Field(default=MISSING, examples=["Les Amis du Furan"])
+    publisher: str | MISSING | None = Field(default=MISSING, examples=["JeVeuxAider.gouv.fr"])
+    city: str | MISSING | None = Field(default=MISSING, examples=["Saint-Étienne"])
+    postal_code: str | MISSING | None = Field(default=MISSING, examples=["42000"])
+    department: str | MISSING | None = Field(default=MISSING, description="code", examples=["42"])
+    start_at: str | MISSING | None = Field(default=MISSING, examples=["2026-01-10T09:00:00+00:00"])
+    end_at: str | MISSING | None = Field(
+        default=MISSING, description="null: open-ended", examples=["2026-01-10T12:00:00+00:00"]
     )
-    places_left: int | None = Field(default=None, examples=[3])
-    remote: str | None = Field(
-        default=None, description="no, possible, full, local", examples=["no"]
+    places_left: int | MISSING | None = Field(default=MISSING, examples=[3])
+    remote: str | MISSING | None = Field(
+        default=MISSING, description="no, possible, full, local", examples=["no"]
     )
-    programme_label: str | None = Field(default=None, examples=["Service Civique"])
-    domain_label: str | None = Field(default=None, examples=["Environnement"])
-    application_url: str | None = Field(
-        default=None,
+    programme_label: str | MISSING | None = Field(default=MISSING, examples=["Service Civique"])
+    domain_label: str | MISSING | None = Field(default=MISSING, examples=["Environnement"])
+    application_url: str | MISSING | None = Field(
+        default=MISSING,
         description="where to apply (the catalog's `applicationUrl`)",
         examples=["https://www.jeveuxaider.gouv.fr/missions/981"],
     )
-    lat: float | None = Field(
-        default=None, description="the address's latitude (a map's)", examples=[45.44]
+    lat: float | MISSING | None = Field(
+        default=MISSING, description="the address's latitude (a map's)", examples=[45.44]
     )
-    lon: float | None = Field(default=None, description="the address's longitude", examples=[4.39])
-
-    @model_serializer(mode="wrap")
-    def _asked_only(self, handler):  # unannotated: pydantic keeps the model's JSON schema
-        data = handler(self)
-        return {
-            name: value
-            for name, value in data.items()
-            if name not in DISPLAY_FIELDS or name in self.model_fields_set
-        }
+    lon: float | MISSING | None = Field(
+        default=MISSING, description="the address's longitude", examples=[4.39]
+    )
 
 
 class Location(BaseModel):

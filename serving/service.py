@@ -56,6 +56,7 @@ import bentoml
 import pyarrow
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI
+from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from recsys import config, logs
@@ -73,11 +74,12 @@ from serving.audience import (
 from serving.batching import Batcher
 from serving.bento import BAKED_MODEL_ARGUMENT
 from serving.engine import Engine, NotReady, UnknownOffer
-from serving.events import EventStore, Ranking, RankLog, event_rows, pseudonym
+from serving.events import EventStore, RankLog, event_rows, pseudonym
 from serving.experiments import STOP_ACTION, Experiment, stop_experiment
 from serving.metrics import business_metrics
 from serving.paths import redirect
 from serving.public_page import PublicPage
+from serving.ranking import Answer
 from serving.schemas import (
     AdminResult,
     AudienceRequest,
@@ -295,7 +297,7 @@ class RankingService:
             logger.error("admin call not recorded for the other workers: %s", error)
             business_metrics().store_error("admin_sync")
 
-    def _rank_batch(self, requests: list[RankRequest]) -> list[tuple[RankResponse, Ranking]]:
+    def _rank_batch(self, requests: list[RankRequest]) -> list[Answer]:
         business_metrics().batch_sizes.observe(len(requests))
         if self.experiment is None:
             return self.engine.rank_batch(requests)
@@ -305,9 +307,11 @@ class RankingService:
         """Ready once a catalog is loaded: the model, or at least the rules, can rank it."""
         return self.engine.state.catalog is not None
 
-    @bentoml.api(route="/rank")
-    async def rank(self, request: RankRequest, /) -> RankResponse:
-        """The k best eligible offers for a known visitor or a profile, with reasons."""
+    @bentoml.api(route="/rank", output_spec=RankResponse)
+    async def rank(self, request: RankRequest, /) -> Response:
+        """The k best eligible offers for a known visitor or a profile, with reasons.
+
+        The answer is a `RankResponse`, written from the ranker's fields (`Answer.json`)."""
         self._check_instant(request)
         try:
             request = self.widgets.narrowed(redirect(self.engine.state.catalog, request))
@@ -316,13 +320,13 @@ class RankingService:
         except (NoPath, NoPublisher) as error:
             raise InvalidArgument(str(error)) from error
         try:
-            response, ranking = await self.batcher.submit(request)
+            answer = await self.batcher.submit(request)
         except NotReady as error:
             raise ServiceUnavailable(str(error)) from error
         if self.rank_log is not None:
-            self.rank_log.put(ranking)
-        business_metrics().ranked(response.strategy, response.arm, self.rank_log)
-        return response
+            self.rank_log.put(answer.ranking)
+        business_metrics().ranked(answer.ranking.strategy, answer.ranking.arm, self.rank_log)
+        return Response(answer.json(), media_type="application/json")
 
     def _check_instant(self, request: RankRequest) -> None:
         """Refuse a request's instant (`at`) unless RECSYS_CLOCK=request, and one before the

@@ -204,7 +204,7 @@ def test_the_rules_score_an_offer_by_its_nearest_address(tmp_path: Path) -> None
     schema.write_table(table, "offers", path)
     engine = Engine.start(Settings(model_uri=str(tmp_path / "none"), catalog=path))
     profile = Profile(age=20, lat=near_lyon[0], lon=near_lyon[1], radius_km=10)
-    items = engine.rank(RankRequest(profile=profile, k=5), at=AT)[0].items
+    items = engine.rank(RankRequest(profile=profile, k=5), at=AT).response.items
     assert {item.offer_id for item in items} == {"o0", "o1"}
     assert items[0].score == pytest.approx(items[1].score, abs=1e-6)  # rounded to 6 places
     assert items[0].distance_km == items[1].distance_km == 5.6

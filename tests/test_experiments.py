@@ -192,23 +192,25 @@ def test_each_arm_ranks_with_its_engine_and_is_tagged(main: Engine) -> None:
         RankRequest(profile=profile, k=5),  # anonymous without an id: unassigned
     ]
     ranked = experiment.rank_batch(requests, main)
-    tags = [(r.experiment, r.arm, log.experiment, log.arm) for r, log in ranked]
+    tags = [
+        (a.response.experiment, a.response.arm, a.ranking.experiment, a.ranking.arm) for a in ranked
+    ]
     assert tags == [
         ("hybrid-vs-rules", "hybrid", "hybrid-vs-rules", "hybrid"),
         ("hybrid-vs-rules", "rules", "hybrid-vs-rules", "rules"),
         (None, None, None, None),
     ]
-    assert [r.strategy for r, _ in ranked] == ["cold_start", "rules_fallback", "cold_start"]
-    rules_alone = experiment.engines["rules"].rank(requests[1])[0]
-    assert [i.offer_id for i in ranked[1][0].items] == [i.offer_id for i in rules_alone.items]
+    assert [a.response.strategy for a in ranked] == ["cold_start", "rules_fallback", "cold_start"]
+    rules_alone = experiment.engines["rules"].rank(requests[1]).response
+    assert [i.offer_id for i in ranked[1].response.items] == [i.offer_id for i in rules_alone.items]
     status = experiment.status()
     assert status.state == "running" and status.arms == {"hybrid": 0.5, "rules": 0.5}
     assert status.arm_models == {"hybrid": main.state.model_version, "rules": "rules"}
 
     assert experiment.stop(WHEN) and not experiment.stop()
     after = experiment.rank_batch(requests[:2], main)
-    assert [(r.arm, log.arm) for r, log in after] == [(None, None), (None, None)]
-    assert all(r.strategy == "cold_start" for r, _ in after)  # the service's own model
+    assert [(a.response.arm, a.ranking.arm) for a in after] == [(None, None), (None, None)]
+    assert all(a.response.strategy == "cold_start" for a in after)  # the service's own model
     assert experiment.status().state == "stopped"
 
 
@@ -237,12 +239,12 @@ def test_a_request_carrying_its_instant_is_assigned_at_it(main: Engine) -> None:
     ranked = experiment.rank_batch(
         [RankRequest(user_id=visitor, profile=profile, k=5, at=at) for at in instants], main
     )
-    assert [(r.arm, log.arm) for r, log in ranked] == [
+    assert [(a.response.arm, a.ranking.arm) for a in ranked] == [
         (None, None),
         ("rules", "rules"),
         (None, None),
     ]
-    assert [log.created_at for _, log in ranked] == instants
+    assert [a.ranking.created_at for a in ranked] == instants
 
 
 def test_an_arm_with_its_own_model_and_one_that_cannot_load(
@@ -332,10 +334,10 @@ def _check_store(url: str, db_schema: str | None, main: Engine) -> None:
     ranked = experiment.rank_batch(
         [RankRequest(user_id=visitors[arm], k=3) for arm in ("hybrid", "rules")], main
     )
-    store.log_rankings([log for _, log in ranked])
+    store.log_rankings([a.ranking for a in ranked])
     lists = store.read_rankings().drop_duplicates("requestId").set_index("requestId")
     assert lists.loc["old", ["experiment", "arm"]].isna().all()
-    logged = lists.loc[[log.request_id for _, log in ranked], ["experiment", "arm"]]
+    logged = lists.loc[[a.ranking.request_id for a in ranked], ["experiment", "arm"]]
     assert logged.values.tolist() == [["hybrid-vs-rules", "hybrid"], ["hybrid-vs-rules", "rules"]]
 
     store.record_admin(STOP_ACTION, {"name": "hybrid-vs-rules", "at": WHEN.isoformat()})

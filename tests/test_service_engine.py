@@ -33,8 +33,9 @@ from serving.engine import Engine, UnknownOffer
 from serving.events import pseudonym
 from serving.explanations import reasons
 from serving.loading import ModelLoadError, load_model
+from serving.paths import redirect
 from serving.profiles import ProfileStore, empty_row, request_row
-from serving.schemas import RankFilters, RankRequest, SimilarRequest
+from serving.schemas import RankedItem, RankFilters, RankRequest, SimilarRequest
 from serving.scorer import Scorer
 from serving.settings import Settings, batch_threads
 from serving.state import ModelSlot
@@ -397,7 +398,7 @@ def _eligible_ids(
 def test_lists_hold_exactly_the_eligible_offers(
     engine: Engine, profile: Profile, expected_out: set[str]
 ) -> None:
-    response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
+    response = engine.rank(RankRequest(profile=profile, k=100), at=AT).response
     arrays = profile_row_arrays(request_row(profile, None, None))
     expected = _eligible_ids(
         engine,
@@ -443,8 +444,9 @@ def test_a_batch_ranks_each_request_as_alone(any_engine: Engine) -> None:
     ]
     together = any_engine.rank_batch(batch, at=AT)
     assert len(together) == len(batch)
-    for request, (response, log) in zip(batch, together, strict=True):
-        alone, _ = any_engine.rank(request, at=AT)
+    for request, answer in zip(batch, together, strict=True):
+        response, log = answer.response, answer.ranking
+        alone = any_engine.rank(request, at=AT).response
         assert response.strategy == alone.strategy
         assert [i.offer_id for i in response.items] == [i.offer_id for i in alone.items]
         assert [i.reasons for i in response.items] == [i.reasons for i in alone.items]
@@ -453,13 +455,47 @@ def test_a_batch_ranks_each_request_as_alone(any_engine: Engine) -> None:
         assert_scores_close(found, [i.score for i in alone.items], FLOAT32_RTOL, step=1e-6)
         assert log.request_id == response.request_id
         assert log.offer_ids == [i.offer_id for i in response.items]
-    strategies = [response.strategy for response, _ in together]
+    strategies = [answer.response.strategy for answer in together]
     if any_engine.state.model is None:
         assert set(strategies) == {"rules_fallback"}
     else:
         assert strategies[0] == "personalized" and strategies[1] == "cold_start"
-    assert together[6][0].items == [] and len(together[3][0].items) > 5  # k = 100: all eligible
-    assert len({response.request_id for response, _ in together}) == len(batch)
+    assert together[6].response.items == []
+    assert len(together[3].response.items) > 5  # k = 100: all eligible
+    assert len({answer.response.request_id for answer in together}) == len(batch)
+
+
+def test_the_answer_written_out_is_the_validated_response(any_engine: Engine) -> None:
+    """`Answer.json` (what /rank writes, without building the models) is byte for byte
+    what the validated `RankResponse` serialises to: known, cold, anonymous and unplaced
+    people, an empty list, a page, display fields asked or not, a redirect after a refusal,
+    and an experiment's arm."""
+    quiz = Quiz(domains=["art-culture"], activities=["transmettre-animer"])
+    paris = Profile(age=20, lat=PARIS[0], lon=PARIS[1], radius_km=30)
+    batch = [
+        RankRequest(user_id="sport-lyon-0", k=3),
+        RankRequest(profile=Profile(age=20, lat=LYON[0], lon=LYON[1], quiz=quiz), k=10),
+        RankRequest(profile=Profile(age=17, postal_code="75011", radius_km=30), k=4, offset=4),
+        RankRequest(profile=Profile(), k=4, fields=["title", "places_left", "end_at"]),
+        RankRequest(profile=paris, k=5, fields=[]),
+        RankRequest(profile=Profile(age=8), k=5),
+        redirect(
+            any_engine.state.catalog,
+            RankRequest(
+                profile=paris, k=5, after={"offer_id": "paris-sport-1", "outcome": "refused"}
+            ),
+        ),
+    ]
+    answers = any_engine.rank_batch(batch, at=AT)
+    answers.append(answers[0].tagged("hybrid-vs-rules", "treatment"))
+    for answer in answers:
+        assert answer.json() == answer.response.model_dump_json().encode()
+    assert answers[-1].response.arm == answers[-1].ranking.arm == "treatment"
+    chosen = answers[3].response.items[0].model_dump()
+    assert set(chosen) - set(RankedItem.model_fields) == set()
+    assert {"title", "places_left", "end_at"} <= set(chosen) and "city" not in chosen
+    assert "title" not in answers[4].response.items[0].model_dump()
+    assert answers[6].response.items[0].reasons[0].code == "after_refused"
 
 
 def test_requests_carrying_their_instant_are_ranked_and_logged_at_it(engine: Engine) -> None:
@@ -474,23 +510,24 @@ def test_requests_carrying_their_instant_are_ranked_and_logged_at_it(engine: Eng
     ]
     before = pd.Timestamp.now(tz="UTC")
     ranked = engine.rank_batch(batch, at=AT)
-    listed = [[item.offer_id for item in response.items] for response, _ in ranked]
+    listed = [[item.offer_id for item in answer.response.items] for answer in ranked]
     assert "future" in listed[0] and "future" not in listed[1] and listed[2] == listed[0]
-    alone, _ = engine.rank(batch[0])
+    alone = engine.rank(batch[0]).response
     assert [item.offer_id for item in alone.items] == listed[0]
-    assert ranked[0][1].created_at == later and ranked[2][1].created_at == later
-    assert ranked[1][1].created_at >= before  # on the service's clock: when it was made
+    assert ranked[0].ranking.created_at == later and ranked[2].ranking.created_at == later
+    assert ranked[1].ranking.created_at >= before  # on the service's clock: when it was made
 
 
 def test_known_users_get_their_history_and_strangers_their_quiz(engine: Engine) -> None:
     # Same place, same (empty) quiz: only their histories tell the two apart.
-    sport, _ = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)
-    culture, _ = engine.rank(RankRequest(user_id="culture-lyon-0", k=3), at=AT)
+    sport = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT).response
+    culture = engine.rank(RankRequest(user_id="culture-lyon-0", k=3), at=AT).response
     assert sport.strategy == culture.strategy == "personalized"
     assert [i.offer_id.rsplit("-", 1)[0] for i in sport.items] == ["lyon-sport"] * 3
     assert [i.offer_id.rsplit("-", 1)[0] for i in culture.items] == ["lyon-culture"] * 3
     quiz = Profile(age=20, lat=LYON[0], lon=LYON[1], quiz=Quiz(domains=["art-culture"]))
-    anonymous, log = engine.rank(RankRequest(profile=quiz, k=3), at=AT)
+    answer = engine.rank(RankRequest(profile=quiz, k=3), at=AT)
+    anonymous, log = answer.response, answer.ranking
     assert anonymous.strategy == "cold_start"
     assert [i.domain for i in anonymous.items] == ["culture-loisirs"] * 3
     assert log.offer_ids == [i.offer_id for i in anonymous.items] and log.user_id is None
@@ -517,7 +554,7 @@ def test_a_model_trained_on_stored_events_knows_visitors_by_their_pseudonym(
             arrays[key] = np.array([pseudonym(u, "pepper") for u in arrays[key]])
         loaded.bundle.model.set_arrays(arrays)
         engine.state = replace(engine.state, model=ModelSlot.of(loaded, engine.state.catalog))
-        lists[salt] = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT)[0]
+        lists[salt] = engine.rank(RankRequest(user_id="sport-lyon-0", k=3), at=AT).response
     assert lists["pepper"].strategy == "personalized"
     assert [i.offer_id.rsplit("-", 1)[0] for i in lists["pepper"].items] == ["lyon-sport"] * 3
     assert lists["another-salt"].strategy == "cold_start"
@@ -531,11 +568,11 @@ def test_diversity_caps_programmes_unless_no_alternative(world: dict[str, Path])
     )
     engine = Engine.start(settings_)
     profile = Profile(age=20, lat=PARIS[0], lon=PARIS[1])
-    response, _ = engine.rank(RankRequest(profile=profile, k=6), at=AT)
+    response = engine.rank(RankRequest(profile=profile, k=6), at=AT).response
     programmes = [item.programme for item in response.items]
     assert len(programmes) == 6 and max(programmes.count(p) for p in set(programmes)) == 3
     only = RankFilters(types=[taxonomy.BENEVOLAT])
-    response, _ = engine.rank(RankRequest(profile=profile, k=6, filters=only), at=AT)
+    response = engine.rank(RankRequest(profile=profile, k=6, filters=only), at=AT).response
     assert [i.programme for i in response.items] == [taxonomy.BENEVOLAT] * 6  # cap gives way
 
 
@@ -547,7 +584,7 @@ def test_filters_and_exclusions(engine: Engine) -> None:
         filters=RankFilters(domains=["culture-loisirs"], remote=["no"]),
         exclude_offer_ids=["paris-culture-0", "not-an-offer"],
     )
-    response, _ = engine.rank(request, at=AT)
+    response = engine.rank(request, at=AT).response
     assert {i.offer_id for i in response.items} == {
         "paris-culture-1",
         "paris-culture-2",
@@ -588,7 +625,8 @@ def test_reasons_are_short_and_hand_checkable(engine: Engine) -> None:
 
 def test_rank_says_where_it_placed_the_visitor(engine: Engine) -> None:
     def located(**fields: Any) -> dict[str, Any] | None:
-        response = engine.rank(RankRequest(profile=Profile(age=20, **fields), k=3), at=AT)[0]
+        request = RankRequest(profile=Profile(age=20, **fields), k=3)
+        response = engine.rank(request, at=AT).response
         return None if response.location is None else response.location.model_dump()
 
     arles = located(postal_code="13200")
@@ -615,7 +653,7 @@ def test_rank_says_where_it_placed_the_visitor(engine: Engine) -> None:
     ],
 )
 def test_every_served_item_says_why(engine: Engine, profile: Profile) -> None:
-    response, _ = engine.rank(RankRequest(profile=profile, k=100), at=AT)
+    response = engine.rank(RankRequest(profile=profile, k=100), at=AT).response
     assert response.items
     assert all(item.reasons for item in response.items), [
         item.offer_id for item in response.items if not item.reasons
@@ -645,16 +683,16 @@ def test_known_visitors_never_get_what_they_applied_to(engine: Engine) -> None:
     """The bundle's applies before the cutoff and the store's since are both excluded."""
     in_lyon = Profile(age=20, lat=LYON[0], lon=LYON[1], radius_km=30)
     request = RankRequest(user_id="sport-paris-0", profile=in_lyon, k=100)
-    listed = {item.offer_id for item in engine.rank(request, at=AT)[0].items}
+    listed = {item.offer_id for item in engine.rank(request, at=AT).response.items}
     # applied_elsewhere: sport-paris-0 applied to lyon-sport-0 before the cutoff.
     assert "lyon-sport-0" not in listed
     assert "lyon-sport-1" in listed
     stranger = RankRequest(profile=in_lyon, k=100)
-    assert "lyon-sport-0" in {i.offer_id for i in engine.rank(stranger, at=AT)[0].items}
+    assert "lyon-sport-0" in {i.offer_id for i in engine.rank(stranger, at=AT).response.items}
     stored = pseudonym("sport-paris-0", engine.settings.id_salt or "")
     engine.applied.add([(stored, "lyon-sport-1")])  # an apply the event store received
     for batch in ([request], [request, stranger]):  # alone, and within a batch
-        response = engine.rank_batch(batch, at=AT)[0][0]
+        response = engine.rank_batch(batch, at=AT)[0].response
         listed = {item.offer_id for item in response.items}
         assert listed and not listed & {"lyon-sport-0", "lyon-sport-1"}
 
@@ -681,7 +719,7 @@ def test_rules_fallback_when_no_model_loads(world: dict[str, Path]) -> None:
     status = engine.status()
     assert status.ready and status.strategies == ["rules_fallback"]
     assert status.model_version == "rules" and "/no/such/model" in (status.model_error or "")
-    response, _ = engine.rank(RankRequest(user_id="sport-lyon-0", k=5), at=AT)
+    response = engine.rank(RankRequest(user_id="sport-lyon-0", k=5), at=AT).response
     assert response.strategy == "rules_fallback" and len(response.items) == 5
     similar = engine.similar(SimilarRequest(offer_id="lyon-sport-1", k=3), at=AT)
     assert similar.method == "offer_attributes"
@@ -707,7 +745,7 @@ def test_live_catalog_update_and_failed_swaps_keep_serving(engine: Engine, tmp_p
     assert result.catalog_size == len(before.catalog) + 1  # type: ignore[arg-type]
     scores = {}
     for user in ("sport-lyon-0", "culture-lyon-0"):
-        response, _ = engine.rank(RankRequest(user_id=user, k=10))
+        response = engine.rank(RankRequest(user_id=user, k=10)).response
         scores[user] = {i.offer_id: i.score for i in response.items}["lyon-sport-new"]
     assert scores["sport-lyon-0"] > scores["culture-lyon-0"]  # scored from its features
     failed = engine.update_catalog(str(tmp_path / "missing.parquet"))
@@ -716,7 +754,7 @@ def test_live_catalog_update_and_failed_swaps_keep_serving(engine: Engine, tmp_p
     assert "update failed" in (engine.status().catalog_error or "")
     reload = engine.reload_model("/no/such/model")
     assert not reload.ok and reload.model_version == "local:bundle"
-    assert engine.rank(RankRequest(user_id="sport-lyon-0"))[0].strategy == "personalized"
+    assert engine.rank(RankRequest(user_id="sport-lyon-0")).response.strategy == "personalized"
     replaced = engine.update_catalog(str(update), mode="replace")
     assert replaced.ok and replaced.catalog_size == 1
 
@@ -825,7 +863,7 @@ def test_the_clock_of_a_bundle_snapshot_is_its_cutoff(world: dict[str, Path]) ->
             model_uri=str(world["bundle"]), catalog=world["catalog"], as_of=epoch_seconds(early)
         )
     )
-    assert past.rank(RankRequest(k=100))[0].items == []
+    assert past.rank(RankRequest(k=100)).response.items == []
     assert past.status().as_of == early.to_pydatetime()
 
 

@@ -246,7 +246,7 @@ def test_an_offer_created_in_the_api_is_recommendable_after_one_sync(
         Settings(model_uri=str(tmp_path / "no-model"), catalog=tmp_path / config.OFFERS_FILE)
     )
     person = RankRequest(profile=Profile(age=20, postal_code="13200", radius_km=10), k=20)
-    before = {item.offer_id for item in engine.rank(person)[0].items}
+    before = {item.offer_id for item in engine.rank(person).response.items}
     assert before == {f"m{i}" for i in range(7)}
     mock.api.upsert(mission("fresh", updated_days_ago=0))
     mock.api.remove("m0")
@@ -254,7 +254,7 @@ def test_an_offer_created_in_the_api_is_recommendable_after_one_sync(
     assert (report.added, report.closed) == (1, 1)
     result = engine.update_catalog(str(tmp_path / config.OFFERS_FILE), "replace")
     assert result.ok, result.message
-    response = engine.rank(person)[0]
+    response = engine.rank(person).response
     after = {item.offer_id for item in response.items}
     assert after == before - {"m0"} | {"fresh"}
     assert response.location is not None and response.location.commune == "Arles"
