@@ -9,7 +9,8 @@
    The two endpoints take turns in `--rounds` segments each and every segment counts (requests
    over seconds, percentiles of all answers): the machine's speed moves by half from one
    minute to the next, and a ratio of two loads run minutes apart measured that as much as
-   the service.
+   the service. The server's CPU per request (its processes' CPU time over the requests
+   sent) is printed beside: on a shared machine it moves far less than the rates do.
 
 Targets (2 cores): in-process p99 ≤ 5 ms at 100k offers and within 3× the numpy floor; over
 HTTP at 10k offers ≥ 0.7× the trivial endpoint's throughput at 8 and 32 clients, at 100k and
@@ -32,6 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+import psutil
 from bench_fixtures import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
 from load_test import LoadResult, drive  # the generator next door (on sys.path)
 
@@ -110,23 +112,42 @@ def numpy_floor(
     return _timed(floor, n_requests)
 
 
-def load(base: str, path: str, bodies: list[dict], concurrency: int) -> LoadResult:
-    """Send every body once with `concurrency` clients.
+def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[LoadResult, float]:
+    """Send every body once with `concurrency` clients; the load, and the CPU seconds the
+    server's processes (this process's children) spent meanwhile.
 
     The generator of `load_test.py`: one connection per client and a client light enough
     (about 0.15 ms of CPU per request) not to take the 2 cores from the server it measures.
     """
-    return asyncio.run(drive(base, bodies, concurrency, path))
+    before = server_cpu_seconds()
+    result = asyncio.run(drive(base, bodies, concurrency, path))
+    return result, server_cpu_seconds() - before
 
 
-def pooled(parts: list[LoadResult]) -> tuple[float, float, float, int]:
-    """(requests/s, p50 ms, p99 ms, errors) of several loads taken as one."""
-    milliseconds = np.concatenate([part.milliseconds for part in parts])
+def server_cpu_seconds() -> float:
+    """CPU seconds (user + system) of every process this one started: the server's
+    supervisor and workers (the generator runs here, so it is left out)."""
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def pooled(parts: list[tuple[LoadResult, float]]) -> tuple[float, float, float, int, float]:
+    """(requests/s, p50 ms, p99 ms, errors, server CPU ms per request) of several loads
+    taken as one."""
+    milliseconds = np.concatenate([part.milliseconds for part, _ in parts])
+    requests = sum(part.requests for part, _ in parts)
     return (
-        sum(part.requests for part in parts) / sum(part.seconds for part in parts),
+        requests / sum(part.seconds for part, _ in parts),
         float(np.percentile(milliseconds, 50)),
         float(np.percentile(milliseconds, 99)),
-        sum(part.errors for part in parts),
+        sum(part.errors for part, _ in parts),
+        1000.0 * sum(cpu for _, cpu in parts) / requests,
     )
 
 
@@ -211,10 +232,13 @@ def main() -> None:
             print(f"{'':>8} (start-up with this catalog: {loaded:.1f} s)")
         if args.no_http:
             return
-        print("\nHTTP on loopback: /rank vs POST /status (requests/s; latency ms)")
+        print("\nHTTP on loopback: /rank vs POST /status (requests/s; latency ms; server CPU ms")
+        print("per request, and its ratio: trivial over /rank, what the throughput ratio tends")
+        print("to when the server has the cores to itself)")
         print(
             f"{'offers':>8} {'clients':>7} {'rank rps':>9} {'rank p50':>9} {'rank p99':>9} "
-            f"{'triv rps':>9} {'triv p99':>9} {'ratio':>6} {'errors':>6}"
+            f"{'triv rps':>9} {'triv p99':>9} {'ratio':>6} {'errors':>6} {'rank cpu':>9} "
+            f"{'triv cpu':>9} {'cpu ratio':>9}"
         )
         for n in args.http_sizes:
             for concurrency, rank, trivial in http_bench(
@@ -223,7 +247,8 @@ def main() -> None:
                 print(
                     f"{n:>8} {concurrency:>7} {rank[0]:>9.1f} {rank[1]:>9.2f} {rank[2]:>9.2f} "
                     f"{trivial[0]:>9.1f} {trivial[2]:>9.2f} {rank[0] / trivial[0]:>6.2f} "
-                    f"{rank[3] + trivial[3]:>6}"
+                    f"{rank[3] + trivial[3]:>6} {rank[4]:>9.2f} {trivial[4]:>9.2f} "
+                    f"{trivial[4] / rank[4]:>9.2f}"
                 )
 
 
