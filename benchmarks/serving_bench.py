@@ -35,7 +35,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import psutil
 from bench_fixtures import LAT, LON, TRAIN_USERS, synthetic_offers, write_bundle
-from load_test import LoadResult, drive  # the generator next door (on sys.path)
+from load_test import LoadResult, drive, tree_cpu_seconds  # the generator next door (on sys.path)
 
 from recsys import taxonomy
 from recsys.schema import Profile, Quiz
@@ -125,16 +125,9 @@ def load(base: str, path: str, bodies: list[dict], concurrency: int) -> tuple[Lo
 
 
 def server_cpu_seconds() -> float:
-    """CPU seconds (user + system) of every process this one started: the server's
-    supervisor and workers (the generator runs here, so it is left out)."""
-    total = 0.0
-    for process in psutil.Process().children(recursive=True):
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+    """CPU seconds of the processes this one started and theirs: the server's supervisor and
+    workers (the generator runs here, so it is left out)."""
+    return sum(tree_cpu_seconds(child.pid) for child in psutil.Process().children())
 
 
 def pooled(parts: list[tuple[LoadResult, float]]) -> tuple[float, float, float, int, float]:
