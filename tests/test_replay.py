@@ -3,6 +3,7 @@ projection against hand-computed values, a policy that shows nothing, the comman
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -15,13 +16,17 @@ from typer.testing import CliRunner
 
 from engagement.cli import app
 from recsys import taxonomy
+from recsys.arrays import profile_arrays
+from recsys.geo import haversine_km
 from recsys.policy import ListPolicy, group_codes, tie_keys
+from recsys.rules import search_radius_km
 from recsys.schema import read_table
 from recsys.simulation import get_preset, simulate
-from recsys.simulation.config import SimulationConfig
+from recsys.simulation.config import BehaviourRates, SimulationConfig
 from recsys.simulation.diffusion import WEEK
 from recsys.simulation.replay import (
     SERVED_SOURCES,
+    OfferOraclePolicy,
     OraclePolicy,
     Outcome,
     Replay,
@@ -30,9 +35,15 @@ from recsys.simulation.replay import (
 )
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
-from recsys.simulation.truth import utility
+from recsys.simulation.truth import (
+    distance_term,
+    expected_utility,
+    population_quantiles,
+    preference,
+    utility,
+)
 from serving.process import free_port
-from training.replay import ModelPolicy, run_replay
+from training.replay import ModelPolicy, parse_policies, run_replay
 from training.replay_http import ServicePolicy
 
 SEED = 5
@@ -232,6 +243,113 @@ def test_the_segments_add_up(replay: Replay) -> None:
     )
     assert 0 < result.known_lists < result.lists
     assert 0 < result.known_applications < result.applications
+    # Anonymous sessions are a part of the people without history.
+    assert 0 < result.anonymous_lists <= result.lists - result.known_lists
+    assert 0 < figures["applications_anonymous"] <= figures["applications_without_history"]
+
+
+class Blindfolded:
+    """A policy asking another for its lists with every session's person scrambled."""
+
+    learns = False
+
+    def __init__(self, inner: OfferOraclePolicy) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        scrambled = np.random.default_rng(0).permutation(requests.person)
+        return self.inner.lists(dataclasses.replace(requests, person=scrambled))
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        raise AssertionError("never called: the policy does not learn")
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """Nothing to learn."""
+
+
+def test_the_offer_oracle_never_reads_who_is_behind_a_session(replay: Replay) -> None:
+    offer_oracle = OfferOraclePolicy(replay.world)
+    _same(replay.run(offer_oracle, 0), replay.run(Blindfolded(offer_oracle), 0))
+
+
+def _expected_by_hand(
+    rates: BehaviourRates, noise: float, utilities: np.ndarray, nodes: int = 8
+) -> np.ndarray:
+    """Mean over the utilities' columns and over the pair noise (Gauss–Hermite) of
+    sigmoid(c + u) · sigmoid(a + b · u), written out."""
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / np.sqrt(2 * np.pi)
+    u = utilities[..., None] + noise * z
+    click = 1 / (1 + np.exp(-(rates.click_intercept + u)))
+    apply = 1 / (1 + np.exp(-(rates.apply_intercept + rates.apply_slope * u)))
+    return (click * apply * w).sum(axis=-1).mean(axis=-1)
+
+
+def test_the_offer_oracle_scores_by_hand(replay: Replay) -> None:
+    """A located request: the offer's application chance over the people's preference
+    quantiles, with the distance term from the request's place and radius; a request
+    without a place: over the quantiles of the people's whole utility. The located ones are
+    interpolated on a grid of step h = 0.05: the error of linear interpolation, h² / 8 ·
+    f'', is below 1e-3 of f for these sigmoids (f''/f < 3)."""
+    world = replay.world
+    truth, rates, noise = world.truth, world.config.rates, world.config.weights.noise
+    offer_oracle = OfferOraclePolicy(world)
+    requests = _first_week_requests(replay)
+    profiles = requests.profiles.copy()
+    profiles.loc[profiles.index[0], ["lat", "lon", "postalCode", "departmentCode"]] = None
+    requests = dataclasses.replace(requests, profiles=profiles)
+    scores = offer_oracle.scores(requests)
+    preferences, utilities = population_quantiles(truth, OfferOraclePolicy.QUANTILE_LEVELS)
+    offers = requests.columns
+    w = truth.weights
+    remote = truth.offers.remote[offers]
+    full = remote == taxonomy.REMOTE_VALUES.index("full")
+    placeless = np.where(
+        full,
+        _expected_by_hand(rates, noise, preferences[offers] + w.remote_full),
+        _expected_by_hand(rates, noise, utilities[offers]),
+    )
+    np.testing.assert_allclose(scores[0], placeless, rtol=1e-3)
+    arrays = profile_arrays(profiles)
+    assert np.isnan(arrays.lat[0])  # nowhere to place it
+    located = np.flatnonzero(np.isfinite(arrays.lat))
+    assert located.size > 0
+    i = int(located[0])
+    radius = float(search_radius_km(arrays)[i])
+    on_site = -w.distance * np.log1p(
+        haversine_km(
+            arrays.lat[i], arrays.lon[i], truth.offers.lat[offers], truth.offers.lon[offers]
+        )
+        / radius
+    )
+    by_hand = np.select(
+        [full, remote == taxonomy.REMOTE_VALUES.index("possible")],
+        [np.full(len(offers), w.remote_full), w.remote_possible_share * on_site],
+        on_site,
+    )
+    near = by_hand >= OfferOraclePolicy.DISTANCE_GRID[0]  # farther ones are clipped
+    assert near.sum() > 0
+    expected = _expected_by_hand(rates, noise, preferences[offers] + by_hand[:, None])
+    np.testing.assert_allclose(scores[i][near], expected[near], rtol=1e-3)
+
+
+def test_population_quantiles_are_those_of_every_person(replay: Replay) -> None:
+    """With a sample as large as the population: numpy's quantiles over every person of the
+    oracle's utility matrix, and of the preference (utility minus the distance term). Sums
+    in other orders differ by about eps · |u| per term."""
+    truth = replay.world.truth
+    levels = np.array([0.1, 0.5, 0.9])
+    preferences, utilities = population_quantiles(truth, levels, sample=len(truth.people), block=7)
+    every = expected_utility(truth, truth.people.ids, truth.offers.ids)
+    np.testing.assert_allclose(utilities, np.quantile(every, levels, axis=0).T, atol=1e-10)
+    people = np.arange(len(truth.people))[:, None]
+    offers = np.arange(len(truth.offers))[None, :]
+    liking = preference(truth, people, offers)
+    np.testing.assert_allclose(preferences, np.quantile(liking, levels, axis=0).T, atol=1e-10)
+    p = truth.people
+    distances = distance_term(truth, p.lat[:, None], p.lon[:, None], p.radius_km[:, None], offers)
+    np.testing.assert_allclose(liking + distances, every, atol=1e-10)
 
 
 def test_cli_writes_the_figures_and_the_plot(tiny_dir: Path, tmp_path: Path) -> None:
@@ -294,6 +412,12 @@ def test_cli_refuses_a_folder_without_simulation(tmp_path: Path) -> None:
     assert "--data" in result.output and "manifest" in result.output
 
 
+def test_the_ceilings_are_policies_by_name() -> None:
+    assert parse_policies("offer_oracle, oracle,response") == ["offer_oracle", "oracle", "response"]
+    with pytest.raises(ValueError, match=r"expected any of .*offer_oracle"):
+        parse_policies("offer_orakle")
+
+
 def test_run_replay_builds_named_policies_per_repeat(tiny_dir: Path) -> None:
     replayed, results = run_replay(tiny_dir, ["oracle", ShowsNothing()], 1, 2, 1)
     assert [(r.policy, r.repeat) for r in results] == [
@@ -305,16 +429,20 @@ def test_run_replay_builds_named_policies_per_repeat(tiny_dir: Path) -> None:
     assert replayed.weeks == 1
 
 
-def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
-    oracle = OraclePolicy(replay.world)
+def _first_week_requests(replay: Replay) -> Requests:
+    """The served requests of the replay's first week."""
     week = replay.world.sessions
     t0 = int(replay.world.start.timestamp())
     rows = np.flatnonzero((week.time - t0) // WEEK == replay.first_week)
     served = rows[np.isin(week.source[rows], SERVED_SOURCES) & ~week.bot[rows] & ~week.seo[rows]]
-    offers = replay.world.offers
-    requests = replay._requests(
-        served, replay.t_start, replay.t_start + WEEK, offers, replay._applications
+    return replay._requests(
+        served, replay.t_start, replay.t_start + WEEK, replay.world.offers, replay._applications
     )
+
+
+def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
+    oracle = OraclePolicy(replay.world)
+    requests = _first_week_requests(replay)
     assert len(np.unique(requests.k)) > 1  # pages of several lengths
     made = oracle.lists(requests)
     masks = requests.candidates()

@@ -33,6 +33,7 @@ from recsys.policy import ListPolicy, ModelScores
 from recsys.rules import incumbent_scores
 from recsys.schema import write_table
 from recsys.simulation.replay import (
+    OfferOraclePolicy,
     OraclePolicy,
     Outcome,
     Replay,
@@ -44,7 +45,11 @@ from recsys.simulation.replay import (
 from recsys.simulation.replay_summary import plot_cumulative, projection, ratio, summarise
 from training.replay_http import ServicePolicy
 
-ORACLE = OraclePolicy.name
+# The policies that read the simulator's truth instead of learning: the ceilings.
+ORACLES: dict[str, Callable[[Any], ReplayPolicy]] = {
+    OraclePolicy.name: OraclePolicy,
+    OfferOraclePolicy.name: OfferOraclePolicy,
+}
 SERVED_OFFERS = "offers.parquet"  # in `--serving-dir`: the catalog of a replay over HTTP
 # Training as of the replayed instant: the feature stage's test window is the last day
 # before it (its events are left out), the validation window the day before.
@@ -136,17 +141,15 @@ class ModelPolicy:
 def make_policy(
     name: str, replay: Replay, workdir: Path, bundle: Path | None = None
 ) -> ReplayPolicy:
-    """The policy called `name`: the oracle, or a model of `recsys.models` (its first model
-    written to `bundle` as a ranker bundle when given).
+    """The policy called `name`: one of the `ORACLES`, or a model of `recsys.models` (its
+    first model written to `bundle` as a ranker bundle when given).
 
     Raises:
         ValueError: naming the known policies when `name` is none of them.
     """
-    if name == ORACLE:
-        return OraclePolicy(replay.world)
-    if name not in MODEL_CLASSES:
-        known = ", ".join([*sorted(MODEL_CLASSES), ORACLE])
-        raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
+    if name in ORACLES:
+        return ORACLES[name](replay.world)
+    _check_policy(name)
     return ModelPolicy(name, replay.world.offers.frame, replay.profiles, workdir, bundle=bundle)
 
 
@@ -174,10 +177,15 @@ def parse_policies(text: str) -> list[str]:
     if not names:
         raise ValueError("--policies: give at least one policy")
     for name in names:
-        if name != ORACLE and name not in MODEL_CLASSES:
-            known = ", ".join([*sorted(MODEL_CLASSES), ORACLE])
-            raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
+        _check_policy(name)
     return names
+
+
+def _check_policy(name: str) -> None:
+    """Raises ValueError naming the known policies when `name` is none of them."""
+    if name not in ORACLES and name not in MODEL_CLASSES:
+        known = ", ".join([*sorted(MODEL_CLASSES), *ORACLES])
+        raise ValueError(f"--policies: unknown policy {name!r}; expected any of {known}")
 
 
 def run_replay(
@@ -247,10 +255,11 @@ def report(
         for b in names
         if a != b and any(r.policy == b and r.applications for r in results)
     }
-    # The same ratios within each segment: people with a history, and without one.
+    # The same ratios within each segment: people with a history, without one, and the
+    # anonymous sessions among the latter.
     segments = {
         f"{a}/{b} {segment}": ratio(results, a, b, figure=f"applications_{segment}")
-        for segment in ("known", "without_history")
+        for segment in ("known", "without_history", "anonymous")
         for a in names
         for b in names
         if a != b and any(r.policy == b and r.figures()[f"applications_{segment}"] for r in results)

@@ -19,7 +19,8 @@ def replay(
     policies: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated policies: model names and/or oracle "
+            help="Comma-separated policies: model names, oracle (knows the person) and/or "
+            "offer_oracle (knows every offer, nobody in particular) "
             f"[default: {DEFAULT_POLICIES}]."
         ),
     ] = None,

@@ -26,7 +26,7 @@ from recsys import eligibility, taxonomy
 from recsys.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from recsys.simulation import vocabulary as vocab
 from recsys.simulation.applications import NO_APPLY, Applications
-from recsys.simulation.config import SimulationConfig
+from recsys.simulation.config import BehaviourRates, SimulationConfig
 from recsys.simulation.ids import hex_ids, pair_normal
 from recsys.simulation.offers import DAY, SimulatedOffers
 from recsys.simulation.people import SimulatedPeople, choice_per_row
@@ -535,13 +535,16 @@ def respond(
         person, offer, len(truth.offers), truth.noise_salt
     )
     examined = 1.0 / np.log2(1.0 + position)
-    intercept = np.where(sessions.seo[session], rates.seo_click_intercept, rates.click_intercept)
-    p_click = np.where(human, examined * _sigmoid(intercept + taste), rates.bot_click_rate)
+    p_click = np.where(
+        human,
+        examined * click_probability(rates, taste, sessions.seo[session]),
+        rates.bot_click_rate,
+    )
     clicked = rng.random(len(session)) < p_click
     n_clicks = int(clicked.sum())
     seconds = rng.exponential(20.0, n_clicks).astype(np.int64) * position[clicked]
     click_time = np.minimum(sessions.time[session[clicked]] + 3 + seconds, t_end - 1)
-    p_apply = _sigmoid(rates.apply_intercept + rates.apply_slope * taste[clicked])
+    p_apply = apply_probability(rates, taste[clicked])
     wants = human[clicked] & (rng.random(n_clicks) < p_apply)
     delay = rng.lognormal(np.log(600.0), 1.2, int(wants.sum())).astype(np.int64) + 30
     apply_time = np.minimum(click_time[wants] + delay, t_end - 1)
@@ -609,6 +612,20 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def click_probability(
+    rates: BehaviourRates, taste: np.ndarray, seo: np.ndarray | bool = False
+) -> np.ndarray:
+    """P(click | examined) of a human print: sigmoid(intercept + taste), the intercept of a
+    search landing where `seo`."""
+    intercept = np.where(seo, rates.seo_click_intercept, rates.click_intercept)
+    return _sigmoid(intercept + taste)
+
+
+def apply_probability(rates: BehaviourRates, taste: np.ndarray) -> np.ndarray:
+    """P(apply attempt | click) of a human print: sigmoid(a + b · taste)."""
+    return _sigmoid(rates.apply_intercept + rates.apply_slope * taste)
 
 
 @dataclass(frozen=True)

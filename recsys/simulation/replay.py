@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.polynomial.hermite_e import hermegauss
 
 from recsys import metrics, taxonomy
 from recsys.arrays import OfferArrays, offer_arrays, profile_arrays
@@ -40,6 +41,7 @@ from recsys.featureset import aligned_profiles
 from recsys.geo import unit_vectors
 from recsys.policy import ListPolicy, exclude, group_codes, tie_keys
 from recsys.ranking import PAD
+from recsys.rules import search_radius_km
 from recsys.schema import read_table
 from recsys.simulation import diffusion
 from recsys.simulation.applications import NO_APPLY, Applications
@@ -52,7 +54,7 @@ from recsys.simulation.simulator import (
     build_world,
     read_manifest,
 )
-from recsys.simulation.truth import utility
+from recsys.simulation.truth import distance_term, population_quantiles, utility
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +191,79 @@ class OraclePolicy:
         """Nothing to do: the oracle knows the truth."""
 
 
+class OfferOraclePolicy:
+    """What knowing every offer and nobody is worth: each request's candidates ranked by the
+    chance that an examined print of the offer leads to an application, averaged over the
+    simulated people (their preferences for it: its quality and their tastes) and over the
+    pair noise, with the distance term from the request's own place and radius (what the
+    front sends: the stored profile's, or the widget's or visitor's city), or from each
+    person's home where the request has no place. It never reads who is behind a session:
+    for people a policy knows nothing about, the ceiling of any learning, short of knowing
+    how far from the request's place the person lives.
+
+    The preferences enter as `QUANTILE_LEVELS` quantiles per offer over a sample of people
+    (`truth.population_quantiles`), the noise through Gauss–Hermite nodes, and the located
+    requests' expectations are tabulated per offer over `DISTANCE_GRID` and interpolated
+    linearly: exact sums per (request, offer) would cost quantiles × nodes response
+    evaluations per candidate, every week.
+    """
+
+    name = "offer_oracle"
+    learns = False
+    QUANTILE_LEVELS = (np.arange(32) + 0.5) / 32
+    NOISE_NODES = 8
+    DISTANCE_GRID = np.linspace(-8.0, 0.0, 161)  # distance terms; farther ones are clipped
+
+    def __init__(self, world: World, policy: ListPolicy | None = None) -> None:
+        self._truth = world.truth
+        self._rates = world.config.rates
+        self._noise = world.config.weights.noise
+        self._policy = policy if policy is not None else ListPolicy()
+        nodes, weights = hermegauss(self.NOISE_NODES)
+        self._nodes, self._weights = nodes, weights / weights.sum()
+        preferences, utilities = population_quantiles(world.truth, self.QUANTILE_LEVELS)
+        self._table = np.stack(
+            [self.expected_applications(preferences + d) for d in self.DISTANCE_GRID], axis=1
+        )
+        self._placeless = self.expected_applications(utilities)
+
+    def expected_applications(self, utilities: np.ndarray) -> np.ndarray:
+        """(n,) P(click | examined) × P(apply | click), averaged over the columns of the
+        (n, quantiles) `utilities` and over the pair noise."""
+        taste = utilities[..., None] + self._noise * self._nodes
+        chance = diffusion.click_probability(self._rates, taste) * diffusion.apply_probability(
+            self._rates, taste
+        )
+        return (chance @ self._weights).mean(axis=1)
+
+    def scores(self, requests: Requests) -> np.ndarray:
+        """(n, n_columns) the score of every column for every request (candidates or not)."""
+        arrays = profile_arrays(requests.profiles)
+        radius = search_radius_km(arrays)
+        columns = requests.columns[None, :]
+        distance = distance_term(
+            self._truth, arrays.lat[:, None], arrays.lon[:, None], radius[:, None], columns
+        )
+        grid = self.DISTANCE_GRID
+        step = grid[1] - grid[0]
+        at = (np.clip(np.nan_to_num(distance, nan=grid[0]), grid[0], grid[-1]) - grid[0]) / step
+        low = np.minimum(at.astype(np.int64), len(grid) - 2)
+        share = at - low
+        located = (1.0 - share) * self._table[columns, low] + share * self._table[columns, low + 1]
+        return np.where(np.isfinite(distance), located, self._placeless[columns])
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        mask = requests.candidates()
+        scores = np.where(mask, self.scores(requests), np.nan)
+        return make_lists(self._policy, scores, mask, requests)
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        raise NotImplementedError("the offer oracle does not learn")
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """Nothing to do: the offer oracle knows the offers' truth."""
+
+
 @dataclass
 class RunResult:
     """What one policy produced in one replay run (served = on the policy's lists)."""
@@ -205,6 +280,8 @@ class RunResult:
     new_offer_applications: int = 0  # served applies on offers posted after the replay start
     known_lists: int = 0  # served lists of people with a history (`Replay.run`)
     known_applications: int = 0  # served applies of people with a history
+    anonymous_lists: int = 0  # served lists of sessions without the stable userId
+    anonymous_applications: int = 0  # served applies in those sessions
     publisher_prints: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
@@ -223,6 +300,8 @@ class RunResult:
             "applications_known": float(self.known_applications),
             "applications_without_history": float(applications - self.known_applications),
             "lists_known": float(self.known_lists),
+            "applications_anonymous": float(self.anonymous_applications),
+            "lists_anonymous": float(self.anonymous_lists),
             "click_through": self.clicks / self.prints if self.prints else 0.0,
             "new_offer_share": self.new_offer_applications / applications if applications else 0.0,
             "gini_publisher": metrics.gini(self.publisher_prints)
@@ -355,6 +434,7 @@ class Replay:
         # People with a history: clicked or applied in an identified session before the week.
         with_history = self._with_history.copy()
         known_session = np.zeros(len(sessions.time), dtype=bool)
+        anonymous_session = np.zeros(len(sessions.time), dtype=bool)
         week_of = (sessions.time - t0) // WEEK
         for i in range(self.weeks):
             w = self.first_week + i
@@ -377,6 +457,7 @@ class Replay:
             s_seo, o_seo = diffusion.landings(sessions, seo, pools, offers, world.truth, rng)
             requests = self._requests(served, week_start, week_end, offers, applications)
             known_session[served] = requests.identified & with_history[requests.person]
+            anonymous_session[served] = ~requests.identified
             lists = requests.offers(policy.lists(requests)) if len(served) else None
             s_pol, o_pol, p_pol = self._shown(requests, lists)
             session = np.concatenate([s_other, s_seo, s_pol])
@@ -415,6 +496,8 @@ class Replay:
             result.new_offer_applications += int(self._is_new[applied_offer[mine]].sum())
             result.known_applications += int(known_session[applied_session[mine]].sum())
             result.known_lists += int(known_session[served].sum())
+            result.anonymous_applications += int(anonymous_session[applied_session[mine]].sum())
+            result.anonymous_lists += int(anonymous_session[served].sum())
             acted = session[reactions.clicked]
             acted = acted[sessions.identified[acted] & ~sessions.bot[acted]]
             with_history[sessions.person[acted]] = True

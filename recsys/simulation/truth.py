@@ -146,8 +146,19 @@ def utility(truth: Truth, people: np.ndarray, offers: np.ndarray) -> np.ndarray:
 
     Pairs: two 1-d index arrays of equal length. Matrix: `people[:, None]`, `offers[None, :]`.
     Both shapes go through the same elementwise arithmetic, so the simulator (pairs) and the
-    oracle (matrices) compute the same numbers.
+    oracle (matrices) compute the same numbers. It is `preference` plus `distance_term` from
+    the person's home and true radius.
     """
+    p = truth.people
+    people = np.asarray(people)
+    return preference(truth, people, offers) + distance_term(
+        truth, p.lat[people], p.lon[people], p.radius_km[people], offers
+    )
+
+
+def preference(truth: Truth, people: np.ndarray, offers: np.ndarray) -> np.ndarray:
+    """Every term of the utility but the distance one, broadcast as in `utility`: what the
+    person's hidden traits and the offer's quality say, wherever the person stands."""
     p, o, w = truth.people, truth.offers, truth.weights
     people, offers = np.asarray(people), np.asarray(offers)
     # Logs on each distinct person's interests, then gathered: never a log per cell.
@@ -159,26 +170,60 @@ def utility(truth: Truth, people: np.ndarray, offers: np.ndarray) -> np.ndarray:
     activity_term = np.zeros(np.broadcast_shapes(people.shape, offers.shape))
     for k in range(N_QUIZ_ACTIVITIES):
         activity_term = activity_term + o.activity_mix[offers, k] * log_activity[inverse, k]
-    distance = haversine_km(p.lat[people], p.lon[people], o.lat[offers], o.lon[offers])
-    on_site = -w.distance * np.log1p(distance / p.radius_km[people])
-    remote = o.remote[offers]
-    distance_term = np.where(
-        remote == _REMOTE_FULL,
-        w.remote_full,
-        np.where(remote == _REMOTE_POSSIBLE, w.remote_possible_share * on_site, on_site),
-    )
     programme = o.programme[offers]
     band = np.searchsorted(AGE_BAND_EDGES, p.age[people], side="right")
     return (
         w.domain * domain_term
         + w.activity * activity_term
-        + distance_term
         + w.programme * PROGRAMME_FIT[p.aspiration[people], programme]
         + w.age * AGE_FIT[band, programme]
         + w.pay * PAY_PREFERENCE[p.aspiration[people]] * o.paid[offers]
         + w.rhythm * (p.rhythm[people] == o.rhythm[offers])
         + w.quality * o.quality[offers]
     )
+
+
+def distance_term(
+    truth: Truth, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray, offers: np.ndarray
+) -> np.ndarray:
+    """The distance term of the utility for someone at (lat, lon) reaching `radius_km`,
+    broadcast against `offers` rows: −w_distance · log(1 + d / radius) on site, that times
+    `remote_possible_share` where remote is possible, `remote_full` for a fully remote offer
+    (NaN on site where either place is unknown)."""
+    o, w = truth.offers, truth.weights
+    offers = np.asarray(offers)
+    distance = haversine_km(lat, lon, o.lat[offers], o.lon[offers])
+    on_site = -w.distance * np.log1p(distance / radius_km)
+    remote = o.remote[offers]
+    return np.where(
+        remote == _REMOTE_FULL,
+        w.remote_full,
+        np.where(remote == _REMOTE_POSSIBLE, w.remote_possible_share * on_site, on_site),
+    )
+
+
+def population_quantiles(
+    truth: Truth, levels: np.ndarray, sample: int = 5_000, seed: int = 0, block: int = 1_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per offer, the quantiles at `levels` of its `preference` and of its whole `utility`
+    over the simulated people (`sample` of them drawn without replacement with `seed`, or
+    all when fewer): (n_offers, len(levels)) each, what knowing every offer and nobody in
+    particular tells of it, with and without a place to measure the distance from. A sample
+    bounds the time and memory (people × `block` offers at a time)."""
+    n_people, n_offers = len(truth.people), len(truth.offers)
+    rng = np.random.default_rng(seed)
+    people = np.sort(rng.choice(n_people, size=min(sample, n_people), replace=False))
+    p = truth.people
+    lat, lon, radius = (values[people, None] for values in (p.lat, p.lon, p.radius_km))
+    preference_q = np.empty((n_offers, len(levels)))
+    utility_q = np.empty((n_offers, len(levels)))
+    for start in range(0, n_offers, block):
+        offers = np.arange(start, min(start + block, n_offers))[None, :]
+        preferences = preference(truth, people[:, None], offers)
+        utilities = preferences + distance_term(truth, lat, lon, radius, offers)
+        preference_q[offers[0]] = np.quantile(preferences, levels, axis=0).T
+        utility_q[offers[0]] = np.quantile(utilities, levels, axis=0).T
+    return preference_q, utility_q
 
 
 def expected_utility(
