@@ -226,7 +226,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = paths.DEFAULT_SEED,
     experiment: Annotated[
         Path, typer.Option(help="Experiment file of the model to train.")
-    ] = paths.EXPERIMENTS_DIR / "hybrid.yaml",
+    ] = paths.EXPERIMENTS_DIR / "response.yaml",
     serve: Annotated[bool, typer.Option(help="End by serving the champion.")] = True,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the service.")] = 3000,
     sync_from_mock: Annotated[

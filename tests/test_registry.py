@@ -27,7 +27,7 @@ SPLIT = {"split.cutoff": "2024-06-01", "split.test_end": "2024-07-01"}
 def evidence(version: str, ndcg: float, **changes: object) -> Evidence:
     values: dict[str, object] = {
         "version": version,
-        "ndcg": ndcg,
+        "value": ndcg,
         "ineligible": dict(SAFE),
         "fingerprint": "abc",
         "split": dict(SPLIT),
@@ -94,6 +94,27 @@ def test_another_holdout_is_not_comparable_unless_asked() -> None:
     assert judge(moved, champion, 0.0, True)[0]
 
 
+def test_on_applications_the_replayed_figure_is_judged() -> None:
+    """`promotion.metric: replay`: the same rules on the replayed applications per 1,000
+    lists; a champion judged on another metric is not comparable."""
+    replayed = {"metric": "replay", "baselines": {"incumbent": 95.1}}
+    promoted, why = judge(evidence("1", 167.1, **replayed), None, 0.0, False)
+    assert promoted
+    assert why == (
+        "first champion: replayed applications per 1,000 lists 167.1000 beats incumbent "
+        "95.1000 by more than 0.0"
+    )
+    promoted, why = judge(evidence("1", 90.0, **replayed), None, 0.0, False)
+    assert not promoted and "90.0000 does not beat baseline incumbent (95.1000)" in why
+    champion = evidence("1", 128.5, **replayed)
+    assert judge(evidence("2", 167.1, **replayed), champion, 30.0, False)[0]  # 167.1 > 158.5
+    assert not judge(evidence("2", 167.1, **replayed), champion, 40.0, False)[0]
+    on_ndcg = evidence("1", 0.30)
+    promoted, why = judge(evidence("2", 167.1, **replayed), on_ndcg, 0.0, False)
+    assert not promoted and "NDCG@10 vs replayed applications" in why
+    assert judge(evidence("2", 167.1, **replayed), on_ndcg, 0.0, True)[0]
+
+
 # --- Against a SQLite store --------------------------------------------------------------------
 
 
@@ -149,6 +170,37 @@ def test_promotion_moves_aliases_and_records_decisions(mlflow_store: str) -> Non
     assert not registry.promote(name=name).promoted
     assert registry.promote(name=name, new_holdout=True).promoted  # 0.25 > incumbent 0.2
     assert _aliases(name)[CHAMPION] == "4"
+
+
+def test_a_run_judged_on_applications_is_read_by_its_metric(mlflow_store: str) -> None:
+    name = "replayed-ranker"
+    with mlflow.start_run() as run:
+        mlflow.log_metrics(
+            {
+                "ndcg_at_10": 0.1,  # below the baseline's NDCG: not what is judged
+                "baseline.incumbent.ndcg_at_10": 0.2,
+                registry.REPLAY_METRIC: 167.1,
+                f"baseline.incumbent.{registry.REPLAY_METRIC}": 95.1,
+                **SAFE,
+            }
+        )
+        mlflow.log_params(
+            {
+                "data.fingerprint": "abc",
+                **SPLIT,
+                "promotion.metric": "replay",
+                "promotion.margin": "0.0",
+                "promotion.must_beat": "incumbent",
+            }
+        )
+    client = MlflowClient()
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id)
+    decision = registry.promote(version.version, name=name)
+    assert decision.promoted, decision.reason
+    assert "replayed applications per 1,000 lists 167.1000 beats incumbent 95.1000" in (
+        decision.reason
+    )
 
 
 def test_unknown_model_or_version_is_a_registry_error(mlflow_store: str) -> None:
@@ -219,3 +271,31 @@ def test_train_register_promote_on_a_server_backed_by_postgres(
     _train_and_promote(make_experiment(tiny_features))
     served = tmp_path / "served-artifacts"
     assert any(served.rglob("MLmodel")), "the server must hold the artifacts"
+
+
+@pytest.mark.slow
+def test_train_judged_on_replayed_applications(
+    mlflow_store: str, tiny_features: Path, make_experiment: Callable[..., Path]
+) -> None:
+    """`promotion.metric: replay`: the run logs the model's and the baseline's replayed
+    applications per 1,000 lists, and the promotion follows them."""
+    from training.jobs import train_experiment
+
+    experiment = load_experiment(
+        make_experiment(
+            tiny_features,
+            name="popularity-replayed",
+            model="popularity",
+            params={},
+            promotion={"metric": "replay", "replay_weeks": 2, "must_beat": ["incumbent"]},
+        )
+    )
+    outcome = train_experiment(experiment, promote=True, quiet=True)
+    run = MlflowClient().get_run(outcome.run_id)
+    assert run.data.params["promotion.metric"] == "replay"
+    mine = run.data.metrics[registry.REPLAY_METRIC]
+    theirs = run.data.metrics[f"baseline.incumbent.{registry.REPLAY_METRIC}"]
+    assert mine > 0 and theirs > 0
+    assert outcome.decision is not None
+    assert outcome.decision.promoted == (mine > theirs)
+    assert "replayed applications per 1,000 lists" in outcome.decision.reason

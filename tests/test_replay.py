@@ -43,7 +43,7 @@ from recsys.simulation.truth import (
     utility,
 )
 from serving.process import free_port
-from training.replay import ModelPolicy, parse_policies, run_replay
+from training.replay import ModelPolicy, parse_policies, replay_gate, run_replay
 from training.replay_http import ServicePolicy
 
 SEED = 5
@@ -538,3 +538,26 @@ def test_the_replay_over_http_sends_what_a_front_sends(replay: Replay) -> None:
             assert click["request_id"] == event["request_id"]
             assert event["created_at"] >= click["created_at"]
             assert event["status"] in taxonomy.APPLY_STATUSES
+
+
+def test_the_promotion_gate_is_a_paired_replay(tiny_dir: Path) -> None:
+    """`replay_gate`: each policy's applications per 1,000 served lists in repeat 0 of the
+    same replay, the candidate with its parameters; data that is no simulation is refused
+    naming the setting."""
+    mine, theirs = replay_gate(
+        tiny_dir, "popularity", {}, {"incumbent_local": {}, "popularity": {}}, 2
+    )
+    replay = Replay(tiny_dir, 2)
+
+    def alone(name: str, folder: Path) -> float:
+        policy = ModelPolicy(name, replay.world.offers.frame, replay.profiles, folder)
+        return replay.run(policy, 0, 2).figures()["applications_per_1000_lists"]
+
+    scratch = tiny_dir.parent / "gate-by-hand"
+    assert mine == alone("popularity", scratch / "a")
+    assert theirs == {
+        "incumbent_local": alone("incumbent_local", scratch / "b"),
+        "popularity": mine,  # the same model, the same seeds
+    }
+    with pytest.raises(ValueError, match=r"promotion\.metric replay needs simulated data"):
+        replay_gate(tiny_dir / "nowhere", "popularity", {}, {}, 2)

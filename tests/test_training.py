@@ -60,6 +60,8 @@ def test_every_model_has_an_experiment_and_the_learned_ones_a_search_space() -> 
         ({"evaluation": {"ks": [5, 20]}}, "must include 10"),
         ({"evaluation": {"baselines": ["oracle"]}}, "unknown model 'oracle'"),
         ({"promotion": {"margin": -0.1}}, "promotion.margin: Input should be greater than"),
+        ({"promotion": {"metric": "clicks"}}, "promotion.metric: Input should be 'ndcg@10' or"),
+        ({"promotion": {"replay_weeks": 0}}, "promotion.replay_weeks: Input should be greater"),
         ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
         (
             {"tuning": {"space": {"epochs": {"type": "int", "low": 9, "high": 2}}}},

@@ -94,7 +94,11 @@ def promote(
     ] = None,
     margin: Annotated[
         float | None,
-        typer.Option(min=0.0, help="NDCG@10 gain required over the champion; default the run's."),
+        typer.Option(
+            min=0.0,
+            help="Gain of the run's promotion metric required over the champion; "
+            "default the run's.",
+        ),
     ] = None,
     new_holdout: Annotated[
         bool,

@@ -18,6 +18,7 @@ Example::
       baselines: [popularity, itemknn, incumbent, incumbent_local]
     promotion:
       margin: 0.0
+      metric: ndcg@10               # or replay: applications in a closed-loop replay
     tuning:
       n_trials: 20
       space:
@@ -138,12 +139,21 @@ class EvaluationSection(_Strict):
 class PromotionSection(_Strict):
     """How a new version may replace the champion."""
 
-    margin: float = Field(default=0.0, ge=0.0, description="NDCG@10 gain required")
+    metric: Literal["ndcg@10", "replay"] = Field(
+        default="ndcg@10",
+        description="what the version is judged on: NDCG@10 of the evaluation, or the "
+        "applications per 1,000 served lists of a closed-loop replay (simulated data only) "
+        "of the experiment's model against each baseline to beat",
+    )
+    replay_weeks: int = Field(
+        default=4, ge=1, le=26, description="replayed weeks (and retraining period) of `replay`"
+    )
+    margin: float = Field(default=0.0, ge=0.0, description="gain of the metric required")
     must_beat: tuple[str, ...] = Field(
         # DOMAIN.md section 7: a model beats the incumbent only if it beats the strongest of
         # the baselines, so all four are the default.
         default=("popularity", "itemknn", "incumbent", "incumbent_local"),
-        description="baselines the first champion must beat on NDCG@10 (from the same run)",
+        description="baselines the first champion must beat on the metric (from the same run)",
     )
 
     @field_validator("must_beat")

@@ -49,6 +49,7 @@ from recsys.provenance import code_label
 from training import plots, record, registry, tracking
 from training.experiment import Experiment
 from training.ranker_pyfunc import BUNDLE_ARTIFACT
+from training.replay import replay_gate
 
 logger = logging.getLogger(__name__)
 
@@ -172,12 +173,39 @@ def run_params(
             "code.features_version": (manifest.get("code_version") or {}).get("git_commit"),
             "evaluation.ks": ",".join(str(k) for k in experiment.evaluation.ks),
             "evaluation.baselines": ",".join(experiment.evaluation.baselines),
+            registry.METRIC_PARAM: experiment.promotion.metric,
             registry.MARGIN_PARAM: experiment.promotion.margin,
             registry.MUST_BEAT_PARAM: ",".join(experiment.promotion.must_beat),
         }
     )
     params.update({f"lib.{name}": version for name, version in tracking.library_versions().items()})
     return {key: "" if value is None else str(value) for key, value in params.items()}
+
+
+def _replay_gate(
+    experiment: Experiment, feature_set: FeatureSet, say: Callable[[str], None]
+) -> dict[str, float]:
+    """The metrics a promotion on applications reads (`registry.REPLAY_METRIC`, the model's
+    and each baseline's to beat), from a replay of the feature set's data; none when the
+    experiment is judged on NDCG@10."""
+    promotion = experiment.promotion
+    if promotion.metric != "replay":
+        return {}
+    data = Path(feature_set.manifest["data_dir"])
+    say(
+        f"replaying the last {promotion.replay_weeks} weeks of {data} to judge "
+        f"{experiment.model} against {', '.join(promotion.must_beat)} on applications"
+    )
+    started = time.perf_counter()
+    baselines = {
+        name: experiment.evaluation.baseline_params.get(name, {}) for name in promotion.must_beat
+    }
+    mine, theirs = replay_gate(
+        data, experiment.model, experiment.params, baselines, promotion.replay_weeks, say
+    )
+    say(f"replayed in {time.perf_counter() - started:.1f} s")
+    key = registry.REPLAY_METRIC
+    return {key: mine, **{f"baseline.{name}.{key}": value for name, value in theirs.items()}}
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -356,6 +384,7 @@ def train_experiment(
         experiment, feature_set, quiet, say
     )
     baseline_specs = _baselines(experiment, candidate)
+    gate = _replay_gate(experiment, feature_set, say)
 
     tracking.configure()
     experiment_id = tracking.ensure_experiment(tracking.TRAINING_EXPERIMENT)
@@ -373,6 +402,7 @@ def train_experiment(
         mlflow.log_params(run_params(experiment, model, feature_set))
         bundle = save_bundle(model, feature_set, work / "bundle")
         logged = run_metrics(result, candidate, {row: n for row, (n, _) in baseline_specs.items()})
+        logged.update(gate)
         logged.update(
             {
                 "train_seconds": train_seconds,

@@ -4,11 +4,17 @@ Every new version becomes `challenger`. A version becomes `champion` only on evi
 its own training run, never by hand-waving:
 
 * it never recommended an ineligible offer (`ineligible_rate@k` is 0 at every k logged);
-* if a champion exists and was evaluated on the same holdout (same data fingerprint and
-  split dates), the candidate's NDCG@10 beats the champion's by more than the margin;
+* if a champion exists and was judged on the same metric and the same holdout (same data
+  fingerprint and split dates), the candidate's figure beats the champion's by more than the
+  margin;
 * if there is no champion yet (or, on request, the champion's holdout is obsolete), the
-  candidate's NDCG@10 beats by more than the margin each baseline named in the run's
-  `promotion.must_beat` (the incumbent engine by default), measured in the same evaluation.
+  candidate's figure beats by more than the margin each baseline named in the run's
+  `promotion.must_beat` (the incumbent engine by default), measured in the same run.
+
+The figure is the run's `promotion.metric`: NDCG@10 of the evaluation (the default), or
+`replay`, the applications per 1,000 served lists of a closed-loop replay of the model
+against each baseline (`training.replay.replay_gate`): the platform's objective measured
+where the data is simulated.
 
 A refusal is a normal outcome, not an error: the decision and its reason are returned, and
 written as tags on the model version (`promotion.decision`, `promotion.reason`).
@@ -32,7 +38,14 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PROMOTION_METRIC = "ndcg@10"
+METRIC_PARAM = "promotion.metric"
+REPLAY_METRIC = "replay_applications_per_1000_lists"
+# promotion.metric -> (the run's metric key, how the reasons name it)
+PROMOTION_METRICS = {
+    "ndcg@10": (metric_key("ndcg@10"), "NDCG@10"),
+    "replay": (REPLAY_METRIC, "replayed applications per 1,000 lists"),
+}
+DEFAULT_METRIC = "ndcg@10"  # runs from before `promotion.metric` were judged on it
 SPLIT_PREFIX = "split."
 MARGIN_PARAM = "promotion.margin"
 MUST_BEAT_PARAM = "promotion.must_beat"
@@ -63,13 +76,18 @@ class Evidence:
     """What a version's training run says about it."""
 
     version: str
-    ndcg: float
+    value: float  # the figure of `metric`
     ineligible: dict[str, float]
     fingerprint: str | None
     split: dict[str, str]
     must_beat: tuple[str, ...]
     baselines: dict[str, float]
     margin: float | None
+    metric: str = DEFAULT_METRIC
+
+    @property
+    def label(self) -> str:
+        return PROMOTION_METRICS[self.metric][1]
 
 
 def _evidence(client: MlflowClient, version: ModelVersion) -> Evidence:
@@ -77,7 +95,10 @@ def _evidence(client: MlflowClient, version: ModelVersion) -> Evidence:
         raise RegistryError(f"version {version.version} has no training run to judge it by")
     run = client.get_run(version.run_id)
     metrics, params = run.data.metrics, run.data.params
-    key = metric_key(PROMOTION_METRIC)
+    metric = params.get(METRIC_PARAM) or DEFAULT_METRIC
+    if metric not in PROMOTION_METRICS:
+        raise RegistryError(f"version {version.version}: unknown {METRIC_PARAM} {metric!r}")
+    key = PROMOTION_METRICS[metric][0]
     if key not in metrics:
         raise RegistryError(f"version {version.version}: run {run.info.run_id} has no {key}")
     must_beat = tuple(name for name in params.get(MUST_BEAT_PARAM, "").split(",") if name)
@@ -89,13 +110,14 @@ def _evidence(client: MlflowClient, version: ModelVersion) -> Evidence:
     margin = params.get(MARGIN_PARAM)
     return Evidence(
         version=str(version.version),
-        ndcg=metrics[key],
+        value=metrics[key],
         ineligible={name: value for name, value in metrics.items() if _INELIGIBLE.match(name)},
         fingerprint=params.get(FINGERPRINT_PARAM),
         split={name: value for name, value in params.items() if name.startswith(SPLIT_PREFIX)},
         must_beat=must_beat,
         baselines=baselines,
         margin=float(margin) if margin is not None else None,
+        metric=metric,
     )
 
 
@@ -115,22 +137,23 @@ def mark_challenger(version: str, name: str | None = None) -> None:
 
 
 def _against_baselines(candidate: Evidence, margin: float) -> tuple[bool, str]:
+    label = candidate.label
     if not candidate.must_beat:
         return False, "the run names no baseline to beat (promotion.must_beat is empty)"
     missing = [name for name in candidate.must_beat if name not in candidate.baselines]
     if missing:
         return False, (
-            f"the run has no NDCG@10 for baseline(s) {missing}: "
+            f"the run has no {label} for baseline(s) {missing}: "
             "list them in the experiment's evaluation.baselines"
         )
     for name, value in candidate.baselines.items():
-        if not candidate.ndcg > value + margin:
+        if not candidate.value > value + margin:
             return False, (
-                f"NDCG@10 {candidate.ndcg:.4f} does not beat baseline {name} "
+                f"{label} {candidate.value:.4f} does not beat baseline {name} "
                 f"({value:.4f}) by more than {margin}"
             )
     beaten = ", ".join(f"{name} {value:.4f}" for name, value in candidate.baselines.items())
-    return True, f"NDCG@10 {candidate.ndcg:.4f} beats {beaten} by more than {margin}"
+    return True, f"{label} {candidate.value:.4f} beats {beaten} by more than {margin}"
 
 
 def judge(
@@ -148,25 +171,29 @@ def judge(
     if champion.version == candidate.version:
         return False, "it is already the champion"
     same_holdout = (
-        champion.fingerprint == candidate.fingerprint and champion.split == candidate.split
+        champion.fingerprint == candidate.fingerprint
+        and champion.split == candidate.split
+        and champion.metric == candidate.metric
     )
     if not same_holdout:
         if new_holdout:
             ok, why = _against_baselines(candidate, margin)
-            return ok, f"champion v{champion.version} was evaluated on other data; {why}"
+            return ok, f"champion v{champion.version} was judged on other data; {why}"
         return False, (
-            f"champion v{champion.version} was evaluated on another holdout (data fingerprint "
-            f"{champion.fingerprint} vs {candidate.fingerprint}, or other split dates): the "
-            "figures are not comparable; pass --new-holdout to judge against the baselines"
+            f"champion v{champion.version} was judged on another holdout or metric (data "
+            f"fingerprint {champion.fingerprint} vs {candidate.fingerprint}, other split dates, "
+            f"or {champion.label} vs {candidate.label}): the figures are not comparable; pass "
+            "--new-holdout to judge against the baselines"
         )
-    if candidate.ndcg > champion.ndcg + margin:
+    label = candidate.label
+    if candidate.value > champion.value + margin:
         return True, (
-            f"NDCG@10 {candidate.ndcg:.4f} beats champion v{champion.version} "
-            f"({champion.ndcg:.4f}) by more than {margin}"
+            f"{label} {candidate.value:.4f} beats champion v{champion.version} "
+            f"({champion.value:.4f}) by more than {margin}"
         )
     return False, (
-        f"NDCG@10 {candidate.ndcg:.4f} does not beat champion v{champion.version} "
-        f"({champion.ndcg:.4f}) by more than {margin}"
+        f"{label} {candidate.value:.4f} does not beat champion v{champion.version} "
+        f"({champion.value:.4f}) by more than {margin}"
     )
 
 
@@ -180,7 +207,8 @@ def promote(
 
     Args:
         version: the version to judge; default the one the `challenger` alias points at.
-        margin: NDCG@10 gain required; default the run's `promotion.margin` (else 0).
+        margin: gain of the promotion metric required; default the run's
+            `promotion.margin` (else 0).
         name: registered model name (default `recsys.config.REGISTERED_MODEL_NAME`).
         new_holdout: when the champion was evaluated on other data, judge the candidate
             against its run's baselines (as a first champion) instead of refusing.

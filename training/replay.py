@@ -50,6 +50,7 @@ ORACLES: dict[str, Callable[[Any], ReplayPolicy]] = {
     OraclePolicy.name: OraclePolicy,
     OfferOraclePolicy.name: OfferOraclePolicy,
 }
+GATE_FIGURE = "applications_per_1000_lists"  # what `replay_gate` judges by
 SERVED_OFFERS = "offers.parquet"  # in `--serving-dir`: the catalog of a replay over HTTP
 # Training as of the replayed instant: the feature stage's test window is the last day
 # before it (its events are left out), the validation window the day before.
@@ -238,6 +239,46 @@ def run_replay(
         if workdir is None:
             shutil.rmtree(scratch, ignore_errors=True)
     return replay, results
+
+
+def replay_gate(
+    data: Path,
+    model: str,
+    params: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    weeks: int,
+    say: Callable[[str], None] = lambda message: None,
+) -> tuple[float, dict[str, float]]:
+    """What a promotion on applications is judged by (`promotion.metric: replay`): the
+    applications per 1,000 served lists of `model` with `params`, and of each baseline (name
+    -> its parameters), in one closed-loop replay of the last `weeks` weeks of a simulated
+    dataset, every learning policy trained at the replay's start on what was recorded before
+    it (and retrained every `weeks`, so once). Repeat 0: the same seeds for every policy,
+    so the figures pair.
+
+    Raises:
+        ValueError: `data` is no simulation (a replay needs its world and truth), or an
+            unknown baseline.
+    """
+    try:
+        replay = Replay(data, weeks, say)
+    except ValueError as error:
+        raise ValueError(f"promotion.metric replay needs simulated data: {error}") from None
+    for name in (model, *baselines):
+        _check_policy(name)
+    offers, profiles = replay.world.offers.frame, replay.profiles
+
+    def figure(name: str, model_params: dict[str, Any], folder: Path) -> float:
+        policy = ModelPolicy(name, offers, profiles, folder, model_params)
+        return replay.run(policy, 0, weeks, say).figures()[GATE_FIGURE]
+
+    with tempfile.TemporaryDirectory(prefix="replay-gate-") as scratch:
+        mine = figure(model, params, Path(scratch) / "candidate")
+        theirs = {
+            name: figure(name, values, Path(scratch) / "baselines")
+            for name, values in baselines.items()
+        }
+    return mine, theirs
 
 
 def report(
