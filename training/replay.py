@@ -257,15 +257,12 @@ def replay_gate(
     so the figures pair.
 
     Raises:
-        ValueError: `data` is no simulation (a replay needs its world and truth), or an
-            unknown baseline.
+        ValueError: `data` is no simulation (a replay needs its world and truth).
     """
     try:
         replay = Replay(data, weeks, say)
     except ValueError as error:
         raise ValueError(f"promotion.metric replay needs simulated data: {error}") from None
-    for name in (model, *baselines):
-        _check_policy(name)
     offers, profiles = replay.world.offers.frame, replay.profiles
 
     def figure(name: str, model_params: dict[str, Any], folder: Path) -> float:
