@@ -380,11 +380,12 @@ def train_experiment(
     )
 
     candidate = experiment.name
+    # First: it retrains its own models, and data it cannot replay fails before any training.
+    gate = _replay_gate(experiment, feature_set, say)
     model, result, train_seconds, evaluation_seconds = fit_and_evaluate(
         experiment, feature_set, quiet, say
     )
     baseline_specs = _baselines(experiment, candidate)
-    gate = _replay_gate(experiment, feature_set, say)
 
     tracking.configure()
     experiment_id = tracking.ensure_experiment(tracking.TRAINING_EXPERIMENT)
