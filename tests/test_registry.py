@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 from recsys import config
 from training import registry
 from training.cli import app
-from training.experiment import load_experiment
+from training.experiment import PromotionSection, load_experiment
 from training.registry import CHALLENGER, CHAMPION, Evidence, judge
 
 pytest_plugins = ["tests.training_fixtures"]
@@ -113,6 +114,12 @@ def test_on_applications_the_replayed_figure_is_judged() -> None:
     promoted, why = judge(evidence("2", 167.1, **replayed), on_ndcg, 0.0, False)
     assert not promoted and "NDCG@10 vs replayed applications" in why
     assert judge(evidence("2", 167.1, **replayed), on_ndcg, 0.0, True)[0]
+
+
+def test_every_promotion_metric_an_experiment_accepts_can_be_judged() -> None:
+    accepted = typing.get_args(PromotionSection.model_fields["metric"].annotation)
+    assert set(accepted) == set(registry.PROMOTION_METRICS)
+    assert PromotionSection().metric == registry.DEFAULT_METRIC
 
 
 # --- Against a SQLite store --------------------------------------------------------------------
