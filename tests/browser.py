@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -47,6 +49,7 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its helper processes too: stopped together on exit
         )
         browser_url = self._devtools_url()
         port = browser_url.split(":")[2].split("/")[0]
@@ -112,10 +115,26 @@ class Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop every process of the browser's session, then remove its profile: a helper
+        process still writing there would make the removal fail (`Directory not empty`)."""
         self.socket.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        group = self.process.pid  # the session leader's pid is the group id
+        _signal_group(group, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.process.poll()  # reap the leader: a zombie still counts in its group
+            if not _signal_group(group, 0):
+                break
+            time.sleep(0.05)
+        _signal_group(group, signal.SIGKILL)
+        self.process.wait(timeout=10)
         self.profile.cleanup()
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send `signum` to a process group; whether any process of it was there."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
