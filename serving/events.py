@@ -45,7 +45,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,7 +97,7 @@ API_TO_COLUMN = {
 
 PSEUDONYMISED = ("userId", "user")  # visitor ids, stored as salted hashes
 APPLIES_OVERLAP = timedelta(minutes=1)  # `EventStore.applies_since`: late commits
-CREATE_ATTEMPTS = 3  # `EventStore._create`: workers starting together race to create tables
+SQLITE_BUSY_SECONDS = 30.0  # how long a SQLite statement waits for another process's lock
 EXPERIMENT_COLUMNS = ("experiment", "arm")  # of `rank_requests`, added to older stores
 
 
@@ -287,20 +289,26 @@ class EventStore:
     def _create(self, metadata: sa.MetaData, db_schema: str | None) -> None:
         """Create the schema and whatever tables are missing.
 
-        Workers starting together on one database race here: between `create_all`'s check
-        and its CREATE, another worker may create a table, and the CREATE fails ("table
-        already exists"). The tables then exist, so the creation is tried again, where the
-        check now sees them; a failure that persists is raised.
+        Workers starting together on one database race here, so every statement is a
+        `CREATE ... IF NOT EXISTS` (SQLite and PostgreSQL), one table at a time: a worker
+        never fails on a table another one created since it looked (`create_all` checks
+        first, then creates, and lost that race about once in a hundred starts of two
+        workers). PostgreSQL can still refuse two identical CREATEs running at the same
+        instant (a unique violation in its catalog); the table then exists, so the
+        statements are run again, at most once per table another worker can have created.
         """
-        for attempt in range(CREATE_ATTEMPTS):
+        statements: list[sa.schema.ExecutableDDLElement] = []
+        if db_schema:
+            statements.append(sa.schema.CreateSchema(db_schema, if_not_exists=True))
+        statements += [sa.schema.CreateTable(t, if_not_exists=True) for t in metadata.sorted_tables]
+        for attempt in range(len(statements) + 1):
             try:
-                with self.engine.begin() as connection:
-                    if db_schema:
-                        connection.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
-                    metadata.create_all(connection)
+                for statement in statements:
+                    with self.engine.begin() as connection:
+                        connection.execute(statement)
                 return
             except sa.exc.DBAPIError as error:
-                if attempt == CREATE_ATTEMPTS - 1:
+                if attempt == len(statements):
                     raise
                 logger.info("event store tables created meanwhile by another process: %s", error)
 
@@ -701,12 +709,14 @@ def _engine(url: str) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, hide_parameters=True
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _write_ahead_log(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         # 64 MiB of page cache (default 2 MiB): the logged lists' keys are random ids, so each
         # batch touches pages all over the growing indexes and a small cache rereads them.
@@ -714,6 +724,23 @@ def _engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _write_ahead_log(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (readers never block the writer), retried while it is
+    locked: the switch takes its exclusive lock without waiting on the busy timeout, so
+    workers opening one new database together can be told "database is locked" at once."""
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.5)
 
 
 def event_rows(events: Iterable[Any], catalog_publishers: dict[str, str] | None = None) -> list:

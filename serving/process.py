@@ -46,6 +46,7 @@ def serve_command(host: str, port: int) -> list[str]:
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _GRACE_SECONDS = 20.0
+LOG_TAIL_LINES = 60  # `running_servers`: printed of each server's log when the caller fails
 
 
 def run_in_foreground(command: list[str], env: dict[str, str], cwd: Path) -> int:
@@ -172,7 +173,8 @@ def running_servers(
     together (each start costs seconds); yields their base URLs once each answers /healthz.
 
     BentoML runs `__init__` before it serves anything, so an answering server has loaded
-    its model and catalog. Every process group is terminated on exit, whatever happened.
+    its model and catalog. Every process group is terminated on exit, whatever happened;
+    when the caller fails, the last lines of each log are printed to stderr first.
     """
     processes: list[subprocess.Popen] = []
     bases: list[str] = []
@@ -186,6 +188,13 @@ def running_servers(
         for process, base, (_, log) in zip(processes, bases, configs, strict=True):
             wait_until_up(process, base, log, deadline)
         yield bases
+    except Exception:
+        for _, log in configs:  # what the servers said, beside the failure that stopped them
+            if not log.is_file():
+                continue
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            print(f"--- last lines of {log} ---", *lines, sep="\n", file=sys.stderr)
+        raise
     finally:
         terminate(processes)
 

@@ -138,7 +138,8 @@ def test_two_arms_served_logged_reported_and_stopped(tmp_path: Path) -> None:
 
         events = [e for i, v in enumerate(VISITORS) for e in _events(i, v, lists[v])]
         answer = client.post("/events", json={"events": events})
-        assert answer.status_code == 200 and answer.json()["stored"] == len(events)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["stored"] == len(events)
 
         store = EventStore(url, create=False, id_salt=SALT)
         # every list the report counts, the sticky second one too: the rank log is written

@@ -7,10 +7,13 @@ afterwards; skipped only when the server does not answer).
 
 from __future__ import annotations
 
+import multiprocessing
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -28,6 +31,7 @@ from serving.events import (
     EventStore,
     Ranking,
     RankLog,
+    _write_ahead_log,
     event_rows,
     export_events,
     pseudonym,
@@ -390,25 +394,101 @@ def test_serve_command_refuses_bad_configuration(
     assert result.exit_code == 2 and "RECSYS_MAX_PER_PUBLISHER" in result.output
 
 
-def test_a_store_created_meanwhile_by_another_worker_is_opened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two workers start on one new database: the other one creates the tables between this
-    one's check and its CREATE ("table already exists"); this one opens the store anyway."""
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    create_all = sa.MetaData.create_all
-    raced = []
+def _open_store(url: str, schema: str | None, start: Any, outcome: Any) -> None:
+    """A worker's start: wait for the signal, open the store, say how it went."""
+    start.wait()
+    try:
+        EventStore(url, db_schema=schema)
+        outcome.put("opened")
+    except Exception as error:  # reported to the test, which names it
+        outcome.put(f"{type(error).__name__}: {error}")
 
-    def other_worker_first(metadata: sa.MetaData, bind: sa.Connection, **kwargs: object) -> None:
-        if not raced:
-            raced.append(True)
-            monkeypatch.setattr(sa.MetaData, "create_all", create_all)
-            EventStore(url)  # the other worker, done first
-            monkeypatch.setattr(sa.MetaData, "create_all", other_worker_first)
-            create_all(metadata, bind, checkfirst=False)  # this one's CREATE, checked before
-        create_all(metadata, bind, **kwargs)
 
-    monkeypatch.setattr(sa.MetaData, "create_all", other_worker_first)
+def _workers_open_together(url: str, schema: str | None, workers: int) -> list[str]:
+    """`workers` processes opening one new store at the same instant: how each went."""
+    context = multiprocessing.get_context("fork")  # the store's code is imported already
+    start, outcome = context.Event(), context.Queue()
+    processes = [
+        context.Process(target=_open_store, args=(url, schema, start, outcome))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    results = [outcome.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    return results
+
+
+def test_workers_starting_together_all_open_a_new_store(tmp_path: Path) -> None:
+    """Workers opening one new SQLite store at once all open it (each table's CREATE is
+    `IF NOT EXISTS`: `create_all`'s check-then-create lost about one start in a hundred)."""
+    for attempt in range(10):
+        url = f"sqlite:///{tmp_path / f'events{attempt}.db'}"
+        assert _workers_open_together(url, None, 4) == ["opened"] * 4
     store = EventStore(url)
-    assert raced
     assert store.add_events(event_rows([Event(id="raced", type="account")])) == ["raced"]
+
+
+def test_a_store_whose_every_table_another_worker_creates_first_is_opened(
+    tmp_path: Path,
+) -> None:
+    """The worst interleaving of two starts: before each CREATE TABLE of this worker, the
+    other one has just created that very table. `create_all`'s check-then-create failed on
+    every table (three attempts, eight tables); this worker opens the store."""
+    path = tmp_path / "events.db"
+    created_first = []
+
+    def other_worker_first(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().startswith("CREATE TABLE"):
+            other = sqlite3.connect(path)
+            with other:
+                other.execute(
+                    statement.replace("IF NOT EXISTS ", "").replace(
+                        "CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1
+                    )
+                )
+            other.close()
+            created_first.append(statement.split("(")[0])
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", other_worker_first)
+    try:
+        store = EventStore(f"sqlite:///{path}")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", other_worker_first)
+    assert len(created_first) >= 8
+    assert store.add_events(event_rows([Event(id="raced", type="account")])) == ["raced"]
+
+
+class _LockedAtFirst:
+    """A cursor whose first `locked` PRAGMA journal_mode=WAL calls find the database locked,
+    as a process opening a new database together with others can be told at once."""
+
+    def __init__(self, locked: int, message: str = "database is locked") -> None:
+        self.locked, self.message, self.calls = locked, message, 0
+
+    def execute(self, statement: str) -> None:
+        assert statement == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_the_switch_to_wal_is_retried_while_the_database_is_locked() -> None:
+    cursor = _LockedAtFirst(locked=3)
+    _write_ahead_log(cursor)  # type: ignore[arg-type]
+    assert cursor.calls == 4
+    other = _LockedAtFirst(locked=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _write_ahead_log(other)  # type: ignore[arg-type]
+    assert other.calls == 1
+
+
+@pytest.mark.skipif(not postgres_available(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_workers_starting_together_all_open_a_new_postgres_store() -> None:
+    """The same on PostgreSQL, where two identical CREATEs at one instant can still clash in
+    its catalog: the clash is retried."""
+    for _ in range(3):
+        with postgres_schema() as schema:
+            assert _workers_open_together(POSTGRES_URL, schema, 4) == ["opened"] * 4
