@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ from serving.process import free_port, running_servers, terminate
 from serving.schemas import RankRequest
 from serving.settings import Settings
 
+pytest_plugins = ["tests.training_fixtures"]  # tiny_dataset, tiny_features
+
 KEY = "partner-key"
+SLOW = 0.3  # seconds of a slow page
 NOW = pd.Timestamp.now(tz="UTC").floor("s")
 ARLES = (43.5469, 4.6622)
 pytestmark = pytest.mark.service
@@ -130,6 +134,27 @@ def test_mock_requires_the_key(mock: _Server) -> None:
         assert response.status_code == 401 and response.json()["code"] == "UNAUTHORIZED"
 
 
+def test_mock_slows_down_every_nth_request(mock: _Server) -> None:
+    """Request n waits `slow_seconds` when n is a multiple of `slow_every`, and only then: the
+    odd requests are asked under a 10 s delay, and answer well within it."""
+    url, headers = mock.url + "/v0/mission", {"apikey": KEY}
+
+    def timed(slow_seconds: float) -> tuple[float, dict[str, Any]]:
+        mock.api.faults = Faults(slow_every=2, slow_seconds=slow_seconds)
+        began = time.monotonic()
+        body = httpx.get(url, params={"limit": 7}, headers=headers, timeout=30).json()
+        return time.monotonic() - began, body
+
+    for number in range(1, 5):
+        seconds, body = timed(SLOW if number % 2 == 0 else 10.0)
+        if number % 2 == 0:
+            assert seconds >= SLOW, f"request {number}: {seconds:.3f}s"
+        else:
+            assert seconds < 5.0, f"request {number}: {seconds:.3f}s"
+        assert body["ok"] is True and [m["id"] for m in body["data"]] == [f"m{i}" for i in range(7)]
+    assert mock.api.requests == 4
+
+
 def test_mock_serves_a_canonical_table_back_in_the_api_format(tmp_path: Path) -> None:
     """A dataset's offers, turned into missions and loaded again, are the same offers."""
     from recsys.loaders import load_offers
@@ -216,6 +241,23 @@ def test_backoff_doubles_and_exhausted_retries_fail(mock: _Server, tmp_path: Pat
 def test_a_refused_key_fails_without_retrying(mock: _Server, tmp_path: Path) -> None:
     with pytest.raises(SyncError, match="401 UNAUTHORIZED"):
         sync(_settings(mock, tmp_path, key="stolen"), sleep=lambda _: pytest.fail("retried"))
+
+
+def test_sync_completes_through_slow_pages(mock: _Server, tmp_path: Path) -> None:
+    """Slow pages are waited for; a page slower than the request timeout is abandoned and
+    asked again (the retry, request n + 1, is not slow)."""
+    mock.api.faults = Faults(slow_every=2, slow_seconds=SLOW)  # pages 2 and 4
+    report = sync(_settings(mock, tmp_path / "patient"))
+    assert (report.pages, report.retries, report.total) == (4, 0, 7)
+    assert report.seconds >= 2 * SLOW
+    assert sorted(_stored(tmp_path / "patient").index) == [f"m{i}" for i in range(7)]
+
+    mock.api.faults = Faults(slow_every=2, slow_seconds=2.0)
+    mock.api.requests = 0
+    impatient = sync(_settings(mock, tmp_path / "impatient", timeout_seconds=0.5))
+    # Every even request times out and the 4 pages succeed on odd ones: 3 retries at least.
+    assert impatient.total == 7 and impatient.retries >= 3
+    assert sorted(_stored(tmp_path / "impatient").index) == [f"m{i}" for i in range(7)]
 
 
 def test_an_interrupted_sync_resumes_at_the_next_page(mock: _Server, tmp_path: Path) -> None:
@@ -423,3 +465,96 @@ def test_sync_notify_swaps_the_service_to_each_change(tmp_path: Path) -> None:
         down = _recsys(*notifying, env=SYNC_ENV)
         assert down.returncode == 1 and "the service kept its catalog" in down.stderr
         assert "ConnectError" in down.stderr
+
+
+# --- `recsys sync --every`, `recsys run --sync-from-mock` ------------------------------------
+
+
+def _until(condition: Callable[[], bool], process: subprocess.Popen, log: Path) -> None:
+    """Wait (60 s at most) until `condition()` holds while `process` runs."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_sync_every_syncs_again_each_period_until_interrupted(
+    mock: _Server, tmp_path: Path
+) -> None:
+    """`recsys sync --every`: a change made in the API between two rounds reaches the store
+    at the next round; a failed round is reported and the loop goes on; Ctrl-C (SIGINT) ends
+    it with exit 130."""
+    store, out, err = tmp_path / "store", tmp_path / "sync.out", tmp_path / "sync.err"
+    arguments = ["sync", "--api", mock.url, "--key-env", "PARTNER_KEY", "--out", str(store)]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(RECSYS), *arguments, "--every", "0.2s", "--retries", "0"],
+            env={**os.environ, **SYNC_ENV, "PYTHONUNBUFFERED": "1"},
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        _until(lambda: "last_complete" in read_state(store), process, err)
+        assert sorted(_stored(store).index) == [f"m{i}" for i in range(7)]
+
+        mock.api.faults = Faults(fail_every=1, fail_status=500)  # every request fails
+        _until(lambda: "error: sync failed" in err.read_text(), process, err)
+
+        mock.api.upsert(mission("fresh", updated_days_ago=0))
+        mock.api.remove("m0")
+        mock.api.faults = Faults()
+
+        def changed() -> list[str]:
+            """The summaries, printed whole, of the rounds that added an offer."""
+            rounds = out.read_text().split("sync into ")
+            return [r for r in rounds if "added      1" in r and "stored     8 offers" in r]
+
+        _until(lambda: bool(changed()), process, err)
+        (summary,) = changed()  # the first round after the failed ones, which it resumed
+        assert "(resumed)" in summary and "closed     1" in summary
+        stored = _stored(store)
+        assert "fresh" in stored.index and pd.notna(stored.loc["m0", "deletedAt"])
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert "interrupted: the next sync resumes where this one stopped" in err.read_text()
+    finally:
+        terminate([process])
+
+
+def test_run_sync_from_mock_stores_the_simulated_offers(
+    tiny_dataset: Path,
+    tiny_features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`recsys run --sync-from-mock` (`make run RUN_FLAGS=--sync-from-mock`): the simulated
+    offers go through the mock API and `recsys sync` into data/catalog/<dataset>, ranked at
+    the feature set's cutoff, when they are open."""
+    from engagement.cli import _sync_from_mock
+    from recsys.analysis import open_offers
+    from recsys.split import SplitDates
+
+    monkeypatch.setattr(config, "DATA_DIR", tmp_path)
+    monkeypatch.setenv("RECSYS_AS_OF", "")  # restored (unset) after the test
+    monkeypatch.delenv("RECSYS_AS_OF")
+    catalog = _sync_from_mock(tiny_dataset, tiny_features)
+
+    assert catalog == tmp_path / "catalog" / tiny_dataset.name / config.OFFERS_FILE
+    manifest = json.loads((tiny_features / "test" / "manifest.json").read_text())
+    cutoff = SplitDates.from_dict(manifest["split"]).cutoff
+    assert os.environ["RECSYS_AS_OF"] == cutoff.isoformat()
+    simulated = schema.read_table(tiny_dataset / config.OFFERS_FILE)
+    stored = schema.read_table(catalog)
+    assert sorted(stored["id"]) == sorted(simulated["id"])
+
+    def open_ids(offers: pd.DataFrame) -> set[str]:
+        return set(offers["id"][open_offers(offers, cutoff, cutoff + pd.Timedelta(seconds=1))])
+
+    assert open_ids(simulated) and open_ids(stored) == open_ids(simulated)
+    output = capsys.readouterr().out
+    assert f"added      {len(simulated)}" in output and "rejected   0" in output
+    assert read_state(catalog.parent)["last_complete"]["total"] == len(simulated)
