@@ -83,8 +83,7 @@ class RankerBundle:
 
     def applied_by_user(self) -> dict[str, frozenset[str]]:
         """Each known person's offers applied to before the cutoff, by the model's user id."""
-        grouped = self.applied.groupby("userId", sort=False)["offerId"]
-        return {str(user): frozenset(offers.astype(str)) for user, offers in grouped}
+        return applied_by_user(self.applied)
 
     @property
     def model_name(self) -> str:
@@ -163,6 +162,25 @@ class RankerBundle:
         return [[str(offers.ids[i]) for i in row if i != PAD] for row in ranked]
 
 
+def applied_pairs(feature_set: FeatureSet) -> pd.DataFrame:
+    """(userId, offerId) of every application the feature set learned from, by the model's
+    user ids (anonymous visitors under `features.interactions.ANON_PREFIX`): what a bundle
+    keeps (`APPLIED_FILE`) and the service never lists to that visitor again."""
+    users, offers = feature_set.applies.nonzero()
+    return pd.DataFrame(
+        {
+            "userId": np.asarray(feature_set.user_ids, dtype=object)[users].astype(str),
+            "offerId": np.asarray(feature_set.offer_ids, dtype=object)[offers].astype(str),
+        }
+    )
+
+
+def applied_by_user(pairs: pd.DataFrame) -> dict[str, frozenset[str]]:
+    """`applied_pairs` (or a bundle's `applied`) as each user id's offer ids."""
+    grouped = pairs.groupby("userId", sort=False)["offerId"]
+    return {str(user): frozenset(offers.astype(str)) for user, offers in grouped}
+
+
 def save_bundle(model: Recommender, feature_set: FeatureSet, path: Path | str) -> Path:
     """Write a trained model with the feature set's encoders, manifest and offers into `path`."""
     folder = Path(path)
@@ -171,13 +189,7 @@ def save_bundle(model: Recommender, feature_set: FeatureSet, path: Path | str) -
     feature_set.offer_encoder.save(folder / ENCODERS_DIR)
     feature_set.user_encoder.save(folder / ENCODERS_DIR)
     feature_set.offers.to_parquet(folder / CATALOG_FILE, index=False)
-    users, offers = feature_set.applies.nonzero()
-    pd.DataFrame(
-        {
-            "userId": np.asarray(feature_set.user_ids, dtype=object)[users].astype(str),
-            "offerId": np.asarray(feature_set.offer_ids, dtype=object)[offers].astype(str),
-        }
-    ).to_parquet(folder / APPLIED_FILE, index=False)
+    applied_pairs(feature_set).to_parquet(folder / APPLIED_FILE, index=False)
     payload = {
         "format": FORMAT_VERSION,
         "model": model.name,

@@ -25,6 +25,9 @@ Two paths give the same lists: `ListPolicy.lists` over many people at once (nump
 rows, what evaluation runs) and `ListPolicy.order_pool` over one person's pool (a walk over a
 Python list of at most a few hundred ints, what a lone request runs: the vectorised walk's
 dozens of numpy calls per step cost more than a request's scoring). Tests hold them equal.
+Pages after the first are lists of k made one after the other (`ListPolicy.order_page`, what
+the service answers to an `offset`; `ListPolicy.pages`, the same for many people, what the
+closed-loop replay shows), not slices of one longer list: the caps are those of k.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import scipy.sparse as sp
 
 from recsys import taxonomy
 from recsys.arrays import OfferArrays
-from recsys.ranking import diversify, top_k
+from recsys.ranking import PAD, diversify, top_k
 from recsys.typed_config import DictConfig
 
 POOL_FACTOR = 5  # candidates kept before the caps, per slot of the list
@@ -321,14 +324,50 @@ class ListPolicy(DictConfig):
         Returns:
             Positions into the pool, at most k, best first.
         """
+        return self._pages(publisher, programme, k, offset // k + 1)[-1]
+
+    def _pages(
+        self, publisher: np.ndarray, programme: np.ndarray, k: int, pages: int
+    ) -> list[np.ndarray]:
+        """The first `pages` pages of k of one person's pool (`order_page`), positions into
+        the pool: each page `order_pool` of the best `pool_size(k)` offers the earlier pages
+        did not take."""
         remaining = np.arange(len(publisher))
-        for _ in range(offset // k):  # the earlier pages, each taking its k of the best left
+        out = []
+        for _ in range(pages):
             window = remaining[: self.pool_size(k)]
-            remaining = np.delete(
-                remaining, self.order_pool(publisher[window], programme[window], k)
-            )
-        window = remaining[: self.pool_size(k)]
-        return window[self.order_pool(publisher[window], programme[window], k)]
+            taken = self.order_pool(publisher[window], programme[window], k)
+            out.append(window[taken])
+            remaining = np.delete(remaining, taken)
+        return out
+
+    def pages(
+        self,
+        scores: np.ndarray,
+        masks: np.ndarray,
+        k: int,
+        pages: int,
+        publisher: np.ndarray,
+        programme: np.ndarray,
+        keys: np.ndarray | None,
+    ) -> np.ndarray:
+        """Every person's first `pages` pages of k, one after the other, the batch path of
+        `order_page`: (n_people, pages · k) column positions, page n in slots (n − 1)·k to
+        n·k, each page best first and -1-padded. Page 1 is `lists` of k; page n is what the
+        service answers to a request of k at offset (n − 1)·k.
+
+        Args: as `lists`; `pages`: how many pages (at least 1).
+        """
+        if pages == 1:
+            return self.lists(scores, masks, k, publisher, programme, keys)
+        size = min(self.paged_pool_size(k, (pages - 1) * k), scores.shape[1])
+        pools = top_k(scores, size, masks, keys)
+        out = np.full((len(pools), pages * k), PAD, dtype=np.int64)
+        for i, pool in enumerate(pools):
+            pool = pool[pool != PAD]
+            for n, page in enumerate(self._pages(publisher[pool], programme[pool], k, pages)):
+                out[i, n * k : n * k + len(page)] = pool[page]
+        return out
 
 
 def _capped(order: np.ndarray, group: np.ndarray, k: int, cap: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from recsys import taxonomy
 from recsys.arrays import profile_arrays
 from recsys.geo import haversine_km
 from recsys.policy import ListPolicy, group_codes, tie_keys
+from recsys.ranking import top_k
 from recsys.rules import search_radius_km
 from recsys.schema import read_table
 from recsys.simulation import get_preset, simulate
@@ -42,8 +43,18 @@ from recsys.simulation.truth import (
     preference,
     utility,
 )
+from serving.engine import Engine
 from serving.process import free_port
-from training.replay import ModelPolicy, parse_policies, replay_gate, run_replay
+from serving.schemas import RankRequest
+from serving.settings import REQUEST_CLOCK, Settings
+from training.replay import (
+    SERVED_OFFERS,
+    ModelPolicy,
+    parse_policies,
+    replay_gate,
+    run_replay,
+    write_serving,
+)
 from training.replay_http import ServicePolicy
 
 SEED = 5
@@ -441,29 +452,81 @@ def _first_week_requests(replay: Replay) -> Requests:
 
 
 def test_lists_of_several_lengths_are_the_core_policys(replay: Replay) -> None:
+    """Each row holds the request's pages one after the other, each page the core policy's
+    list of the page's length, as the service makes the page of a request's `offset`
+    (`ListPolicy.order_page`): not a slice of one longer list."""
     oracle = OraclePolicy(replay.world)
     requests = _first_week_requests(replay)
     assert len(np.unique(requests.k)) > 1  # pages of several lengths
+    sizes = replay.world.sessions.size[requests.session].astype(np.int64)
+    assert (requests.k > sizes).any()  # pages after the first
     made = oracle.lists(requests)
     masks = requests.candidates()
     publisher, programme = group_codes(requests.catalog)
+    keys = tie_keys(requests.catalog.ids)
+    policy = ListPolicy()
     for i in range(len(requests)):
         scores = np.where(masks[i], 0.0, np.nan)
         offers_i = np.flatnonzero(masks[i])
         scores[offers_i] = utility(
             replay.world.truth, requests.person[[i] * len(offers_i)], requests.columns[offers_i]
         )
-        alone = ListPolicy().lists(
+        k, size = int(requests.k[i]), int(sizes[i])
+        first = policy.lists(scores[None, :], masks[i : i + 1], size, publisher, programme, keys)
+        np.testing.assert_array_equal(made[i, :size], first[0])
+        pool = top_k(
             scores[None, :],
+            min(policy.paged_pool_size(size, k - size), len(scores)),
             masks[i : i + 1],
-            int(requests.k[i]),
-            publisher,
-            programme,
-            tie_keys(requests.catalog.ids),
+            keys,
         )[0]
-        np.testing.assert_array_equal(made[i, : requests.k[i]], alone)
-        assert (made[i, requests.k[i] :] == -1).all()
+        pool = pool[pool >= 0]
+        for offset in range(0, k, size):
+            page = pool[policy.order_page(publisher[pool], programme[pool], size, offset)]
+            shown = made[i, offset : offset + size]
+            np.testing.assert_array_equal(shown[shown >= 0], page)
+        assert (made[i, k:] == -1).all()
         assert (made[i][made[i] >= 0] < len(requests.columns)).all()
+
+
+def test_a_model_policy_lists_what_the_service_lists(replay: Replay, tmp_path: Path) -> None:
+    """What is evaluated is what is served: over the first replayed week, the hybrid in
+    process (`ModelPolicy`) and a service engine serving the same model, catalog and profiles
+    on the request's clock (what `recsys replay --url` drives over HTTP, `ServicePolicy`'s
+    requests) show every visitor the same page, offer by offer. Both page as the service does
+    (pages after the first are lists made one after the other) and exclude what the visitor
+    applied to as the platform recorded it (the model data's applies, by the key the request
+    carries: anonymous visitors' too), not what the simulated person applied to unseen."""
+    serving = tmp_path / "serving"
+    write_serving(replay, serving)
+    frame = replay.world.offers.frame
+    policy = ModelPolicy(
+        "hybrid", frame, replay.profiles, tmp_path / "work", bundle=serving / "hybrid"
+    )
+    policy.refit(replay.t_start, replay.history())
+    requests = _first_week_requests(replay)
+    made = requests.offers(policy.lists(requests))
+    settings = dataclasses.replace(
+        Settings(),
+        model_uri=str(serving / "hybrid"),
+        catalog=serving / SERVED_OFFERS,
+        profiles=replay.data_dir / "profiles.parquet",
+        as_of=replay.t_start,
+        clock=REQUEST_CLOCK,
+        event_store_url=f"sqlite:///{tmp_path / 'events.db'}",
+    )
+    engine = Engine.start(settings)
+    service = ServicePolicy("http://service", replay)
+    bodies = service.requests(requests)
+    service.close()
+    ids = frame["id"].to_numpy(dtype=object)
+    assert any(body["offset"] for body in bodies)  # pages after the first
+    for i, body in enumerate(bodies):
+        served = [
+            item.offer_id for item in engine.rank(RankRequest.model_validate(body)).response.items
+        ]
+        page = made[i, body["offset"] : body["offset"] + body["k"]]
+        assert served == ids[page[page >= 0]].tolist(), (i, body)
 
 
 class FakeService:

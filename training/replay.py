@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from features.build import build_feature_set
 from features.config import FeatureConfig
 from features.interactions import ANON_PREFIX
 from recsys.arrays import profile_arrays
-from recsys.bundle import save_bundle
+from recsys.bundle import applied_by_user, applied_pairs, save_bundle
 from recsys.config import EVENTS_FILE, OFFERS_FILE, PROFILES_FILE
 from recsys.dataset import OfferBatch, UserBatch
 from recsys.featureset import load_feature_set
@@ -32,6 +33,7 @@ from recsys.models.base import Recommender
 from recsys.policy import ListPolicy, ModelScores
 from recsys.rules import incumbent_scores
 from recsys.schema import write_table
+from recsys.simulation.applications import NO_APPLY
 from recsys.simulation.replay import (
     OfferOraclePolicy,
     OraclePolicy,
@@ -61,6 +63,12 @@ class ModelPolicy:
     """A model of `recsys.models` making the service's lists: its scores over the core's
     candidates through the core list policy (`recsys.policy`: cold-start blend, pool, caps),
     retrained on what it has seen.
+
+    Its exclusions are the service's (`serving.ranking`): what the visitor, by the key the
+    request carries (the `userId`, else the anonymous visitor's key), applied to in the
+    model's data (`recsys.bundle.applied_pairs`, what a bundle keeps) or on the lists it made
+    since (`observe`, what a front reports to /events); not what the simulated person applied
+    to unseen (in a session without their `userId`), which no service can know.
 
     Args:
         name: model name (`recsys.models.MODEL_CLASSES`).
@@ -95,6 +103,8 @@ class ModelPolicy:
         self._model: Recommender | None = None
         self._offers: OfferBatch | None = None
         self._user_encoder = None
+        self._applied: dict[str, frozenset[str]] = {}  # the model data's, by user key
+        self._reported: defaultdict[str, set[str]] = defaultdict(set)  # applied on its lists
         self.fit_seconds: list[float] = []
 
     def refit(self, now: int, events: pd.DataFrame) -> None:
@@ -106,6 +116,7 @@ class ModelPolicy:
         model.train(feature_set.training_data())
         self._offers = OfferBatch.encode(self._offers_frame, feature_set.offer_encoder)
         self._user_encoder = feature_set.user_encoder
+        self._applied = applied_by_user(applied_pairs(feature_set))
         self._model = model
         if self._bundle is not None:
             save_bundle(model, feature_set, self._bundle)
@@ -119,11 +130,10 @@ class ModelPolicy:
         if self._model is None or self._offers is None or self._user_encoder is None:
             raise RuntimeError(f"{self.name}: refit before asking for lists")
         frame = requests.profiles
-        ids = frame["userId"].to_numpy(dtype=object)
-        keys = np.where(requests.identified, ids, ANON_PREFIX + ids.astype(str)).astype(object)
+        keys = _user_keys(requests)
         users = UserBatch(keys, self._user_encoder.transform(frame), profile_arrays(frame))
         offers = self._offers.take(requests.columns)
-        masks = requests.candidates()
+        masks = requests.candidates(self._excluded(requests, keys))
         values = np.asarray(self._model.score(users, offers), dtype=np.float64)
         served = self._policy.served_scores(
             ModelScores(values, masks),
@@ -135,8 +145,34 @@ class ModelPolicy:
         )
         return make_lists(self._policy, served, masks, requests)
 
+    def _excluded(self, requests: Requests, keys: np.ndarray) -> list[np.ndarray]:
+        """Each request's excluded columns: what its visitor applied to, as recorded."""
+        columns = pd.Index(self._offers_frame["id"].to_numpy(dtype=object)[requests.columns])
+        out = []
+        for key in keys.tolist():
+            done = self._applied.get(key, frozenset()) | self._reported.get(key, set())
+            found = columns.get_indexer(list(done)) if done else np.zeros(0, dtype=np.int64)
+            out.append(found[found >= 0])
+        return out
+
     def observe(self, requests: Requests, outcome: Outcome) -> None:
-        """Nothing to do: what the visitors did reaches the model through `refit`."""
+        """Keep the applications drawn on the lists (what a front reports to the service,
+        which never lists those offers to the visitor again); the rest of what the visitors
+        did reaches the model through `refit`."""
+        keys = _user_keys(requests)
+        ids = self._offers_frame["id"].to_numpy(dtype=object)
+        applied = outcome.status != NO_APPLY
+        for r, offer in zip(
+            outcome.request[applied].tolist(), outcome.offer[applied].tolist(), strict=True
+        ):
+            self._reported[keys[r]].add(str(ids[offer]))
+
+
+def _user_keys(requests: Requests) -> np.ndarray:
+    """The key of each request's visitor, as the feature stage keys them and a front sends
+    them: the `userId`, else the anonymous visitor's key (`ANON_PREFIX` + their hash)."""
+    ids = requests.profiles["userId"].to_numpy(dtype=object)
+    return np.where(requests.identified, ids, ANON_PREFIX + ids.astype(str)).astype(object)
 
 
 def make_policy(

@@ -23,7 +23,7 @@ Nothing here changes the generative story: the replay calls the simulator's func
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -80,6 +80,7 @@ class Requests:
     person: np.ndarray  # int64 simulated person
     time: np.ndarray  # int64 epoch seconds of each request
     k: np.ndarray  # int64 list length (the page shown ends there)
+    size: np.ndarray  # int64 page length: the page shown is the list's last `size` slots
     columns: np.ndarray  # int64 offer rows of the week
     allowed: np.ndarray  # (n, n_columns) bool: open at the request's time, surface filters
     applied: sp.csr_matrix  # (n, n_columns): non-zero where a known visitor already applied
@@ -89,11 +90,13 @@ class Requests:
     def __len__(self) -> int:
         return len(self.session)
 
-    def candidates(self) -> np.ndarray:
+    def candidates(self, excluded: sp.spmatrix | Sequence[np.ndarray] | None = None) -> np.ndarray:
         """(n, n_columns) bool: the core's candidates (eligibility at the week's start) within
-        what the surface allows, minus the list policy's exclusions (what was applied to)."""
+        what the surface allows, minus the list policy's exclusions: `excluded` when given
+        (as `recsys.policy.exclude` takes them: what the platform recorded, for a policy that
+        stands for the service), else `applied` (what the simulated person applied to)."""
         mask = candidate_mask(self.catalog, profile_arrays(self.profiles), self.now)
-        return exclude(mask & self.allowed, self.applied)
+        return exclude(mask & self.allowed, self.applied if excluded is None else excluded)
 
     def offers(self, lists: np.ndarray) -> np.ndarray:
         """Lists of column positions (-1 padded) as rows of the world's offers."""
@@ -152,15 +155,17 @@ class ReplayPolicy(Protocol):
 def make_lists(
     policy: ListPolicy, scores: np.ndarray, masks: np.ndarray, requests: Requests
 ) -> np.ndarray:
-    """The core list policy's lists (`ListPolicy.lists`: pool, caps, ties by offer id) of the
-    week's requests from their served `scores` over their candidates `masks`, each row of its
-    own length `requests.k`: (n, max k) positions in `requests.columns`, -1 padded."""
+    """The core list policy's lists (`ListPolicy.pages`: pool, caps, ties by offer id) of the
+    week's requests from their served `scores` over their candidates `masks`, each row its
+    pages of `requests.size` up to `requests.k`, page after page as the service makes them for
+    a request's `offset` (`ListPolicy.order_page`): (n, max k) positions in
+    `requests.columns`, -1 padded."""
     publisher, programme = group_codes(requests.catalog)
     keys = tie_keys(requests.catalog.ids)
     out = np.full((len(requests), int(requests.k.max())), PAD, dtype=np.int64)
-    for size in np.unique(requests.k):
-        rows = np.flatnonzero(requests.k == size)
-        made = policy.lists(scores[rows], masks[rows], int(size), publisher, programme, keys)
+    for size, k in sorted(set(zip(requests.size.tolist(), requests.k.tolist(), strict=True))):
+        rows = np.flatnonzero((requests.size == size) & (requests.k == k))
+        made = policy.pages(scores[rows], masks[rows], size, k // size, publisher, programme, keys)
         out[rows, : made.shape[1]] = made
     return out
 
@@ -567,6 +572,7 @@ class Replay:
             person=person,
             time=sessions.time[served],
             k=sessions.page[served].astype(np.int64) * size,
+            size=size,
             columns=columns,
             allowed=allowed,
             applied=applied,
