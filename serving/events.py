@@ -292,10 +292,10 @@ class EventStore:
         Workers starting together on one database race here, so every statement is a
         `CREATE ... IF NOT EXISTS` (SQLite and PostgreSQL), one table at a time: a worker
         never fails on a table another one created since it looked (`create_all` checks
-        first, then creates, and lost that race about once in a hundred starts of two
-        workers). PostgreSQL can still refuse two identical CREATEs running at the same
-        instant (a unique violation in its catalog); the table then exists, so the
-        statements are run again, at most once per table another worker can have created.
+        first, then creates: docs/operations.md, "Event store"). PostgreSQL can still
+        refuse two identical CREATEs running at the same instant (a unique violation in its
+        catalog); the table then exists, so the statements are run again, at most once per
+        table another worker can have created.
         """
         statements: list[sa.schema.ExecutableDDLElement] = []
         if db_schema:

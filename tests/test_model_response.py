@@ -1,5 +1,5 @@
 """The response model: the shared model tests, the position-bias estimate recovering a known
-bias, and the inverse-propensity labels computed by hand."""
+bias, and the inverse-propensity labels and the quiz matches computed by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from recsys.models.response import ips_labels, position_propensities
+from recsys.arrays import offer_arrays, profile_arrays
+from recsys.models.response import ips_labels, position_propensities, profile_matches
+from tests.fixtures import make_offers_frame, make_profiles_frame
 from tests.model_mixin import ModelTests
 
 
@@ -65,3 +67,37 @@ def test_ips_labels_by_hand() -> None:
 def test_position_bias_needs_a_click_on_top() -> None:
     with pytest.raises(ValueError, match="position 1"):
         position_propensities(np.array([1, 2]), np.array([False, True]), np.array([0, 0]), 2)
+
+
+def testprofile_matches_by_hand() -> None:
+    """Offer 0: sport, two activities (one "aider-accompagner", one "transmettre-animer"), a
+    few hours a week; offer 1: environment, one "aider-accompagner" activity, the same
+    rhythm. Person 0 ticked sport, "aider-accompagner" and a few hours a week; person 1 took
+    no quiz (nothing matches)."""
+    offers = offer_arrays(
+        make_offers_frame(
+            2,
+            domain=["sport", "environnement"],
+            activities=[["accueil-de-public", "animation"], ["accueil-de-public"]],
+        )
+    )
+    profiles = profile_arrays(
+        make_profiles_frame(
+            2,
+            hasQuiz=[True, False],
+            quizDomains=[["sport"], []],
+            quizActivities=[["aider-accompagner"], []],
+            quizRhythm=["quelques-heures-par-semaine", None],
+        )
+    )
+    u = np.array([0, 0, 1, 1])
+    o = np.array([0, 1, 0, 1])
+    expected = np.array(
+        [
+            [1.0, 0.5, 1.0],  # sport ticked; 1 of 2 activities; the rhythm
+            [0.0, 1.0, 1.0],  # environment not ticked; its one activity; the rhythm
+            [0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0],
+        ]
+    )
+    np.testing.assert_array_equal(profile_matches(profiles, offers, u, o), expected)

@@ -18,6 +18,7 @@ from engagement.cli import app
 from recsys import taxonomy
 from recsys.arrays import profile_arrays
 from recsys.geo import haversine_km
+from recsys.models.response import user_features
 from recsys.policy import ListPolicy, group_codes, tie_keys
 from recsys.ranking import top_k
 from recsys.rules import search_radius_km
@@ -30,6 +31,7 @@ from recsys.simulation.replay import (
     OfferOraclePolicy,
     OraclePolicy,
     Outcome,
+    ProfileOraclePolicy,
     Replay,
     Requests,
     RunResult,
@@ -37,8 +39,11 @@ from recsys.simulation.replay import (
 from recsys.simulation.replay_summary import interval, projection, ratio, summarise
 from recsys.simulation.simulator import build_world
 from recsys.simulation.truth import (
+    N_DOMAINS,
+    N_QUIZ_ACTIVITIES,
     distance_term,
     expected_utility,
+    person_terms,
     population_quantiles,
     preference,
     utility,
@@ -264,7 +269,7 @@ class Blindfolded:
 
     learns = False
 
-    def __init__(self, inner: OfferOraclePolicy) -> None:
+    def __init__(self, inner: OfferOraclePolicy | ProfileOraclePolicy) -> None:
         self.inner = inner
         self.name = inner.name
 
@@ -282,6 +287,74 @@ class Blindfolded:
 def test_the_offer_oracle_never_reads_who_is_behind_a_session(replay: Replay) -> None:
     offer_oracle = OfferOraclePolicy(replay.world)
     _same(replay.run(offer_oracle, 0), replay.run(Blindfolded(offer_oracle), 0))
+
+
+def test_the_profile_oracle_never_reads_who_is_behind_a_session(replay: Replay) -> None:
+    profile_oracle = ProfileOraclePolicy(replay.world)
+    _same(replay.run(profile_oracle, 0), replay.run(Blindfolded(profile_oracle), 0))
+
+
+def test_the_profile_oracle_scores_by_hand(replay: Replay) -> None:
+    """The person's terms read from their profile by ridge least squares over the population
+    (solved here as the augmented least-squares problem [X; √λ I] B = [Y; 0], another route
+    to the same minimiser), then the utility's formula written out term by term, plus the
+    distance term from the request's place; a request without a place takes each offer's
+    mean distance term over the population (all of it: the tiny world is smaller than the
+    sample). The two routes agree to rounding: 1e-9 against terms of order 1."""
+    world = replay.world
+    truth, w = world.truth, world.truth.weights
+    profile_oracle = ProfileOraclePolicy(world)
+    requests = _first_week_requests(replay)
+    profiles = requests.profiles.copy()
+    profiles.loc[profiles.index[0], ["lat", "lon", "postalCode", "departmentCode"]] = None
+    requests = dataclasses.replace(requests, profiles=profiles)
+    scores = profile_oracle.scores(requests)
+
+    frame = world.people.frame
+    x = user_features(profile_arrays(frame))
+    y = person_terms(truth, truth.person_index(frame["userId"].to_numpy())).matrix()
+    ridge = ProfileOraclePolicy.RIDGE * float((x * x).sum()) / x.shape[1]
+    reading = np.linalg.lstsq(
+        np.vstack([x, np.sqrt(ridge) * np.eye(x.shape[1])]),
+        np.vstack([y, np.zeros((x.shape[1], y.shape[1]))]),
+        rcond=None,
+    )[0]
+    arrays = profile_arrays(profiles)
+    terms = user_features(arrays) @ reading
+    edges = np.cumsum([N_DOMAINS, N_QUIZ_ACTIVITIES, len(taxonomy.PROGRAMMES), 1])
+    offers = requests.columns
+    o = truth.offers
+
+    def liking(row: int) -> np.ndarray:
+        log_domain, log_activity, programme, pay, rhythm = np.split(terms[row], edges)
+        return (
+            w.domain * log_domain[o.domain[offers]]
+            + w.activity * o.activity_mix[offers] @ log_activity
+            + programme[o.programme[offers]]
+            + w.pay * pay[0] * o.paid[offers]
+            + w.rhythm * rhythm[o.rhythm[offers]]
+            + w.quality * o.quality[offers]
+        )
+
+    p = truth.people
+    everyone = distance_term(truth, p.lat[:, None], p.lon[:, None], p.radius_km[:, None], offers)
+    np.testing.assert_allclose(scores[0], liking(0) + everyone.mean(axis=0), atol=1e-9)
+    located = np.flatnonzero(np.isfinite(arrays.lat))
+    i = int(located[0])
+    radius = float(search_radius_km(arrays)[i])
+    on_site = -w.distance * np.log1p(
+        haversine_km(arrays.lat[i], arrays.lon[i], o.lat[offers], o.lon[offers]) / radius
+    )
+    remote = o.remote[offers]
+    distance = np.select(
+        [
+            remote == taxonomy.REMOTE_VALUES.index("full"),
+            remote == taxonomy.REMOTE_VALUES.index("possible"),
+        ],
+        [np.full(len(offers), w.remote_full), w.remote_possible_share * on_site],
+        on_site,
+    )
+    np.testing.assert_allclose(scores[i], liking(i) + distance, atol=1e-9)
 
 
 def _expected_by_hand(

@@ -38,6 +38,7 @@ from recsys.simulation.replay import (
     OfferOraclePolicy,
     OraclePolicy,
     Outcome,
+    ProfileOraclePolicy,
     Replay,
     ReplayPolicy,
     Requests,
@@ -51,6 +52,7 @@ from training.replay_http import ServicePolicy
 ORACLES: dict[str, Callable[[Any], ReplayPolicy]] = {
     OraclePolicy.name: OraclePolicy,
     OfferOraclePolicy.name: OfferOraclePolicy,
+    ProfileOraclePolicy.name: ProfileOraclePolicy,
 }
 GATE_FIGURE = "applications_per_1000_lists"  # what `replay_gate` judges by
 SERVED_OFFERS = "offers.parquet"  # in `--serving-dir`: the catalog of a replay over HTTP

@@ -20,7 +20,8 @@ def replay(
         str | None,
         typer.Option(
             help="Comma-separated policies: model names, oracle (knows the person) and/or "
-            "offer_oracle (knows every offer, nobody in particular) "
+            "offer_oracle (knows every offer, nobody in particular), profile_oracle (every "
+            "offer, and the person as well as their profile tells) "
             f"[default: {DEFAULT_POLICIES}]."
         ),
     ] = None,

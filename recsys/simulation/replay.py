@@ -39,6 +39,7 @@ from recsys.candidates import candidate_mask, open_during
 from recsys.config import EVENTS_FILE, PROFILES_FILE
 from recsys.featureset import aligned_profiles
 from recsys.geo import unit_vectors
+from recsys.models.response import user_features
 from recsys.policy import ListPolicy, exclude, group_codes, tie_keys
 from recsys.ranking import PAD
 from recsys.rules import search_radius_km
@@ -54,7 +55,14 @@ from recsys.simulation.simulator import (
     build_world,
     read_manifest,
 )
-from recsys.simulation.truth import distance_term, population_quantiles, utility
+from recsys.simulation.truth import (
+    PersonTerms,
+    distance_term,
+    person_terms,
+    population_quantiles,
+    preference_of,
+    utility,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +275,78 @@ class OfferOraclePolicy:
 
     def observe(self, requests: Requests, outcome: Outcome) -> None:
         """Nothing to do: the offer oracle knows the offers' truth."""
+
+
+class ProfileOraclePolicy:
+    """What a profile can tell of the person, read as well as a linear reading can: every
+    offer's truth, as the offer oracle knows it, and the person's side of the preference
+    (`truth.PersonTerms`: interests, aspiration, age, rhythm) estimated from what the
+    request's profile says, the response model's person features (`user_features`: quiz,
+    motivations, age band...), by a least-squares map fitted on the whole simulated
+    population's truth. It never reads who is behind a session; an anonymous request (a place
+    and a radius) gets the population's mean person.
+
+    Requests rank by the estimated utility: that preference plus the distance term from the
+    request's place and radius, or the offer's mean distance term over the population where
+    the request has no place. It is a reference for what learning from first-visit profiles
+    could reach, not a bound: a better reading than a linear one may exist.
+    """
+
+    name = "profile_oracle"
+    learns = False
+    RIDGE = 1e-3  # relative to the mean squared feature: keeps rare profile cells finite
+    PLACELESS_SAMPLE = 2_000  # people over whom an offer's mean distance term is taken
+    ROWS = 256  # requests scored at a time: bounds the (rows, columns) arrays
+
+    def __init__(self, world: World, policy: ListPolicy | None = None) -> None:
+        truth = world.truth
+        self._truth = truth
+        self._policy = policy if policy is not None else ListPolicy()
+        frame = world.people.frame
+        features = user_features(profile_arrays(frame))
+        target = person_terms(truth, truth.person_index(frame["userId"].to_numpy())).matrix()
+        gram = features.T @ features
+        penalty = self.RIDGE * np.trace(gram) / len(gram)
+        self._reading = np.linalg.solve(gram + penalty * np.eye(len(gram)), features.T @ target)
+        rng = np.random.default_rng(0)
+        n_people = len(truth.people)
+        people = rng.choice(n_people, min(self.PLACELESS_SAMPLE, n_people), replace=False)
+        p = truth.people
+        everywhere = distance_term(
+            truth,
+            p.lat[people, None],
+            p.lon[people, None],
+            p.radius_km[people, None],
+            np.arange(len(truth.offers))[None, :],
+        )
+        self._placeless = np.nanmean(everywhere, axis=0)
+
+    def scores(self, requests: Requests) -> np.ndarray:
+        """(n, n_columns) the estimated utility of every column for every request."""
+        arrays = profile_arrays(requests.profiles)
+        terms = PersonTerms.from_matrix(user_features(arrays) @ self._reading)
+        radius = search_radius_km(arrays)
+        columns = requests.columns[None, :]
+        out = np.empty((len(requests), len(requests.columns)))
+        for start in range(0, len(requests), self.ROWS):
+            rows = np.arange(start, min(start + self.ROWS, len(requests)))[:, None]
+            distance = distance_term(
+                self._truth, arrays.lat[rows], arrays.lon[rows], radius[rows], columns
+            )
+            distance = np.where(np.isfinite(distance), distance, self._placeless[columns])
+            out[rows[:, 0]] = preference_of(self._truth, terms, rows, columns) + distance
+        return out
+
+    def lists(self, requests: Requests) -> np.ndarray:
+        mask = requests.candidates()
+        scores = np.where(mask, self.scores(requests), np.nan)
+        return make_lists(self._policy, scores, mask, requests)
+
+    def refit(self, now: int, events: pd.DataFrame) -> None:
+        raise NotImplementedError("the profile oracle does not learn")
+
+    def observe(self, requests: Requests, outcome: Outcome) -> None:
+        """Nothing to do: the profile oracle's reading is fitted once, on the truth."""
 
 
 @dataclass

@@ -156,29 +156,78 @@ def utility(truth: Truth, people: np.ndarray, offers: np.ndarray) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class PersonTerms:
+    """Per person, the vectors the preference is linear in, rows aligned with some people:
+    read from the hidden traits (`person_terms`), or estimated from what a profile says of
+    them (the replay's profile oracle), and combined with the offers by `preference_of`."""
+
+    log_domain: np.ndarray  # (n, N_DOMAINS) log(20 θ + floor)
+    log_activity: np.ndarray  # (n, N_QUIZ_ACTIVITIES) log(6 ψ + floor)
+    programme: np.ndarray  # (n, programmes) w_programme · PROGRAMME_FIT + w_age · AGE_FIT
+    pay: np.ndarray  # (n,) PAY_PREFERENCE of the aspiration
+    rhythm: np.ndarray  # (n, rhythms) one-hot preferred rhythm
+
+    def matrix(self) -> np.ndarray:
+        """The terms side by side, (n, width): what `from_matrix` reads back."""
+        return np.column_stack(
+            [self.log_domain, self.log_activity, self.programme, self.pay, self.rhythm]
+        )
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> PersonTerms:
+        """Terms from `matrix`'s columns, in `matrix`'s order."""
+        widths = np.cumsum([N_DOMAINS, N_QUIZ_ACTIVITIES, len(taxonomy.PROGRAMMES), 1])
+        return cls(
+            log_domain=matrix[:, : widths[0]],
+            log_activity=matrix[:, widths[0] : widths[1]],
+            programme=matrix[:, widths[1] : widths[2]],
+            pay=matrix[:, widths[2]],
+            rhythm=matrix[:, widths[3] :],
+        )
+
+
+def person_terms(truth: Truth, people: np.ndarray) -> PersonTerms:
+    """The preference's person terms of the `people` rows (1-d), from their hidden traits."""
+    p, w = truth.people, truth.weights
+    people = np.asarray(people)
+    band = np.searchsorted(AGE_BAND_EDGES, p.age[people], side="right")
+    rhythm = np.zeros((len(people), len(taxonomy.RHYTHMS)))
+    rhythm[np.arange(len(people)), p.rhythm[people]] = 1.0
+    return PersonTerms(
+        log_domain=np.log(N_DOMAINS * p.domain_interest[people] + INTEREST_FLOOR),
+        log_activity=np.log(N_QUIZ_ACTIVITIES * p.activity_interest[people] + INTEREST_FLOOR),
+        programme=w.programme * PROGRAMME_FIT[p.aspiration[people]] + w.age * AGE_FIT[band],
+        pay=PAY_PREFERENCE[p.aspiration[people]],
+        rhythm=rhythm,
+    )
+
+
 def preference(truth: Truth, people: np.ndarray, offers: np.ndarray) -> np.ndarray:
     """Every term of the utility but the distance one, broadcast as in `utility`: what the
     person's hidden traits and the offer's quality say, wherever the person stands."""
-    p, o, w = truth.people, truth.offers, truth.weights
-    people, offers = np.asarray(people), np.asarray(offers)
-    # Logs on each distinct person's interests, then gathered: never a log per cell.
+    people = np.asarray(people)
+    # Terms (logs) of each distinct person, then gathered: never a log per cell.
     rows, inverse = np.unique(people, return_inverse=True)
-    inverse = inverse.reshape(people.shape)
-    log_domain = np.log(N_DOMAINS * p.domain_interest[rows] + INTEREST_FLOOR)
-    log_activity = np.log(N_QUIZ_ACTIVITIES * p.activity_interest[rows] + INTEREST_FLOOR)
-    domain_term = log_domain[inverse, o.domain[offers]]
+    return preference_of(truth, person_terms(truth, rows), inverse.reshape(people.shape), offers)
+
+
+def preference_of(
+    truth: Truth, terms: PersonTerms, people: np.ndarray, offers: np.ndarray
+) -> np.ndarray:
+    """The preference of `terms`' rows `people` for the `offers` rows, broadcast as in
+    `utility`: the module's formula, with the person's side given as `PersonTerms`."""
+    o, w = truth.offers, truth.weights
+    people, offers = np.asarray(people), np.asarray(offers)
     activity_term = np.zeros(np.broadcast_shapes(people.shape, offers.shape))
     for k in range(N_QUIZ_ACTIVITIES):
-        activity_term = activity_term + o.activity_mix[offers, k] * log_activity[inverse, k]
-    programme = o.programme[offers]
-    band = np.searchsorted(AGE_BAND_EDGES, p.age[people], side="right")
+        activity_term = activity_term + o.activity_mix[offers, k] * terms.log_activity[people, k]
     return (
-        w.domain * domain_term
+        w.domain * terms.log_domain[people, o.domain[offers]]
         + w.activity * activity_term
-        + w.programme * PROGRAMME_FIT[p.aspiration[people], programme]
-        + w.age * AGE_FIT[band, programme]
-        + w.pay * PAY_PREFERENCE[p.aspiration[people]] * o.paid[offers]
-        + w.rhythm * (p.rhythm[people] == o.rhythm[offers])
+        + terms.programme[people, o.programme[offers]]
+        + w.pay * terms.pay[people] * o.paid[offers]
+        + w.rhythm * terms.rhythm[people, o.rhythm[offers]]
         + w.quality * o.quality[offers]
     )
 
