@@ -41,6 +41,7 @@ from recsys.simulation.simulator import build_world
 from recsys.simulation.truth import (
     N_DOMAINS,
     N_QUIZ_ACTIVITIES,
+    Truth,
     distance_term,
     expected_utility,
     person_terms,
@@ -303,12 +304,8 @@ def test_the_profile_oracle_scores_by_hand(replay: Replay) -> None:
     sample). The two routes agree to rounding: 1e-9 against terms of order 1."""
     world = replay.world
     truth, w = world.truth, world.truth.weights
-    profile_oracle = ProfileOraclePolicy(world)
-    requests = _first_week_requests(replay)
-    profiles = requests.profiles.copy()
-    profiles.loc[profiles.index[0], ["lat", "lon", "postalCode", "departmentCode"]] = None
-    requests = dataclasses.replace(requests, profiles=profiles)
-    scores = profile_oracle.scores(requests)
+    requests = _first_request_placeless(replay)
+    scores = ProfileOraclePolicy(world).scores(requests)
 
     frame = world.people.frame
     x = user_features(profile_arrays(frame))
@@ -319,7 +316,7 @@ def test_the_profile_oracle_scores_by_hand(replay: Replay) -> None:
         np.vstack([y, np.zeros((x.shape[1], y.shape[1]))]),
         rcond=None,
     )[0]
-    arrays = profile_arrays(profiles)
+    arrays = profile_arrays(requests.profiles)
     terms = user_features(arrays) @ reading
     edges = np.cumsum([N_DOMAINS, N_QUIZ_ACTIVITIES, len(taxonomy.PROGRAMMES), 1])
     offers = requests.columns
@@ -339,8 +336,28 @@ def test_the_profile_oracle_scores_by_hand(replay: Replay) -> None:
     p = truth.people
     everyone = distance_term(truth, p.lat[:, None], p.lon[:, None], p.radius_km[:, None], offers)
     np.testing.assert_allclose(scores[0], liking(0) + everyone.mean(axis=0), atol=1e-9)
+    i, distance = _located_distance_by_hand(truth, requests)
+    np.testing.assert_allclose(scores[i], liking(i) + distance, atol=1e-9)
+
+
+def _first_request_placeless(replay: Replay) -> Requests:
+    """The first week's served requests, the first one stripped of its place."""
+    requests = _first_week_requests(replay)
+    profiles = requests.profiles.copy()
+    profiles.loc[profiles.index[0], ["lat", "lon", "postalCode", "departmentCode"]] = None
+    assert np.isnan(profile_arrays(profiles).lat[0])  # nowhere to place it
+    return dataclasses.replace(requests, profiles=profiles)
+
+
+def _located_distance_by_hand(truth: Truth, requests: Requests) -> tuple[int, np.ndarray]:
+    """The first located request and the utility's distance term of each of the week's
+    offers from its place and radius, written out: −w · log(1 + d / radius) on site, times
+    the remote-possible share, the fully-remote constant."""
+    arrays = profile_arrays(requests.profiles)
     located = np.flatnonzero(np.isfinite(arrays.lat))
+    assert located.size > 0
     i = int(located[0])
+    w, o, offers = truth.weights, truth.offers, requests.columns
     radius = float(search_radius_km(arrays)[i])
     on_site = -w.distance * np.log1p(
         haversine_km(arrays.lat[i], arrays.lon[i], o.lat[offers], o.lon[offers]) / radius
@@ -354,7 +371,7 @@ def test_the_profile_oracle_scores_by_hand(replay: Replay) -> None:
         [np.full(len(offers), w.remote_full), w.remote_possible_share * on_site],
         on_site,
     )
-    np.testing.assert_allclose(scores[i], liking(i) + distance, atol=1e-9)
+    return i, distance
 
 
 def _expected_by_hand(
@@ -378,12 +395,8 @@ def test_the_offer_oracle_scores_by_hand(replay: Replay) -> None:
     f'', is below 1e-3 of f for these sigmoids (f''/f < 3)."""
     world = replay.world
     truth, rates, noise = world.truth, world.config.rates, world.config.weights.noise
-    offer_oracle = OfferOraclePolicy(world)
-    requests = _first_week_requests(replay)
-    profiles = requests.profiles.copy()
-    profiles.loc[profiles.index[0], ["lat", "lon", "postalCode", "departmentCode"]] = None
-    requests = dataclasses.replace(requests, profiles=profiles)
-    scores = offer_oracle.scores(requests)
+    requests = _first_request_placeless(replay)
+    scores = OfferOraclePolicy(world).scores(requests)
     preferences, utilities = population_quantiles(truth, OfferOraclePolicy.QUANTILE_LEVELS)
     offers = requests.columns
     w = truth.weights
@@ -395,23 +408,7 @@ def test_the_offer_oracle_scores_by_hand(replay: Replay) -> None:
         _expected_by_hand(rates, noise, utilities[offers]),
     )
     np.testing.assert_allclose(scores[0], placeless, rtol=1e-3)
-    arrays = profile_arrays(profiles)
-    assert np.isnan(arrays.lat[0])  # nowhere to place it
-    located = np.flatnonzero(np.isfinite(arrays.lat))
-    assert located.size > 0
-    i = int(located[0])
-    radius = float(search_radius_km(arrays)[i])
-    on_site = -w.distance * np.log1p(
-        haversine_km(
-            arrays.lat[i], arrays.lon[i], truth.offers.lat[offers], truth.offers.lon[offers]
-        )
-        / radius
-    )
-    by_hand = np.select(
-        [full, remote == taxonomy.REMOTE_VALUES.index("possible")],
-        [np.full(len(offers), w.remote_full), w.remote_possible_share * on_site],
-        on_site,
-    )
+    i, by_hand = _located_distance_by_hand(truth, requests)
     near = by_hand >= OfferOraclePolicy.DISTANCE_GRID[0]  # farther ones are clipped
     assert near.sum() > 0
     expected = _expected_by_hand(rates, noise, preferences[offers] + by_hand[:, None])
